@@ -1,0 +1,158 @@
+"""The services' internal API: message types and ONE typed client per service, shared by every caller.
+
+Each client is the remote implementation of a context: the orders service and the gateway call it as they would call
+``shop`` in-process, except that it can also fail in transport (:class:`~plumbing.client.RemoteCallError`, whose
+outcome is unknown). Error replies are turned back into the domain error they came from, once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, TypeVar
+
+import msgspec
+
+from plumbing import tracing
+from plumbing.client import Reply, Transport
+from plumbing.contract import Id, LineIn, NewDeposit, NewUser, NotificationList
+from plumbing.web import JSON, decode, error_from_body
+from shop.inventory import Line, PricedLine
+from shop.users import User
+
+T = TypeVar("T")
+
+
+class UserRecord(msgspec.Struct):
+    id: int
+    email: str
+    name: str
+
+
+class Balance(msgspec.Struct):
+    user_id: int
+    balance_cents: int
+
+
+class ChargeIn(msgspec.Struct):
+    order_id: Id
+    user_id: Id
+    amount_cents: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
+class ChargeOut(msgspec.Struct):
+    order_id: int
+    status: str
+
+
+class ReserveIn(msgspec.Struct):
+    order_id: Id
+    items: list[LineIn]
+
+
+class PricedLineOut(msgspec.Struct):
+    product_id: int
+    quantity: int
+    price_cents: int
+
+
+class ReservationOut(msgspec.Struct):
+    order_id: int
+    status: str
+    items: list[PricedLineOut]
+
+
+class NotifyIn(msgspec.Struct):
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    user_id: Id
+    order_id: Id | None
+    message: Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class Delivered(msgspec.Struct):
+    key: str
+    created: bool
+
+
+def priced_out(lines: Sequence[PricedLine]) -> list[PricedLineOut]:
+    return [PricedLineOut(p.product_id, p.quantity, p.price_cents) for p in lines]
+
+
+class Client:
+    """Calls one service: JSON in and out, trace context propagated, error replies raised as domain errors."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        payload: object = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        raw: bytes | None = None,
+    ) -> Reply:
+        """Send ``payload`` encoded as JSON (or ``raw``, already encoded); an error reply raises its domain error."""
+        body = raw if raw is not None else (msgspec.json.encode(payload) if payload is not None else None)
+        sent = {"content-type": JSON} if body is not None else {}
+        if headers:
+            sent.update(headers)
+        parent = tracing.current()
+        if parent is not None:
+            sent["traceparent"] = parent
+        reply = await self.transport.request(method, path, body=body, headers=sent)
+        if reply.status >= 400:
+            raise error_from_body(reply.status, reply.body)
+        return reply
+
+    async def get(self, path: str, type_: type[T]) -> T:
+        return decode((await self.call("GET", path)).body, type_)
+
+    async def post(self, path: str, payload: object, type_: type[T], headers: Mapping[str, str] | None = None) -> T:
+        return decode((await self.call("POST", path, payload, headers)).body, type_)
+
+
+class UsersClient(Client):
+    async def register(self, body: NewUser) -> User:
+        record = await self.post("/users", body, UserRecord)
+        return User(record.id, record.email, record.name)
+
+    async def get_user(self, user_id: int) -> User:
+        record = await self.get(f"/users/{user_id}", UserRecord)
+        return User(record.id, record.email, record.name)
+
+
+class PaymentsClient(Client):
+    async def balance(self, user_id: int) -> int:
+        return (await self.get(f"/wallets/{user_id}", Balance)).balance_cents
+
+    async def deposit(self, user_id: int, amount_cents: int) -> int:
+        reply = await self.post(f"/wallets/{user_id}/deposits", NewDeposit(amount_cents), Balance)
+        return reply.balance_cents
+
+    async def charge(self, order_id: int, user_id: int, amount_cents: int) -> str:
+        return (await self.post("/charges", ChargeIn(order_id, user_id, amount_cents), ChargeOut)).status
+
+    async def refund(self, order_id: int) -> str:
+        return (await self.post(f"/charges/{order_id}/refund", None, ChargeOut)).status
+
+
+class InventoryClient(Client):
+    async def reserve(self, order_id: int, lines: Sequence[Line]) -> list[PricedLine]:
+        items = [LineIn(line.product_id, line.quantity) for line in lines]
+        reply = await self.post("/reservations", ReserveIn(order_id, items), ReservationOut)
+        return [PricedLine(p.product_id, p.quantity, p.price_cents) for p in reply.items]
+
+    async def commit(self, order_id: int) -> str:
+        return (await self.post(f"/reservations/{order_id}/commit", None, ReservationOut)).status
+
+    async def release(self, order_id: int) -> str:
+        return (await self.post(f"/reservations/{order_id}/release", None, ReservationOut)).status
+
+
+class NotificationsClient(Client):
+    async def deliver(self, note: NotifyIn) -> bool:
+        return (await self.post("/notifications", note, Delivered)).created
+
+    async def for_user(self, user_id: int) -> NotificationList:
+        return await self.get(f"/users/{user_id}/notifications", NotificationList)

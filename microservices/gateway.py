@@ -1,0 +1,94 @@
+"""The gateway: the public API of DESIGN.md in front of the services.
+
+Replies whose shape the service already gives (catalog, products, orders) are passed through byte for byte; the others
+are composed from several services (a user and the wallet balance). Refusals of a service come back as the same domain
+error and are rendered by the same table as in the monolith, so both topologies answer identically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from microservices.api import Client, NotificationsClient, PaymentsClient, UsersClient
+from plumbing import contract
+from plumbing.host import ComponentContext
+from plumbing.web import JSON, Handler, build_app, json_response, path_id, read_body, read_json
+
+
+class Gateway:
+    def __init__(self, ctx: ComponentContext) -> None:
+        self.users = UsersClient(ctx.peer("users"))
+        self.payments = PaymentsClient(ctx.peer("payments"))
+        self.inventory = Client(ctx.peer("inventory"))
+        self.notifications = NotificationsClient(ctx.peer("notifications"))
+        self.orders = Client(ctx.peer("orders"))
+        self.ready = False
+        self.app: Starlette = build_app("gateway", contract.bind(self._handlers()), ready=lambda: self.ready)
+
+    async def startup(self) -> None:
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+
+    def _handlers(self) -> dict[str, Handler]:
+        async def register(request: Request) -> Response:
+            user = await self.users.register(await read_json(request, contract.NewUser))
+            return json_response(contract.user_out(user, 0), 201)
+
+        async def get_user(request: Request) -> Response:
+            user_id = path_id(request, "user_id")
+            user, balance = await asyncio.gather(self.users.get_user(user_id), self.payments.balance(user_id))
+            return json_response(contract.user_out(user, balance))
+
+        async def deposit(request: Request) -> Response:
+            body = await read_json(request, contract.NewDeposit)
+            user = await self.users.get_user(path_id(request, "user_id"))
+            balance = await self.payments.deposit(user.id, body.amount_cents)
+            return json_response(contract.BalanceOut(user.id, balance), 201)
+
+        async def list_products(request: Request) -> Response:
+            query = request.url.query
+            return await passthrough(self.inventory, "GET", "/products" + (f"?{query}" if query else ""))
+
+        async def get_product(request: Request) -> Response:
+            return await passthrough(self.inventory, "GET", f"/products/{path_id(request, 'product_id')}")
+
+        async def checkout(request: Request) -> Response:
+            key = request.headers.get("idempotency-key")
+            headers = {"idempotency-key": key} if key is not None else None
+            return await passthrough(self.orders, "POST", "/orders", await read_body(request), headers)
+
+        async def get_order(request: Request) -> Response:
+            return await passthrough(self.orders, "GET", f"/orders/{path_id(request, 'order_id')}")
+
+        async def notifications(request: Request) -> Response:
+            user = await self.users.get_user(path_id(request, "user_id"))
+            return json_response(await self.notifications.for_user(user.id))
+
+        return {
+            "register": register,
+            "get_user": get_user,
+            "deposit": deposit,
+            "list_products": list_products,
+            "get_product": get_product,
+            "checkout": checkout,
+            "get_order": get_order,
+            "notifications": notifications,
+        }
+
+
+async def passthrough(
+    client: Client, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    """Forward a request whose reply already has the public shape; error replies are raised as domain errors."""
+    reply = await client.call(method, path, headers=headers, raw=body)
+    return Response(reply.body, reply.status, media_type=JSON)
+
+
+def build(ctx: ComponentContext) -> Gateway:
+    return Gateway(ctx)

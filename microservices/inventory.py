@@ -1,0 +1,100 @@
+"""The inventory service: the catalog and reservations keyed by order id."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from microservices.api import ReservationOut, ReserveIn, priced_out
+from microservices.service import Service
+from plumbing import contract
+from plumbing.host import ComponentContext
+from plumbing.web import Endpoint, Handler, json_response, path_id, query_int, read_json
+from shop import inventory
+from shop.db import UnitOfWork
+from shop.inventory import Inventory, Line
+from shop.seed import SeedSpec, catalog
+
+
+def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
+    if Inventory(conn).page(1, 0)[1] == 0:
+        Inventory(conn).seed(catalog(spec))
+
+
+def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
+    async def list_products(request: Request) -> Response:
+        limit = query_int(request, "limit", 20, 1, inventory.MAX_PAGE)
+        offset = query_int(request, "offset", 0, 0, 2**62)
+        products, total = Inventory(conn).page(limit, offset)
+        return json_response(contract.page_out(products, limit, offset, total))
+
+    async def get_product(request: Request) -> Response:
+        return json_response(contract.product_out(Inventory(conn).get(path_id(request, "product_id"))))
+
+    async def reserve(request: Request) -> Response:
+        body = await read_json(request, ReserveIn)
+        lines = [Line(item.product_id, item.quantity) for item in body.items]
+        with UnitOfWork(conn) as uow:
+            priced = Inventory(conn).reserve(body.order_id, lines)
+            uow.commit()
+        return json_response(ReservationOut(body.order_id, "HELD", priced_out(priced)), 201)
+
+    def transition(step: str) -> Handler:
+        async def handler(request: Request) -> Response:
+            order_id = path_id(request, "order_id")
+            stock = Inventory(conn)
+            with UnitOfWork(conn) as uow:
+                if step == "commit":
+                    stock.commit(order_id)
+                else:
+                    stock.release(order_id)
+                uow.commit()
+            status = stock.reservation_status(order_id) or "RELEASED"
+            return json_response(ReservationOut(order_id, status, priced_out(stock.lines(order_id))))
+
+        return handler
+
+    return [
+        Endpoint(
+            "GET",
+            "/products",
+            list_products,
+            "A page of the catalog",
+            None,
+            {200: contract.ProductPage, 422: None},
+            contract.PAGE_QUERY,
+        ),
+        Endpoint(
+            "GET", "/products/{product_id}", get_product, "One product", None, {200: contract.ProductOut, 404: None}
+        ),
+        Endpoint(
+            "POST",
+            "/reservations",
+            reserve,
+            "Hold stock for an order (idempotent by order id)",
+            ReserveIn,
+            {201: ReservationOut, 404: None, 409: None, 422: None},
+        ),
+        Endpoint(
+            "POST",
+            "/reservations/{order_id}/commit",
+            transition("commit"),
+            "Turn held stock into a sale (idempotent)",
+            None,
+            {200: ReservationOut, 409: None},
+        ),
+        Endpoint(
+            "POST",
+            "/reservations/{order_id}/release",
+            transition("release"),
+            "Give held stock back (idempotent; leaves a tombstone when nothing was held)",
+            None,
+            {200: ReservationOut, 409: None},
+        ),
+    ]
+
+
+def build(ctx: ComponentContext) -> Service:
+    return Service(ctx, [inventory.SCHEMA], endpoints, seed)

@@ -1,0 +1,92 @@
+"""The orders service: the checkout saga, the saga's recovery loop, and the notification outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from microservices.api import InventoryClient, NotificationsClient, NotifyIn, PaymentsClient, UsersClient
+from microservices.saga import Saga
+from microservices.service import Service
+from plumbing import contract
+from plumbing.host import ComponentContext
+from plumbing.outbox import OutboxRelay
+from plumbing.web import Endpoint, json_response, path_id, read_json
+from shop import orders
+from shop.orders import Orders, OutboxItem
+
+log = logging.getLogger(__name__)
+
+
+class OrdersService(Service):
+    def __init__(self, ctx: ComponentContext) -> None:
+        super().__init__(ctx, [orders.SCHEMA], lambda conn: self._endpoints())
+        self.notifications = NotificationsClient(ctx.peer("notifications"))
+        self.relay = OutboxRelay(self.conn, self._deliver)
+        self.saga = Saga(
+            self.conn,
+            UsersClient(ctx.peer("users")),
+            InventoryClient(ctx.peer("inventory")),
+            PaymentsClient(ctx.peer("payments")),
+            on_confirmed=self.relay.wake,
+        )
+        # A saga's calls take at most 4 call timeouts; an order untouched for longer is stuck, not in flight.
+        self.stale_after = 4 * ctx.config.call_timeout + 1.0
+        self._recovery: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        await super().startup()
+        self.relay.start()
+        self._recovery = asyncio.get_running_loop().create_task(self._recover_forever(), name="saga-recovery")
+
+    async def shutdown(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
+        await self.relay.stop()
+        await super().shutdown()
+
+    async def _recover_forever(self) -> None:
+        # At start-up nothing of this process is in flight: every PENDING order is resumed or compensated now.
+        stale_after = 0.0
+        while True:
+            try:
+                await self.saga.recover(stale_after)
+            except Exception:
+                log.exception("saga recovery pass failed")
+            stale_after = self.stale_after
+            await asyncio.sleep(1.0)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        await self.notifications.deliver(NotifyIn(item.key, item.user_id, item.order_id, item.message))
+
+    def _endpoints(self) -> list[Endpoint]:
+        async def checkout(request: Request) -> Response:
+            body = await read_json(request, contract.NewOrder)
+            order, _ = await self.saga.checkout(body.user_id, body.lines(), request.headers.get("idempotency-key"))
+            return json_response(contract.order_out(order), 201)
+
+        async def get_order(request: Request) -> Response:
+            return json_response(contract.order_out(Orders(self.conn).get(path_id(request, "order_id"))))
+
+        return [
+            Endpoint(
+                "POST",
+                "/orders",
+                checkout,
+                "Check out through the saga",
+                contract.NewOrder,
+                {201: contract.OrderOut, 402: None, 404: None, 409: None, 422: None, 503: None},
+                headers=("Idempotency-Key",),
+            ),
+            Endpoint("GET", "/orders/{order_id}", get_order, "One order", None, {200: contract.OrderOut, 404: None}),
+        ]
+
+
+def build(ctx: ComponentContext) -> OrdersService:
+    return OrdersService(ctx)

@@ -1,0 +1,79 @@
+"""The payments service: wallets, deposits, and idempotent charges and refunds keyed by order id."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from microservices.api import Balance, ChargeIn, ChargeOut
+from microservices.service import Service
+from plumbing.contract import NewDeposit
+from plumbing.host import ComponentContext
+from plumbing.web import Endpoint, json_response, path_id, read_json
+from shop import payments
+from shop.db import UnitOfWork
+from shop.payments import Payments
+from shop.seed import SeedSpec
+
+
+def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
+    (deposits,) = conn.execute("SELECT COUNT(*) FROM deposits").fetchone()
+    if deposits == 0:
+        Payments(conn).seed(range(1, spec.users + 1), spec.balance_cents)
+
+
+def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
+    async def balance(request: Request) -> Response:
+        user_id = path_id(request, "user_id")
+        return json_response(Balance(user_id, Payments(conn).balance(user_id)))
+
+    async def deposit(request: Request) -> Response:
+        body = await read_json(request, NewDeposit)
+        user_id = path_id(request, "user_id")
+        with UnitOfWork(conn) as uow:
+            new_balance = Payments(conn).deposit(user_id, body.amount_cents)
+            uow.commit()
+        return json_response(Balance(user_id, new_balance), 201)
+
+    async def charge(request: Request) -> Response:
+        body = await read_json(request, ChargeIn)
+        with UnitOfWork(conn) as uow:
+            done = Payments(conn).charge(body.order_id, body.user_id, body.amount_cents)
+            uow.commit()
+        return json_response(ChargeOut(done.order_id, done.status), 201)
+
+    async def refund(request: Request) -> Response:
+        order_id = path_id(request, "order_id")
+        with UnitOfWork(conn) as uow:
+            status = Payments(conn).refund(order_id)
+            uow.commit()
+        return json_response(ChargeOut(order_id, status))
+
+    return [
+        Endpoint("GET", "/wallets/{user_id}", balance, "Wallet balance (0 without a wallet)", None, {200: Balance}),
+        Endpoint(
+            "POST", "/wallets/{user_id}/deposits", deposit, "Fund a wallet", NewDeposit, {201: Balance, 422: None}
+        ),
+        Endpoint(
+            "POST",
+            "/charges",
+            charge,
+            "Charge for an order (idempotent by order id)",
+            ChargeIn,
+            {201: ChargeOut, 402: None, 409: None, 422: None},
+        ),
+        Endpoint(
+            "POST",
+            "/charges/{order_id}/refund",
+            refund,
+            "Refund or void the charge of an order (idempotent)",
+            None,
+            {200: ChargeOut},
+        ),
+    ]
+
+
+def build(ctx: ComponentContext) -> Service:
+    return Service(ctx, [payments.SCHEMA], endpoints, seed)

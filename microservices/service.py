@@ -1,0 +1,44 @@
+"""What every service has in common: its own SQLite file, its schema, its seed, its app. Written once."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+
+from starlette.applications import Starlette
+
+from plumbing.host import ComponentContext
+from plumbing.web import Endpoint, build_app
+from shop.db import UnitOfWork, connect, create_schema
+from shop.seed import SeedSpec
+
+Seeder = Callable[[sqlite3.Connection, SeedSpec], None]
+
+
+class Service:
+    """A service component: one database of its own and the endpoints over it."""
+
+    def __init__(
+        self,
+        ctx: ComponentContext,
+        schemas: Sequence[str],
+        endpoints: Callable[[sqlite3.Connection], Sequence[Endpoint]],
+        seeder: Seeder | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.conn = connect(ctx.db_path)
+        create_schema(self.conn, *schemas)
+        self.seeder = seeder
+        self.ready = False
+        self.app: Starlette = build_app(ctx.name, endpoints(self.conn), ready=lambda: self.ready)
+
+    async def startup(self) -> None:
+        if self.seeder is not None:
+            with UnitOfWork(self.conn) as uow:
+                self.seeder(self.conn, self.ctx.config.seed)
+                uow.commit()
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        self.conn.close()

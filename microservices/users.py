@@ -1,0 +1,49 @@
+"""The users service: registration and look-up over its own database."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from microservices.api import UserRecord
+from microservices.service import Service
+from plumbing.contract import NewUser
+from plumbing.host import ComponentContext
+from plumbing.web import Endpoint, json_response, path_id, read_json
+from shop import users
+from shop.db import UnitOfWork
+from shop.seed import SeedSpec
+from shop.seed import users as seed_users
+from shop.users import User, Users
+
+
+def record(user: User) -> UserRecord:
+    return UserRecord(user.id, user.email, user.name)
+
+
+def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
+    if Users(conn).count() == 0:
+        Users(conn).seed(seed_users(spec))
+
+
+def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
+    async def register(request: Request) -> Response:
+        body = await read_json(request, NewUser)
+        with UnitOfWork(conn) as uow:
+            user = Users(conn).register(body.email, body.name)
+            uow.commit()
+        return json_response(record(user), 201)
+
+    async def get_user(request: Request) -> Response:
+        return json_response(record(Users(conn).get(path_id(request, "user_id"))))
+
+    return [
+        Endpoint("POST", "/users", register, "Register a user", NewUser, {201: UserRecord, 409: None, 422: None}),
+        Endpoint("GET", "/users/{user_id}", get_user, "One user", None, {200: UserRecord, 404: None}),
+    ]
+
+
+def build(ctx: ComponentContext) -> Service:
+    return Service(ctx, [users.SCHEMA], endpoints, seed)

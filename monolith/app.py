@@ -1,0 +1,122 @@
+"""The modular monolith: one process, one SQLite database, contexts calling each other in-process."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from monolith.checkout import checkout
+from plumbing import contract
+from plumbing.host import ComponentContext
+from plumbing.outbox import OutboxRelay
+from plumbing.web import Handler, build_app, json_response, path_id, query_int, read_json
+from shop import inventory, notifications, orders, payments, users
+from shop.db import UnitOfWork, connect, create_schema
+from shop.inventory import Inventory
+from shop.notifications import Notification, Notifications
+from shop.orders import Orders, OutboxItem
+from shop.payments import Payments
+from shop.seed import SeedSpec, catalog
+from shop.seed import users as seed_users
+from shop.users import Users
+
+SCHEMAS = (users.SCHEMA, payments.SCHEMA, inventory.SCHEMA, notifications.SCHEMA, orders.SCHEMA)
+
+
+def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
+    """Seed the catalog and funded users once (a restarted monolith keeps its data)."""
+    if Inventory(conn).page(1, 0)[1] > 0:
+        return
+    with UnitOfWork(conn) as uow:
+        Inventory(conn).seed(catalog(spec))
+        Users(conn).seed(seed_users(spec))
+        Payments(conn).seed(range(1, spec.users + 1), spec.balance_cents)
+        uow.commit()
+
+
+class Monolith:
+    def __init__(self, ctx: ComponentContext) -> None:
+        self.ctx = ctx
+        self.conn = connect(ctx.db_path)
+        create_schema(self.conn, *SCHEMAS)
+        self.relay = OutboxRelay(self.conn, self._deliver)
+        self.ready = False
+        self.app: Starlette = build_app("monolith", contract.bind(self._handlers()), ready=lambda: self.ready)
+
+    async def startup(self) -> None:
+        seed(self.conn, self.ctx.config.seed)
+        self.relay.start()
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        await self.relay.stop()
+        self.conn.close()
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        with UnitOfWork(self.conn) as uow:
+            Notifications(self.conn).deliver(Notification(item.key, item.user_id, item.order_id, item.message))
+            uow.commit()
+
+    def _handlers(self) -> dict[str, Handler]:
+        conn = self.conn
+
+        async def register(request: Request) -> Response:
+            body = await read_json(request, contract.NewUser)
+            with UnitOfWork(conn) as uow:
+                user = Users(conn).register(body.email, body.name)
+                uow.commit()
+            return json_response(contract.user_out(user, 0), 201)
+
+        async def get_user(request: Request) -> Response:
+            user = Users(conn).get(path_id(request, "user_id"))
+            return json_response(contract.user_out(user, Payments(conn).balance(user.id)))
+
+        async def deposit(request: Request) -> Response:
+            body = await read_json(request, contract.NewDeposit)
+            with UnitOfWork(conn) as uow:
+                user = Users(conn).get(path_id(request, "user_id"))
+                balance = Payments(conn).deposit(user.id, body.amount_cents)
+                uow.commit()
+            return json_response(contract.BalanceOut(user.id, balance), 201)
+
+        async def list_products(request: Request) -> Response:
+            limit = query_int(request, "limit", 20, 1, inventory.MAX_PAGE)
+            offset = query_int(request, "offset", 0, 0, 2**62)
+            products, total = Inventory(conn).page(limit, offset)
+            return json_response(contract.page_out(products, limit, offset, total))
+
+        async def get_product(request: Request) -> Response:
+            return json_response(contract.product_out(Inventory(conn).get(path_id(request, "product_id"))))
+
+        async def place_order(request: Request) -> Response:
+            body = await read_json(request, contract.NewOrder)
+            order, new = checkout(conn, body.user_id, body.lines(), request.headers.get("idempotency-key"))
+            if new:
+                self.relay.wake()
+            return json_response(contract.order_out(order), 201)
+
+        async def get_order(request: Request) -> Response:
+            return json_response(contract.order_out(Orders(conn).get(path_id(request, "order_id"))))
+
+        async def list_notifications(request: Request) -> Response:
+            user = Users(conn).get(path_id(request, "user_id"))
+            return json_response(contract.notifications_out(Notifications(conn).for_user(user.id)))
+
+        return {
+            "register": register,
+            "get_user": get_user,
+            "deposit": deposit,
+            "list_products": list_products,
+            "get_product": get_product,
+            "checkout": place_order,
+            "get_order": get_order,
+            "notifications": list_notifications,
+        }
+
+
+def build(ctx: ComponentContext) -> Monolith:
+    return Monolith(ctx)

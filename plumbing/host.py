@@ -1,0 +1,171 @@
+"""A process of the shop: builds the components the topology places in it, and serves the first one.
+
+``python -m plumbing.host --config RUN_DIR/topology.json --process NAME`` is the entry point of every process of every
+topology (the container image uses it too). Which components a process holds comes from the configuration alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from plumbing.client import Transport, open_transport
+from plumbing.topology import COMPONENTS, ProcessConfig, RunConfig
+
+log = logging.getLogger(__name__)
+
+# Component name -> "module:factory". Imported lazily so that plumbing does not import the deployments.
+FACTORIES = {
+    "monolith": "monolith.app:build",
+    "gateway": "microservices.gateway:build",
+    "users": "microservices.users:build",
+    "inventory": "microservices.inventory:build",
+    "payments": "microservices.payments:build",
+    "notifications": "microservices.notifications:build",
+    "orders": "microservices.orders:build",
+}
+
+
+class Component(Protocol):
+    """What a factory returns: an ASGI app and its start-up and shutdown work (seeding, background loops)."""
+
+    @property
+    def app(self) -> ASGIApp: ...
+
+    async def startup(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+@dataclass
+class ComponentContext:
+    """What a component factory may know: its name, its database, and how to reach its peers."""
+
+    name: str
+    config: RunConfig
+    local: dict[str, Component] = field(default_factory=dict)
+    transports: list[Transport] = field(default_factory=list)
+
+    @property
+    def db_path(self) -> Path:
+        return self.config.db_path(self.name)
+
+    def peer(self, component: str) -> Transport:
+        """A transport to ``component``: in-process ASGI when it lives here, HTTP on the configured stack otherwise."""
+        url = self.config.url_of(component)
+        if component in self.local:
+            transport = open_transport("asgi", url, app=self.local[component].app, timeout=self.config.call_timeout)
+        else:
+            transport = open_transport(self.config.stack, url, timeout=self.config.call_timeout)
+        self.transports.append(transport)
+        return transport
+
+
+class ProcessApp:
+    """The ASGI app of one process: serves its front component and runs every hosted component's lifespan."""
+
+    def __init__(self, config: RunConfig, process: ProcessConfig) -> None:
+        self.config = config
+        self.process = process
+        self.contexts: list[ComponentContext] = []
+        self.components: dict[str, Component] = {}
+        for name in sorted(process.components, key=COMPONENTS.index):
+            ctx = ComponentContext(name, config, local=self.components)
+            self.components[name] = load_factory(name)(ctx)
+            self.contexts.append(ctx)
+        self.front = self.components[process.front].app
+
+    async def startup(self) -> None:
+        for name in self.components:
+            await self.components[name].startup()
+
+    async def shutdown(self) -> None:
+        for name in reversed(self.components):
+            try:
+                await self.components[name].shutdown()
+            except Exception:
+                log.exception("shutdown of %s failed", name)
+        for ctx in self.contexts:
+            for transport in ctx.transports:
+                await transport.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.front(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def load_factory(name: str) -> ComponentFactory:
+    module_name, _, attr = FACTORIES[name].partition(":")
+    factory: ComponentFactory = getattr(importlib.import_module(module_name), attr)
+    return factory
+
+
+class ComponentFactory(Protocol):
+    def __call__(self, ctx: ComponentContext) -> Component: ...
+
+
+def serve(config: RunConfig, process: ProcessConfig) -> None:
+    """Serve ``process`` until SIGINT or SIGTERM (uvicorn shuts down gracefully)."""
+    app = ProcessApp(config, process)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=process.port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            backlog=2048,
+        )
+    )
+    server.run()
+    if not server.started:
+        sys.exit(3)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m plumbing.host", description=__doc__)
+    parser.add_argument("--config", type=Path, required=True, help="topology.json written by the launcher")
+    parser.add_argument("--process", required=True, help="name of the process to run, as in the configuration")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = RunConfig.load(args.config)
+        process = config.process(args.process)
+    except (OSError, KeyError, ValueError) as exc:
+        parser.exit(2, f"plumbing.host: {exc}\n")
+    serve(config, process)
+
+
+if __name__ == "__main__":
+    main()

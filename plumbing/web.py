@@ -1,0 +1,311 @@
+"""HTTP plumbing shared by the monolith, the gateway and every service, written once.
+
+* one table from domain errors to HTTP status (:data:`STATUS`), used by every process, so the same refusal has the same
+  status and body everywhere;
+* :class:`Endpoint` + :func:`build_app`: routes, health, readiness, metrics and the OpenAPI document from one list;
+* request decoding that turns anything malformed into a 4xx JSON error, never a 500.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from plumbing import tracing
+from plumbing.client import RemoteCallError
+from shop import errors
+from shop.db import MAX_ID
+
+T = TypeVar("T")
+Handler = Callable[[Request], Awaitable[Response]]
+
+MAX_BODY_BYTES = 64 * 1024
+JSON = "application/json"
+
+# The one table from domain refusals to HTTP statuses. Lookup follows the class hierarchy (most specific first).
+STATUS: Mapping[type[errors.DomainError], int] = {
+    errors.InvalidInput: 422,
+    errors.IdempotencyKeyReused: 422,
+    errors.NotFound: 404,
+    errors.EmailTaken: 409,
+    errors.OutOfStock: 409,
+    errors.OrderInProgress: 409,
+    errors.StepCancelled: 409,
+    errors.InvalidState: 409,
+    errors.InsufficientFunds: 402,
+    errors.Unavailable: 503,
+    errors.DomainError: 400,
+}
+
+
+class ErrorBody(msgspec.Struct):
+    error: str
+    detail: str
+
+
+def status_of(exc: errors.DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def json_response(payload: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(msgspec.json.encode(payload), status, headers=headers, media_type=JSON)
+
+
+def error_response(status: int, code: str, detail: str) -> Response:
+    return json_response(ErrorBody(code, detail), status)
+
+
+def domain_error_response(exc: errors.DomainError) -> Response:
+    return error_response(status_of(exc), exc.code, exc.detail)
+
+
+def error_from_body(status: int, body: bytes) -> errors.DomainError:
+    """Turn an error reply of another process back into the domain error it was made from."""
+    try:
+        decoded = msgspec.json.decode(body, type=ErrorBody)
+    except msgspec.MsgspecError:
+        return errors.Unavailable(f"unexpected reply with status {status}")
+    cls = errors.BY_CODE.get(decoded.error)
+    if cls is None or (status_of(cls(decoded.detail)) != status and status < 500):
+        return errors.DomainError(decoded.detail) if status < 500 else errors.Unavailable(decoded.detail)
+    return cls(decoded.detail)
+
+
+def decode(body: bytes, type_: type[T]) -> T:
+    """Decode a JSON request body; anything malformed becomes :class:`~shop.errors.InvalidInput`."""
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        raise errors.InvalidInput(f"invalid body: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise errors.InvalidInput(f"malformed JSON: {exc}") from exc
+
+
+async def read_json(request: Request, type_: type[T]) -> T:
+    """Read and decode at most :data:`MAX_BODY_BYTES` of a JSON body."""
+    return decode(await read_body(request), type_)
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise errors.InvalidInput(f"body larger than {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise errors.InvalidInput(f"body larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def path_id(request: Request, name: str) -> int:
+    """An id from the path; anything that cannot be an id becomes 0, which no record has (so the lookup 404s)."""
+    raw: str = request.path_params[name]
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19:
+        value = int(raw)
+        return value if value <= MAX_ID else 0
+    return 0
+
+
+def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.lstrip("-").isdigit() and len(raw) <= 19) or not lo <= int(raw) <= hi:
+        raise errors.InvalidInput(f"query parameter {name!r} must be an integer between {lo} and {hi}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter, for the OpenAPI document."""
+
+    name: str
+    minimum: int
+    maximum: int
+    default: int
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route: its handler, and what the OpenAPI document says of it."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type | None = None
+    responses: Mapping[int, type | None] = field(default_factory=dict)
+    query: Sequence[Param] = ()
+    headers: Sequence[str] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+class Metrics:
+    """Prometheus metrics of one app, in its own registry so that colocated apps do not collide."""
+
+    def __init__(self, app_name: str) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time spent handling a request, by endpoint and status.",
+            ["app", "endpoint", "status"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self.errors = Counter(
+            "http_errors_total",
+            "Error responses by endpoint and code.",
+            ["app", "endpoint", "code"],
+            registry=self.registry,
+        )
+        self.app_name = app_name
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str) -> Handler:
+    """Run a handler with error translation, metrics and a span; the only place a DomainError becomes a response."""
+    handler, name = endpoint.handler, endpoint.name
+    observe = metrics.latency.labels
+
+    async def run(request: Request) -> Response:
+        started = time.perf_counter()
+        token = tracing.begin(request.headers.get("traceparent"))
+        try:
+            response = await handler(request)
+        except errors.DomainError as exc:
+            metrics.errors.labels(app_name, name, exc.code).inc()
+            response = domain_error_response(exc)
+        except RemoteCallError as exc:
+            # A peer that cannot be reached is a dependency failure of this request, not a bug of this process.
+            metrics.errors.labels(app_name, name, errors.Unavailable.code).inc()
+            response = error_response(503, errors.Unavailable.code, str(exc))
+        finally:
+            elapsed = time.perf_counter() - started
+            tracing.end(token)
+        observe(app_name, name, str(response.status_code)).observe(elapsed)
+        response.headers["server-timing"] = f"{app_name};dur={elapsed * 1000:.3f}"
+        return response
+
+    return run
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return error_response(500, "internal_error", f"{type(exc).__name__}: the server failed on this request")
+
+
+def build_app(
+    title: str,
+    endpoints: Sequence[Endpoint],
+    *,
+    ready: Callable[[], bool] = lambda: True,
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+    version: str = "1.0.0",
+) -> Starlette:
+    """A Starlette app serving ``endpoints`` plus health, readiness, metrics and the OpenAPI document."""
+    metrics = Metrics(title)
+    document = msgspec.json.encode(openapi(title, version, endpoints))
+
+    async def healthz(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if ready():
+            return json_response({"status": "ready"})
+        return error_response(503, "not_ready", f"{title} is starting")
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(document, media_type=JSON)
+
+    routes = [Route(e.path, wrap(e, metrics, title), methods=[e.method], name=e.name) for e in endpoints]
+    routes += [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.metrics = metrics
+    return app
+
+
+def openapi(title: str, version: str, endpoints: Sequence[Endpoint]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``endpoints``, with schemas generated from their msgspec types."""
+    types: list[Any] = [ErrorBody]
+    for e in endpoints:
+        types += [t for t in (e.body, *e.responses.values()) if t is not None]
+    unique = list(dict.fromkeys(types))
+    schemas, components = msgspec.json.schema_components(unique, ref_template="#/components/schemas/{name}")
+    ref = dict(zip(unique, schemas, strict=True))
+    error_ref = ref[ErrorBody]
+    paths: dict[str, dict[str, Any]] = {}
+    for e in endpoints:
+        op: dict[str, Any] = {"summary": e.summary, "operationId": _operation_id(e), "responses": {}}
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in _path_names(e.path)
+        ]
+        params += [
+            {
+                "name": q.name,
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": q.minimum, "maximum": q.maximum, "default": q.default},
+            }
+            for q in e.query
+        ]
+        params += [{"name": h, "in": "header", "required": True, "schema": {"type": "string"}} for h in e.headers]
+        if params:
+            op["parameters"] = params
+        if e.body is not None:
+            op["requestBody"] = {"required": True, "content": {JSON: {"schema": ref[e.body]}}}
+        for status, rtype in e.responses.items():
+            schema = error_ref if rtype is None else ref[rtype]
+            description = "error" if rtype is None else "success"
+            op["responses"][str(status)] = {"description": description, "content": {JSON: {"schema": schema}}}
+        paths.setdefault(e.path, {})[e.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+def _path_names(path: str) -> list[str]:
+    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+
+
+def _operation_id(e: Endpoint) -> str:
+    words = [p.strip("{}") for p in e.path.split("/") if p]
+    return e.method.lower() + "_" + "_".join(words or ["root"])

@@ -1,0 +1,205 @@
+"""Orders: the order record, its lines, the outbox of notifications to send, and the idempotency key.
+
+In the monolith an order is created and confirmed inside one transaction. In the microservices the same table is the
+saga's durable log: an order is recorded PENDING before the first remote step, ``step`` remembers the last step known to
+have succeeded, and recovery finishes (``charged``) or compensates (anything earlier) every PENDING order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shop.db import valid_id
+from shop.errors import IdempotencyKeyReused, InvalidInput, OrderNotFound
+from shop.inventory import Line, PricedLine, total_cents
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('PENDING', 'CONFIRMED', 'REJECTED')),
+    step TEXT NOT NULL DEFAULT 'started',
+    total_cents INTEGER,
+    reason TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_pending ON orders (status) WHERE status = 'PENDING';
+CREATE TABLE IF NOT EXISTS order_lines (
+    order_id INTEGER NOT NULL REFERENCES orders (id),
+    product_id INTEGER NOT NULL,
+    quantity INTEGER NOT NULL,
+    price_cents INTEGER,
+    PRIMARY KEY (order_id, product_id)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    order_id INTEGER NOT NULL UNIQUE,
+    user_id INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (id) WHERE delivered_at IS NULL;
+"""
+
+MAX_KEY = 255
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    product_id: int
+    quantity: int
+    price_cents: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: int
+    user_id: int
+    status: str
+    step: str
+    total_cents: int | None
+    reason: str | None
+    lines: tuple[OrderLine, ...]
+    created_at: float
+
+    def requested(self) -> tuple[Line, ...]:
+        return tuple(Line(line.product_id, line.quantity) for line in self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    order_id: int
+    user_id: int
+    message: str
+    attempts: int
+
+    @property
+    def key(self) -> str:
+        """De-duplication key of the notification: one per order."""
+        return f"order-{self.order_id}"
+
+
+def check_key(key: str | None) -> str:
+    if key is None or not 1 <= len(key) <= MAX_KEY or not key.isprintable():
+        raise InvalidInput(f"an Idempotency-Key header of 1 to {MAX_KEY} printable characters is required")
+    return key
+
+
+def fingerprint(user_id: int, lines: Sequence[Line]) -> str:
+    """What identifies a checkout request, to detect a key reused for a different one."""
+    return f"{user_id}:" + ",".join(f"{line.product_id}x{line.quantity}" for line in lines)
+
+
+def confirmation_message(order_id: int, total: int) -> str:
+    return f"Order {order_id} confirmed: {total / 100:.2f} paid."
+
+
+class Orders:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def find_by_key(self, key: str, print_: str) -> Order | None:
+        """The order already placed with ``key``; a different request under the same key is refused."""
+        row = self.conn.execute("SELECT id, fingerprint FROM orders WHERE idempotency_key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        if row[1] != print_:
+            raise IdempotencyKeyReused("this Idempotency-Key was used for a different order")
+        return self.get(int(row[0]))
+
+    def create(self, user_id: int, key: str, print_: str, lines: Sequence[Line]) -> int:
+        """Record a PENDING order with its requested lines; returns its id."""
+        now = time.time()
+        cur = self.conn.execute(
+            "INSERT INTO orders (user_id, idempotency_key, fingerprint, status, created_at, updated_at) "
+            "VALUES (?, ?, ?, 'PENDING', ?, ?)",
+            (user_id, key, print_, now, now),
+        )
+        order_id = cur.lastrowid
+        assert order_id is not None
+        self.conn.executemany(
+            "INSERT INTO order_lines (order_id, product_id, quantity) VALUES (?, ?, ?)",
+            [(order_id, line.product_id, line.quantity) for line in lines],
+        )
+        return order_id
+
+    def record_step(self, order_id: int, step: str) -> None:
+        self.conn.execute("UPDATE orders SET step = ?, updated_at = ? WHERE id = ?", (step, time.time(), order_id))
+
+    def confirm(self, order_id: int, user_id: int, priced: Sequence[PricedLine]) -> None:
+        """Mark the order CONFIRMED at the reserved prices and queue its notification in the outbox."""
+        total = total_cents(priced)
+        self.conn.executemany(
+            "UPDATE order_lines SET price_cents = ? WHERE order_id = ? AND product_id = ?",
+            [(p.price_cents, order_id, p.product_id) for p in priced],
+        )
+        self.conn.execute(
+            "UPDATE orders SET status = 'CONFIRMED', step = 'confirmed', total_cents = ?, updated_at = ? WHERE id = ?",
+            (total, time.time(), order_id),
+        )
+        self.conn.execute(
+            "INSERT INTO outbox (order_id, user_id, message) VALUES (?, ?, ?)",
+            (order_id, user_id, confirmation_message(order_id, total)),
+        )
+
+    def mark_compensating(self, order_id: int, reason: str) -> None:
+        """Remember why the order is being compensated, before the first compensation is sent."""
+        self.conn.execute(
+            "UPDATE orders SET step = 'compensating', reason = ?, updated_at = ? WHERE id = ? AND status = 'PENDING'",
+            (reason, time.time(), order_id),
+        )
+
+    def reject(self, order_id: int, reason: str) -> None:
+        self.conn.execute(
+            "UPDATE orders SET status = 'REJECTED', step = 'compensated', reason = ?, updated_at = ? "
+            "WHERE id = ? AND status != 'CONFIRMED'",
+            (reason, time.time(), order_id),
+        )
+
+    def get(self, order_id: int) -> Order:
+        row = None
+        if valid_id(order_id):
+            row = self.conn.execute(
+                "SELECT id, user_id, status, step, total_cents, reason, created_at FROM orders WHERE id = ?",
+                (order_id,),
+            ).fetchone()
+        if row is None:
+            raise OrderNotFound(f"order {order_id} does not exist")
+        lines = self.conn.execute(
+            "SELECT product_id, quantity, price_cents FROM order_lines WHERE order_id = ? ORDER BY product_id",
+            (order_id,),
+        ).fetchall()
+        oid, user_id, status, step, total, reason, created = row
+        return Order(oid, user_id, status, step, total, reason, tuple(OrderLine(*line) for line in lines), created)
+
+    def pending(self, older_than: float = 0.0) -> list[int]:
+        """Ids of PENDING orders last touched more than ``older_than`` seconds ago."""
+        rows = self.conn.execute(
+            "SELECT id FROM orders WHERE status = 'PENDING' AND updated_at <= ? ORDER BY id",
+            (time.time() - older_than,),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def undelivered(self, limit: int = 100) -> list[OutboxItem]:
+        rows = self.conn.execute(
+            "SELECT id, order_id, user_id, message, attempts FROM outbox WHERE delivered_at IS NULL "
+            "ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [OutboxItem(*row) for row in rows]
+
+    def mark_delivered(self, outbox_id: int) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?", (time.time(), outbox_id)
+        )
+
+    def mark_attempt(self, outbox_id: int) -> None:
+        self.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (outbox_id,))

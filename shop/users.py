@@ -1,0 +1,74 @@
+"""Users: registration and look-up, over the ``users`` table."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from shop.db import valid_id
+from shop.errors import EmailTaken, InvalidInput, UserNotFound
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL
+);
+"""
+
+MAX_EMAIL = 254
+MAX_NAME = 200
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    email: str
+    name: str
+
+
+def normalize_email(email: str) -> str:
+    """Emails compare case-insensitively; they must look like ``local@domain``."""
+    email = email.strip().lower()
+    local, at, domain = email.partition("@")
+    if not (at and local and domain) or len(email) > MAX_EMAIL or any(c.isspace() for c in email):
+        raise InvalidInput(f"not an email address: {email[:80]!r}")
+    return email
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME:
+        raise InvalidInput(f"name must have 1 to {MAX_NAME} characters")
+    return name
+
+
+class Users:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def register(self, email: str, name: str) -> User:
+        email, name = normalize_email(email), check_name(name)
+        try:
+            cur = self.conn.execute("INSERT INTO users (email, name) VALUES (?, ?)", (email, name))
+        except sqlite3.IntegrityError as exc:
+            raise EmailTaken(f"email {email!r} is already registered") from exc
+        assert cur.lastrowid is not None
+        return User(cur.lastrowid, email, name)
+
+    def get(self, user_id: int) -> User:
+        row = None
+        if valid_id(user_id):
+            row = self.conn.execute("SELECT id, email, name FROM users WHERE id = ?", (user_id,)).fetchone()
+        if row is None:
+            raise UserNotFound(f"user {user_id} does not exist")
+        return User(*row)
+
+    def seed(self, users: Iterable[tuple[str, str]]) -> None:
+        """Insert seeded ``(email, name)`` pairs; they get ids 1..n on an empty table."""
+        self.conn.executemany("INSERT INTO users (email, name) VALUES (?, ?)", users)
+
+    def count(self) -> int:
+        (n,) = self.conn.execute("SELECT COUNT(*) FROM users").fetchone()
+        return int(n)
