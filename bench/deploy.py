@@ -1,0 +1,82 @@
+"""Deploy a topology on this machine: choose ports, write the configuration, start and probe every process.
+
+The topology (which components run in which process) comes from :mod:`plumbing.topology`; this module only decides
+ports, CPU pinning and the run directory, and leaves the processes to :class:`bench.supervisor.Supervisor`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.supervisor import ProcessSpec, Supervisor, free_port
+from plumbing.client import DEFAULT_STACK
+from plumbing.topology import PUBLIC, RunConfig, layout, make_config
+from shop.seed import SeedSpec
+
+CONFIG_FILE = "topology.json"
+
+
+@dataclass
+class Deployment:
+    """A running topology: its configuration and the supervisor of its processes."""
+
+    config: RunConfig
+    supervisor: Supervisor
+    ready_seconds: float
+
+    @property
+    def public_url(self) -> str:
+        return self.config.public_url
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.run_dir)
+
+    def process_names(self) -> list[str]:
+        return [p.name for p in self.config.processes]
+
+    def public_process(self) -> str:
+        """The process that serves the public API (the monolith, or the gateway's process)."""
+        return self.config.process_of(PUBLIC[self.config.topology]).name
+
+
+def default_run_dir(topology: str, base: Path = Path("runs")) -> Path:
+    return base / f"{topology}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def process_spec(config: RunConfig, config_path: Path, name: str, cpus: frozenset[int] | None) -> ProcessSpec:
+    argv = [sys.executable, "-m", "plumbing.host", "--config", str(config_path), "--process", name]
+    return ProcessSpec(name, argv, port=config.process(name).port, cpus=cpus)
+
+
+@contextmanager
+def deploy(
+    topology: str,
+    run_dir: Path,
+    *,
+    seed: SeedSpec | None = None,
+    stack: str = DEFAULT_STACK,
+    public_port: int | None = None,
+    cpus: frozenset[int] | None = None,
+    ready_timeout: float = 60.0,
+) -> Iterator[Deployment]:
+    """Start ``topology`` in ``run_dir`` and yield it once every process answers ``/readyz``; stop all on exit."""
+    run_dir = run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    names = [name for name, _ in layout(topology)]
+    config = make_config(
+        topology, run_dir, {name: free_port() for name in names}, seed or SeedSpec(), stack, public_port
+    )
+    config_path = run_dir / CONFIG_FILE
+    config.save(config_path)
+    with Supervisor(run_dir) as supervisor:
+        started = time.monotonic()
+        for name in names:
+            supervisor.start(process_spec(config, config_path, name, cpus))
+        supervisor.wait_ready(timeout=ready_timeout)
+        yield Deployment(config, supervisor, time.monotonic() - started)
