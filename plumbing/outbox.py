@@ -72,4 +72,5 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                async with asyncio.timeout(backoff):
+                    await self._wake.wait()

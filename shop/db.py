@@ -40,17 +40,17 @@ class UnitOfWork:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self._committed = False
 
     def __enter__(self) -> Self:
         # IMMEDIATE takes the write lock at once, so two processes sharing a file never deadlock on lock upgrade.
         self.conn.execute("BEGIN IMMEDIATE")
-        self._committed = False
         return self
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")
-        self._committed = True
+        # Writes after commit() in the same block belong to a new transaction that is rolled back unless committed
+        # again; without this BEGIN the connection would be in autocommit mode and keep them.
+        self.conn.execute("BEGIN")
 
     def __exit__(
         self,
@@ -58,8 +58,7 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._committed:
-            self.conn.execute("ROLLBACK")
+        self.conn.execute("ROLLBACK")
 
 
 def valid_id(value: int) -> bool:

@@ -1,0 +1,179 @@
+"""CPU-seconds and peak RSS per process over a measurement window, and CPU pinning.
+
+CPU comes from the kernel's per-process counters (user + system, plus children the process has reaped), read at
+the start and at the end of the window, so it is exact to the clock tick (usually 10 ms) whatever the sampling
+interval. Peak RSS is sampled by a background thread; on Linux the kernel's high-water mark (VmHWM) is reset at
+the start of the window and read at each sample, so a spike between two samples is not missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+__all__ = ["ResourceMeter", "Usage", "cpu_per_request", "default_cpu_split", "pin_self"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one process consumed inside a measurement window."""
+
+    cpu_seconds: float
+    peak_rss_bytes: int
+    exited: bool = False
+    """The process ended (or was gone) inside the window: the figures cover only the part that was observed."""
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system + times.children_user + times.children_system)
+
+
+def _reset_peak_rss(pid: int) -> bool:
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux >= 4.0). False if not possible here."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _kernel_peak_rss(pid: int) -> int | None:
+    """VmHWM in bytes, or None if unavailable (not Linux, or the process is a zombie or gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+class _Track:
+    """The observations of one process. Touched by the sampler thread only while it runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.exited = False
+        self.cpu_start = self.cpu_last = 0.0
+        self.peak_rss = 0
+        self.hwm_reset = False
+        try:
+            self.process: psutil.Process | None = psutil.Process(pid)
+            self.hwm_reset = _reset_peak_rss(pid)
+            self.cpu_start = self.cpu_last = _cpu_seconds(self.process)
+        except psutil.NoSuchProcess:
+            self.process, self.exited = None, True
+        self.sample()
+
+    def sample(self) -> None:
+        if self.process is None or self.exited:
+            return
+        try:
+            with self.process.oneshot():  # one read of /proc/<pid>/stat for both
+                cpu = _cpu_seconds(self.process)
+                zombie = self.process.status() == psutil.STATUS_ZOMBIE
+            # A zombie still reports its final CPU times but no memory: keep the former, then stop.
+            self.cpu_last, self.exited = cpu, zombie
+            if not zombie:
+                self.peak_rss = max(self.peak_rss, self._rss_peak())
+        except psutil.NoSuchProcess:
+            self.exited = True
+
+    def _rss_peak(self) -> int:
+        """The kernel's mark since the reset (it covers the time between samples), else the current RSS."""
+        assert self.process is not None
+        peak = _kernel_peak_rss(self.process.pid) if self.hwm_reset else None
+        return peak if peak is not None else int(self.process.memory_info().rss)
+
+    def finish(self) -> Usage:
+        self.sample()
+        if self.process is not None and not self.exited and not self.process.is_running():  # pid reused
+            self.exited = True
+        return Usage(max(0.0, self.cpu_last - self.cpu_start), self.peak_rss, self.exited)
+
+
+class ResourceMeter:
+    """Measures CPU-seconds and peak RSS of named processes between :meth:`start` and :meth:`stop`.
+
+    The sampler is a thread of the calling process; each sample costs a few /proc reads per process, holding
+    the GIL briefly, so keep ``interval`` modest in a process that also generates load.
+    """
+
+    def __init__(self, pids: Mapping[str, int], interval: float = 0.1) -> None:
+        self._pids = dict(pids)
+        self._interval = interval
+        self._tracks: dict[str, _Track] = {}
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Snapshot CPU counters, reset peak RSS marks and start the RSS sampler."""
+        if self._thread is not None:
+            raise RuntimeError("ResourceMeter already started")
+        self._tracks = {name: _Track(pid) for name, pid in self._pids.items()}
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._sample_until_stopped, name="archbench-meter", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, Usage]:
+        """Stop sampling; CPU-seconds consumed and peak RSS seen since :meth:`start`, per process name."""
+        if self._thread is None:
+            raise RuntimeError("ResourceMeter not started")
+        self._stopping.set()
+        self._thread.join()
+        self._thread = None
+        return {name: track.finish() for name, track in self._tracks.items()}
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stopping.wait(self._interval):
+            for track in self._tracks.values():
+                track.sample()
+
+
+def cpu_per_request(usage: Mapping[str, Usage], successes: int) -> dict[str, float]:
+    """CPU-seconds per successful request, per process and as ``"total"``; NaN when nothing succeeded."""
+    if successes < 0:
+        raise ValueError(f"successes must be >= 0, got {successes}")
+    if "total" in usage:
+        raise ValueError('a process named "total" would be overwritten by the total')
+    cpu = {name: u.cpu_seconds for name, u in usage.items()}
+    cpu["total"] = sum(cpu.values())
+    return {name: seconds / successes if successes else math.nan for name, seconds in cpu.items()}
+
+
+def pin_self(cpus: frozenset[int] | None) -> None:
+    """Pin every thread of this process to ``cpus`` (None: leave the affinity alone).
+
+    ``os.sched_setaffinity(0, ...)`` pins only the calling thread on Linux; threads already running (a meter, an
+    executor) would stay unpinned, so each thread is pinned by its id. Threads created later inherit the mask.
+    """
+    if cpus is None:
+        return
+    try:
+        thread_ids = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except FileNotFoundError:
+        thread_ids = [0]
+    for tid in thread_ids:
+        with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile
+            os.sched_setaffinity(tid, cpus)
+
+
+def default_cpu_split() -> tuple[frozenset[int], frozenset[int]]:
+    """(system-under-test CPUs, load-generator CPUs) from this process's affinity.
+
+    Two disjoint halves; with an odd count the system under test gets the extra CPU. With a single CPU both
+    sides get it: the budgets are not disjoint and callers should warn.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) == 1:
+        return frozenset(cpus), frozenset(cpus)
+    middle = (len(cpus) + 1) // 2
+    return frozenset(cpus[:middle]), frozenset(cpus[middle:])

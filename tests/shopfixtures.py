@@ -1,0 +1,126 @@
+"""Fixtures that give a test the shop's public API, in-process or over real processes, for every topology.
+
+One contract suite runs against all of them by swapping the fixture (STYLE 11): the same test bodies, five deployments.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.deploy import Deployment, deploy
+from plumbing.host import ProcessApp
+from plumbing.topology import PUBLIC, layout, make_config
+from shop.seed import SeedSpec
+
+TEST_SEED = SeedSpec(seed=7, products=60, users=20, stock=100_000)
+# (topology, mode): in-process runs the process app in the test's event loop; sockets runs real uvicorn processes.
+VARIANTS = [
+    ("monolith", "inprocess"),
+    ("colocated", "inprocess"),
+    ("monolith", "sockets"),
+    ("colocated", "sockets"),
+    ("microservices", "sockets"),
+]
+_serial = itertools.count(1)
+
+
+@dataclass
+class Shop:
+    """The public API of one deployed topology, with small helpers for tests."""
+
+    topology: str
+    mode: str
+    client: httpx.AsyncClient
+    seed: SeedSpec
+    deployment: Deployment | None = None
+
+    async def new_user(self, balance_cents: int = 0) -> int:
+        n = next(_serial)
+        reply = await self.client.post("/users", json={"email": f"t{n}-{id(self)}@test.example", "name": f"T {n}"})
+        assert reply.status_code == 201, reply.text
+        user_id = int(reply.json()["id"])
+        if balance_cents:
+            funded = await self.client.post(f"/users/{user_id}/deposits", json={"amount_cents": balance_cents})
+            assert funded.status_code == 201, funded.text
+        return user_id
+
+    async def checkout(self, user_id: int, items: list[tuple[int, int]], key: str | None = None) -> httpx.Response:
+        headers = {"Idempotency-Key": key or f"key-{next(_serial)}-{id(self)}"}
+        body: dict[str, Any] = {"user_id": user_id, "items": [{"product_id": p, "quantity": q} for p, q in items]}
+        return await self.client.post("/orders", json=body, headers=headers)
+
+
+@asynccontextmanager
+async def inprocess_shop(topology: str, seed: SeedSpec = TEST_SEED) -> AsyncIterator[Shop]:
+    """The topology's public process running inside this event loop, called through an ASGI transport (no socket)."""
+    with tempfile.TemporaryDirectory(prefix=f"archbench-{topology}-") as tmp:
+        ports = {name: 1 for name, _ in layout(topology)}  # no socket is opened in-process; peers are all local
+        config = make_config(topology, Path(tmp), ports, seed, "aiohttp")
+        app = ProcessApp(config, config.process_of(PUBLIC[topology]))
+        await app.startup()
+        try:
+            transport = httpx.ASGITransport(app=app.front)
+            async with httpx.AsyncClient(transport=transport, base_url="http://shop.test", timeout=10) as client:
+                yield Shop(topology, "inprocess", client, seed)
+        finally:
+            await app.shutdown()
+
+
+@asynccontextmanager
+async def socket_shop(deployment: Deployment, seed: SeedSpec = TEST_SEED) -> AsyncIterator[Shop]:
+    async with httpx.AsyncClient(base_url=deployment.public_url, timeout=10) as client:
+        yield Shop(deployment.config.topology, "sockets", client, seed, deployment)
+
+
+class Deployments:
+    """Real deployments started once per test session and shared by the tests that only read or add data."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.stack = ExitStack()
+        self.running: dict[tuple[str, SeedSpec], Deployment] = {}
+
+    def get(self, topology: str, seed: SeedSpec = TEST_SEED) -> Deployment:
+        key = (topology, seed)
+        if key not in self.running:
+            run_dir = self.base / f"{topology}-{len(self.running)}"
+            self.running[key] = self.stack.enter_context(deploy(topology, run_dir, seed=seed))
+        return self.running[key]
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+@asynccontextmanager
+async def shop_for(variant: tuple[str, str], deployments: Deployments) -> AsyncIterator[Shop]:
+    topology, mode = variant
+    if mode == "inprocess":
+        async with inprocess_shop(topology) as shop:
+            yield shop
+    else:
+        async with socket_shop(deployments.get(topology)) as shop:
+            yield shop
+
+
+@asynccontextmanager
+async def fresh_deployment(topology: str, base: Path, seed: SeedSpec) -> AsyncIterator[Shop]:
+    """A deployment of its own, for tests that break or exhaust something."""
+    with deploy(topology, base / f"{topology}-own", seed=seed) as deployment:
+        async with socket_shop(deployment, seed) as shop:
+            yield shop
+
+
+def session_deployments(tmp_root: Path) -> Iterator[Deployments]:
+    deployments = Deployments(tmp_root)
+    try:
+        yield deployments
+    finally:
+        deployments.close()

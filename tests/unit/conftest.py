@@ -1,0 +1,90 @@
+"""Fixtures for the domain tests: fresh SQLite files in ``tmp_path``, opened exactly as the deployments open them.
+
+Each context gets a database holding only its own tables, as a microservice does, which also shows that no context
+reaches into another's tables. ``shop_conn`` holds all of them, as the monolith does.
+
+The small catalog seeded by ``inventory_conn`` and ``shop_conn`` (ids 1..3 on an empty table):
+
+    id  sku    price_cents  stock
+    1   MUG          250     10
+    2   LAMP        1999      3
+    3   PEN           99      1
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shop import inventory, notifications, orders, payments, users
+from shop.db import UnitOfWork, connect, create_schema
+from shop.inventory import Inventory
+
+OpenDb = Callable[..., sqlite3.Connection]
+
+ALL_SCHEMAS = (users.SCHEMA, payments.SCHEMA, inventory.SCHEMA, notifications.SCHEMA, orders.SCHEMA)
+SMALL_CATALOG = (("MUG", "Mug", 250, 10), ("LAMP", "Lamp", 1999, 3), ("PEN", "Pen", 99, 1))
+
+
+@pytest.fixture
+def open_db(tmp_path: Path) -> Iterator[OpenDb]:
+    """``open_db(*schemas, name="shop.db")``: a connection to ``tmp_path / name`` with those schemas.
+
+    Opening the same name twice gives a second, independent connection to the same file. All are closed at teardown.
+    """
+    opened: list[sqlite3.Connection] = []
+
+    def open_(*schemas: str, name: str = "shop.db") -> sqlite3.Connection:
+        conn = connect(tmp_path / name)
+        opened.append(conn)
+        create_schema(conn, *schemas)
+        return conn
+
+    yield open_
+    for conn in opened:
+        conn.close()
+
+
+def _seed_small_catalog(conn: sqlite3.Connection) -> None:
+    with UnitOfWork(conn) as uow:
+        Inventory(conn).seed(SMALL_CATALOG)
+        uow.commit()
+
+
+@pytest.fixture
+def users_conn(open_db: OpenDb) -> sqlite3.Connection:
+    return open_db(users.SCHEMA)
+
+
+@pytest.fixture
+def payments_conn(open_db: OpenDb) -> sqlite3.Connection:
+    return open_db(payments.SCHEMA)
+
+
+@pytest.fixture
+def notifications_conn(open_db: OpenDb) -> sqlite3.Connection:
+    return open_db(notifications.SCHEMA)
+
+
+@pytest.fixture
+def orders_conn(open_db: OpenDb) -> sqlite3.Connection:
+    return open_db(orders.SCHEMA)
+
+
+@pytest.fixture
+def inventory_conn(open_db: OpenDb) -> sqlite3.Connection:
+    """The inventory tables with the small catalog of the module docstring."""
+    conn = open_db(inventory.SCHEMA)
+    _seed_small_catalog(conn)
+    return conn
+
+
+@pytest.fixture
+def shop_conn(open_db: OpenDb) -> sqlite3.Connection:
+    """Every context's tables in one file, as in the monolith, with the small catalog and no users."""
+    conn = open_db(*ALL_SCHEMAS)
+    _seed_small_catalog(conn)
+    return conn

@@ -1,0 +1,163 @@
+"""The unit of work: commit explicitly, roll back by default (STYLE 2); and the connection settings it relies on.
+
+Persistence is checked through a second connection to the same file, which sees only what was committed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import pytest
+
+from shop import users
+from shop.db import MAX_ID, UnitOfWork, create_schema, valid_id
+
+OpenDb = Callable[..., sqlite3.Connection]
+
+
+@pytest.fixture
+def conns(open_db: OpenDb) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """Two connections to one file holding the users table: a writer and an observer."""
+    return open_db(users.SCHEMA), open_db(users.SCHEMA)
+
+
+def emails(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT email FROM users ORDER BY id")]
+
+
+def insert(conn: sqlite3.Connection, email: str) -> None:
+    conn.execute("INSERT INTO users (email, name) VALUES (?, 'N')", (email,))
+
+
+def test_commit_persists(conns: tuple[sqlite3.Connection, sqlite3.Connection]) -> None:
+    writer, observer = conns
+
+    with UnitOfWork(writer) as uow:
+        insert(writer, "a@x")
+        uow.commit()
+
+    assert emails(observer) == ["a@x"]
+    assert not writer.in_transaction
+
+
+def test_leaving_without_commit_rolls_back(conns: tuple[sqlite3.Connection, sqlite3.Connection]) -> None:
+    writer, observer = conns
+
+    with UnitOfWork(writer):
+        insert(writer, "a@x")
+        assert emails(writer) == ["a@x"]
+
+    assert emails(writer) == []
+    assert emails(observer) == []
+    assert not writer.in_transaction
+
+
+def test_an_exception_rolls_back_and_propagates(conns: tuple[sqlite3.Connection, sqlite3.Connection]) -> None:
+    writer, observer = conns
+
+    def insert_then_fail() -> None:
+        with UnitOfWork(writer):
+            insert(writer, "a@x")
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        insert_then_fail()
+
+    assert emails(writer) == []
+    assert emails(observer) == []
+
+
+def test_a_failed_statement_rolls_back_the_earlier_ones(conns: tuple[sqlite3.Connection, sqlite3.Connection]) -> None:
+    writer, observer = conns
+    insert(writer, "taken@x")
+
+    def insert_both() -> None:
+        with UnitOfWork(writer) as uow:
+            insert(writer, "a@x")
+            insert(writer, "taken@x")
+            uow.commit()
+
+    with pytest.raises(sqlite3.IntegrityError):
+        insert_both()
+
+    assert emails(observer) == ["taken@x"]
+
+
+def test_nothing_is_visible_to_others_before_commit(conns: tuple[sqlite3.Connection, sqlite3.Connection]) -> None:
+    writer, observer = conns
+
+    with UnitOfWork(writer) as uow:
+        insert(writer, "a@x")
+        assert emails(observer) == []
+        uow.commit()
+
+    assert emails(observer) == ["a@x"]
+
+
+def test_a_unit_of_work_holds_the_write_lock_from_the_start(
+    conns: tuple[sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    # BEGIN IMMEDIATE: a second writer is turned away at once rather than deadlocking later on a lock upgrade.
+    writer, other = conns
+    other.execute("PRAGMA busy_timeout = 0")
+
+    with UnitOfWork(writer):
+        with pytest.raises(sqlite3.OperationalError, match="locked"), UnitOfWork(other):
+            pass
+        assert not other.in_transaction
+
+
+def test_a_unit_of_work_can_be_used_again(conns: tuple[sqlite3.Connection, sqlite3.Connection]) -> None:
+    writer, observer = conns
+    uow = UnitOfWork(writer)
+
+    with uow:
+        insert(writer, "a@x")
+        uow.commit()
+    with uow:
+        insert(writer, "b@x")
+
+    assert emails(observer) == ["a@x"]
+
+
+def test_writes_after_commit_are_not_kept_when_the_block_fails(
+    conns: tuple[sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    writer, observer = conns
+
+    def commit_then_write_then_fail() -> None:
+        with UnitOfWork(writer) as uow:
+            insert(writer, "a@x")
+            uow.commit()
+            insert(writer, "b@x")
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        commit_then_write_then_fail()
+
+    assert emails(observer) == ["a@x"]
+
+
+def test_connect_settings(open_db: OpenDb) -> None:
+    conn = open_db()
+
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    assert conn.isolation_level is None  # transactions belong to UnitOfWork, not to the sqlite3 module
+    assert not conn.in_transaction
+
+
+def test_create_schema_is_idempotent(open_db: OpenDb) -> None:
+    conn = open_db(users.SCHEMA)
+    insert(conn, "a@x")
+
+    create_schema(conn, users.SCHEMA, users.SCHEMA)
+
+    assert emails(conn) == ["a@x"]
+
+
+@pytest.mark.parametrize(("value", "valid"), [(1, True), (MAX_ID, True), (0, False), (-1, False), (MAX_ID + 1, False)])
+def test_valid_id(value: int, valid: bool) -> None:
+    assert valid_id(value) is valid
