@@ -64,14 +64,14 @@ def deploy(
     public_port: int | None = None,
     cpus: frozenset[int] | None = None,
     ready_timeout: float = 60.0,
+    call_timeout: float = 2.0,
 ) -> Iterator[Deployment]:
     """Start ``topology`` in ``run_dir`` and yield it once every process answers ``/readyz``; stop all on exit."""
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     names = [name for name, _ in layout(topology)]
-    config = make_config(
-        topology, run_dir, {name: free_port() for name in names}, seed or SeedSpec(), stack, public_port
-    )
+    ports = {name: free_port() for name in names}
+    config = make_config(topology, run_dir, ports, seed or SeedSpec(), stack, public_port, call_timeout)
     config_path = run_dir / CONFIG_FILE
     config.save(config_path)
     with Supervisor(run_dir) as supervisor:

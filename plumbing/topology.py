@@ -94,11 +94,17 @@ def layout(topology: str) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def make_config(
-    topology: str, run_dir: Path, ports: dict[str, int], seed: SeedSpec, stack: str, public_port: int | None = None
+    topology: str,
+    run_dir: Path,
+    ports: dict[str, int],
+    seed: SeedSpec,
+    stack: str,
+    public_port: int | None = None,
+    call_timeout: float = 2.0,
 ) -> RunConfig:
     """A configuration for ``topology`` whose processes listen on ``ports`` (process name -> port)."""
     procs = []
     for name, components in layout(topology):
         port = public_port if public_port is not None and PUBLIC[topology] in components else ports[name]
         procs.append(ProcessConfig(name, port, components))
-    return RunConfig(topology, str(run_dir), tuple(procs), seed, stack)
+    return RunConfig(topology, str(run_dir), tuple(procs), seed, stack, call_timeout=call_timeout)

@@ -40,6 +40,7 @@ class Shop:
     mode: str
     client: httpx.AsyncClient
     seed: SeedSpec
+    run_dir: Path
     deployment: Deployment | None = None
 
     async def new_user(self, balance_cents: int = 0) -> int:
@@ -69,7 +70,7 @@ async def inprocess_shop(topology: str, seed: SeedSpec = TEST_SEED) -> AsyncIter
         try:
             transport = httpx.ASGITransport(app=app.front)
             async with httpx.AsyncClient(transport=transport, base_url="http://shop.test", timeout=10) as client:
-                yield Shop(topology, "inprocess", client, seed)
+                yield Shop(topology, "inprocess", client, seed, Path(tmp))
         finally:
             await app.shutdown()
 
@@ -77,7 +78,7 @@ async def inprocess_shop(topology: str, seed: SeedSpec = TEST_SEED) -> AsyncIter
 @asynccontextmanager
 async def socket_shop(deployment: Deployment, seed: SeedSpec = TEST_SEED) -> AsyncIterator[Shop]:
     async with httpx.AsyncClient(base_url=deployment.public_url, timeout=10) as client:
-        yield Shop(deployment.config.topology, "sockets", client, seed, deployment)
+        yield Shop(deployment.config.topology, "sockets", client, seed, deployment.run_dir, deployment)
 
 
 class Deployments:
@@ -111,9 +112,11 @@ async def shop_for(variant: tuple[str, str], deployments: Deployments) -> AsyncI
 
 
 @asynccontextmanager
-async def fresh_deployment(topology: str, base: Path, seed: SeedSpec) -> AsyncIterator[Shop]:
+async def fresh_deployment(
+    topology: str, base: Path, seed: SeedSpec = TEST_SEED, call_timeout: float = 2.0
+) -> AsyncIterator[Shop]:
     """A deployment of its own, for tests that break or exhaust something."""
-    with deploy(topology, base / f"{topology}-own", seed=seed) as deployment:
+    with deploy(topology, base / f"{topology}-own", seed=seed, call_timeout=call_timeout) as deployment:
         async with socket_shop(deployment, seed) as shop:
             yield shop
 

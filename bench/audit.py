@@ -1,0 +1,106 @@
+"""The consistency audit: reads every database of a run directly and checks the shop's invariants.
+
+It attaches each context's database under the context's name (the monolith's one file under every name), so the same
+queries audit every topology. Each invariant yields the ids that break it; a settled, correct system yields none.
+
+Invariants:
+- stock is conserved: initial = on hand + held + committed, per product;
+- every CONFIRMED order has exactly one CHARGED charge of its total, and a COMMITTED reservation;
+- no money is kept without a confirmed order: every CHARGED charge belongs to a CONFIRMED order;
+- no stock is held by a REJECTED order;
+- wallet = deposits - active charges, per user (refunds settled);
+- every CONFIRMED order's notification is delivered exactly once;
+- settled: no order is still PENDING.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from plumbing.topology import SERVICES
+
+CONTEXTS = SERVICES  # users, inventory, payments, notifications, orders
+
+CHECKS: dict[str, str] = {
+    "stock_conserved": """
+        SELECT p.id FROM inventory.products p
+        LEFT JOIN (
+            SELECT l.product_id, SUM(l.quantity) AS q FROM inventory.reservation_lines l
+            JOIN inventory.reservations r ON r.order_id = l.order_id AND r.status IN ('HELD', 'COMMITTED')
+            GROUP BY l.product_id
+        ) t ON t.product_id = p.id
+        WHERE p.initial_stock != p.stock + COALESCE(t.q, 0)""",
+    "confirmed_order_charged_once": """
+        SELECT o.id FROM orders.orders o
+        LEFT JOIN payments.charges c ON c.order_id = o.id AND c.status = 'CHARGED'
+        WHERE o.status = 'CONFIRMED' AND (c.order_id IS NULL OR c.amount_cents != o.total_cents)""",
+    "confirmed_order_stock_committed": """
+        SELECT o.id FROM orders.orders o
+        LEFT JOIN inventory.reservations r ON r.order_id = o.id
+        WHERE o.status = 'CONFIRMED' AND COALESCE(r.status, '') != 'COMMITTED'""",
+    "no_charge_without_confirmed_order": """
+        SELECT c.order_id FROM payments.charges c
+        LEFT JOIN orders.orders o ON o.id = c.order_id
+        WHERE c.status = 'CHARGED' AND COALESCE(o.status, '') != 'CONFIRMED'""",
+    "no_stock_held_by_rejected_order": """
+        SELECT r.order_id FROM inventory.reservations r
+        JOIN orders.orders o ON o.id = r.order_id
+        WHERE o.status = 'REJECTED' AND r.status != 'RELEASED'""",
+    "wallet_balances": """
+        SELECT w.user_id FROM payments.wallets w
+        WHERE w.balance_cents != (
+            SELECT COALESCE(SUM(amount_cents), 0) FROM payments.deposits d WHERE d.user_id = w.user_id
+        ) - (
+            SELECT COALESCE(SUM(amount_cents), 0) FROM payments.charges c
+            WHERE c.user_id = w.user_id AND c.status = 'CHARGED'
+        )""",
+    "notification_delivered_once": """
+        SELECT o.id FROM orders.orders o
+        WHERE o.status = 'CONFIRMED'
+          AND (SELECT COUNT(*) FROM notifications.notifications n WHERE n.key = 'order-' || o.id) != 1""",
+    "no_pending_orders": "SELECT id FROM orders.orders WHERE status = 'PENDING'",
+}
+
+
+@dataclass
+class AuditReport:
+    """Ids breaking each invariant (empty lists when the system is consistent), and what was counted."""
+
+    anomalies: dict[str, list[int]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.anomalies.values())
+
+    def summary(self) -> str:
+        broken = {name: ids[:10] for name, ids in self.anomalies.items() if ids}
+        return "consistent" if not broken else f"anomalies: {broken}"
+
+
+def database_paths(run_dir: Path, topology: str) -> dict[str, Path]:
+    """Context -> database file of a run directory."""
+    if topology == "monolith":
+        return dict.fromkeys(CONTEXTS, run_dir / "monolith.db")
+    return {context: run_dir / f"{context}.db" for context in CONTEXTS}
+
+
+def audit(run_dir: Path, topology: str) -> AuditReport:
+    """Check every invariant over the databases of ``run_dir``."""
+    conn = sqlite3.connect("file::memory:", uri=True)
+    try:
+        for context, path in database_paths(run_dir, topology).items():
+            if not path.exists():
+                raise FileNotFoundError(f"no database for {context}: {path}")
+            conn.execute(f"ATTACH DATABASE ? AS {context}", (f"file:{path}?mode=ro",))
+        report = AuditReport()
+        for name, query in CHECKS.items():
+            report.anomalies[name] = [int(row[0]) for row in conn.execute(query)]
+        for status in ("CONFIRMED", "REJECTED", "PENDING"):
+            (n,) = conn.execute("SELECT COUNT(*) FROM orders.orders WHERE status = ?", (status,)).fetchone()
+            report.counts[f"orders_{status.lower()}"] = int(n)
+        return report
+    finally:
+        conn.close()
