@@ -27,7 +27,9 @@ class Gateway:
         self.notifications = NotificationsClient(ctx.peer("notifications"))
         self.orders = Client(ctx.peer("orders"))
         self.ready = False
-        self.app: Starlette = build_app("gateway", contract.bind(self._handlers()), ready=lambda: self.ready)
+        self.app: Starlette = build_app(
+            "gateway", contract.bind(self._handlers()), title=contract.TITLE, ready=lambda: self.ready
+        )
 
     async def startup(self) -> None:
         self.ready = True

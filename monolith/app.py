@@ -44,7 +44,9 @@ class Monolith:
         create_schema(self.conn, *SCHEMAS)
         self.relay = OutboxRelay(self.conn, self._deliver)
         self.ready = False
-        self.app: Starlette = build_app("monolith", contract.bind(self._handlers()), ready=lambda: self.ready)
+        self.app: Starlette = build_app(
+            "monolith", contract.bind(self._handlers()), title=contract.TITLE, ready=lambda: self.ready
+        )
 
     async def startup(self) -> None:
         seed(self.conn, self.ctx.config.seed)

@@ -116,6 +116,7 @@ def notifications_out(notes: Sequence[Notification]) -> NotificationList:
     return NotificationList([NotificationOut(n.order_id, n.message) for n in notes])
 
 
+TITLE = "archbench shop: public API"
 PAGE_QUERY = (Param("limit", 1, MAX_PAGE, 20), Param("offset", 0, 2**62, 0))
 
 

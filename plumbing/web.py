@@ -222,16 +222,20 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(
-    title: str,
+    name: str,
     endpoints: Sequence[Endpoint],
     *,
+    title: str | None = None,
     ready: Callable[[], bool] = lambda: True,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     version: str = "1.0.0",
 ) -> Starlette:
-    """A Starlette app serving ``endpoints`` plus health, readiness, metrics and the OpenAPI document."""
-    metrics = Metrics(title)
-    document = msgspec.json.encode(openapi(title, version, endpoints))
+    """A Starlette app serving ``endpoints`` plus health, readiness, metrics and the OpenAPI document.
+
+    ``name`` labels the metrics and spans of this process; ``title`` heads the OpenAPI document.
+    """
+    metrics = Metrics(name)
+    document = msgspec.json.encode(openapi(title or f"archbench {name} service", version, endpoints))
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -239,12 +243,12 @@ def build_app(
     async def readyz(request: Request) -> Response:
         if ready():
             return json_response({"status": "ready"})
-        return error_response(503, "not_ready", f"{title} is starting")
+        return error_response(503, "not_ready", f"{name} is starting")
 
     async def openapi_json(request: Request) -> Response:
         return Response(document, media_type=JSON)
 
-    routes = [Route(e.path, wrap(e, metrics, title), methods=[e.method], name=e.name) for e in endpoints]
+    routes = [Route(e.path, wrap(e, metrics, name), methods=[e.method], name=e.name) for e in endpoints]
     routes += [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
