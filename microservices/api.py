@@ -7,6 +7,7 @@ outcome is unknown). Error replies are turned back into the domain error they ca
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Annotated, TypeVar
 
@@ -97,13 +98,28 @@ class Client:
         sent = {"content-type": JSON} if body is not None else {}
         if headers:
             sent.update(headers)
-        parent = tracing.current()
-        if parent is not None:
-            sent["traceparent"] = parent
-        reply = await self.transport.request(method, path, body=body, headers=sent)
+        trace = tracing.current()
+        if trace is None:
+            reply = await self.transport.request(method, path, body=body, headers=sent)
+        else:
+            reply = await self._traced(trace, method, path, body, sent)
         if reply.status >= 400:
             raise error_from_body(reply.status, reply.body)
         return reply
+
+    async def _traced(
+        self, trace: tracing.Context, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> Reply:
+        call_id = tracing.new_id()
+        headers["traceparent"] = tracing.traceparent(trace.trace_id, call_id)
+        started, reply = time.perf_counter(), None
+        try:
+            reply = await self.transport.request(method, path, body=body, headers=headers)
+            return reply
+        finally:
+            elapsed = time.perf_counter() - started
+            status, received = (reply.status, len(reply.body)) if reply is not None else (0, 0)
+            tracing.record_call(trace, call_id, f"{method} {path}", elapsed, len(body or b""), received, status)
 
     async def get(self, path: str, type_: type[T]) -> T:
         return decode((await self.call("GET", path)).body, type_)

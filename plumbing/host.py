@@ -18,6 +18,7 @@ from typing import Protocol
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from plumbing import tracing
 from plumbing.client import Transport, open_transport
 from plumbing.topology import COMPONENTS, ProcessConfig, RunConfig
 
@@ -133,6 +134,7 @@ class ComponentFactory(Protocol):
 
 def serve(config: RunConfig, process: ProcessConfig) -> None:
     """Serve ``process`` until SIGINT or SIGTERM (uvicorn shuts down gracefully)."""
+    tracing.configure(Path(config.run_dir) / "spans" / f"{process.name}.jsonl")
     app = ProcessApp(config, process)
     server = uvicorn.Server(
         uvicorn.Config(

@@ -191,7 +191,7 @@ def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str) -> Handler:
 
     async def run(request: Request) -> Response:
         started = time.perf_counter()
-        token = tracing.begin(request.headers.get("traceparent"))
+        token = tracing.begin(request.headers.get("traceparent"), app_name)
         try:
             response = await handler(request)
         except errors.DomainError as exc:
@@ -201,9 +201,10 @@ def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str) -> Handler:
             # A peer that cannot be reached is a dependency failure of this request, not a bug of this process.
             metrics.errors.labels(app_name, name, errors.Unavailable.code).inc()
             response = error_response(503, errors.Unavailable.code, str(exc))
-        finally:
-            elapsed = time.perf_counter() - started
-            tracing.end(token)
+        elapsed = time.perf_counter() - started
+        if token is not None:
+            bytes_in = int(request.headers.get("content-length", "0") or 0)
+            tracing.end(token, name, elapsed, bytes_in, len(response.body), response.status_code)
         observe(app_name, name, str(response.status_code)).observe(elapsed)
         response.headers["server-timing"] = f"{app_name};dur={elapsed * 1000:.3f}"
         return response
