@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
+from rich.console import Console
+
 from bench.deploy import default_run_dir, deploy
+from bench.network import QUICK, NetworkParams
+from bench.resources import default_cpu_split
+from bench.results import load_results
+from bench.run import EXPERIMENTS, RunOptions, run, summary_table
 from bench.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
 from plumbing.client import DEFAULT_STACK, STACKS
 from plumbing.topology import TOPOLOGIES
@@ -66,7 +74,100 @@ def build_parser() -> Parser:
         default=DEFAULT_STACK,
         help=f"inter-service HTTP client of the microservices (default {DEFAULT_STACK})",
     )
+    run = sub.add_parser(
+        "run",
+        help="measure the topologies and write a results directory",
+        description="Start each topology in turn on the same pinned CPUs, run the experiments with the open-loop "
+        "generator on the other CPUs, stop everything, and write tidy results (Parquet + meta.json). "
+        "--quick takes about a minute and a half; the default run about ten minutes.",
+    )
+    run.add_argument("--quick", action="store_true", help="short phases and a short sweep (about 90 s)")
+    run.add_argument(
+        "--topologies",
+        type=names_of(TOPOLOGIES),
+        default=list(TOPOLOGIES),
+        help=f"comma-separated, from {','.join(TOPOLOGIES)} (default: all)",
+    )
+    run.add_argument(
+        "--experiments",
+        type=names_of(EXPERIMENTS),
+        default=list(EXPERIMENTS),
+        help=f"comma-separated, from {','.join(EXPERIMENTS)} (default: all)",
+    )
+    run.add_argument("--out", type=Path, help="results directory (default: results/run-<time>)")
+    run.add_argument("--seed", type=int, default=1, help="seed of the catalog, users and workload (default 1)")
+    run.add_argument("--slo-ms", type=positive_int, default=50, help="p99 SLO for sustainable throughput (default 50)")
+    run.add_argument("--sut-cpus", type=cpu_set, help="CPUs of the system under test, e.g. 0 or 0-1 (default: half)")
+    run.add_argument("--generator-cpus", type=cpu_set, help="CPUs of the load generator (default: the other half)")
+    run.add_argument(
+        "--stack",
+        choices=[s for s in STACKS if s != "asgi"],
+        default=DEFAULT_STACK,
+        help=f"inter-service HTTP client of the microservices (default {DEFAULT_STACK})",
+    )
     return parser
+
+
+def names_of(valid: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in valid]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {unknown or text!r}; choose from {','.join(valid)}")
+        return list(dict.fromkeys(names))
+
+    return parse
+
+
+def cpu_set(text: str) -> frozenset[int]:
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a CPU list like 0 or 0-1 or 0,2: {text!r}") from None
+    available = os.sched_getaffinity(0)
+    if not cpus or not cpus <= available:
+        raise argparse.ArgumentTypeError(f"CPUs {sorted(cpus)} are not all available (have {sorted(available)})")
+    return frozenset(cpus)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    sut, gen = default_cpu_split()
+    sut_cpus, gen_cpus = args.sut_cpus or sut, args.generator_cpus or gen
+    console = Console(stderr=True)
+    if sut_cpus & gen_cpus:
+        console.print(f"warning: the generator shares CPUs {sorted(sut_cpus & gen_cpus)} with the system under test")
+    params = replace(QUICK if args.quick else NetworkParams(), seed=args.seed, slo_p99=args.slo_ms / 1000)
+    out: Path = args.out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        print(f"archbench: error: {out} is not empty; choose another --out", file=sys.stderr)
+        return 2
+    options = RunOptions(args.topologies, args.experiments, out, params, sut_cpus, gen_cpus, args.stack, args.quick)
+    try:
+        with shutdown_on_signals():
+            path = run(options, console)
+    except ShutdownRequested:
+        print("interrupted; every process was stopped, no results written", file=sys.stderr)
+        return 130
+    except StartupError as exc:
+        print(f"archbench: error: {startup_failure(exc)}", file=sys.stderr)
+        return 1
+    results = load_results(path)
+    Console().print(summary_table(results.tables, results.meta))
+    print(f"results: {path}")
+    return 0
+
+
+def startup_failure(exc: StartupError) -> str:
+    """One line for the terminal: which process failed and how, its last log line, and where its log is.
+
+    The log tail can hold the child's traceback; it stays in the log, so the user reads one line, not a dump.
+    """
+    what = str(exc).partition("; last lines of ")[0].splitlines()[0]
+    last = next((" ".join(line.split()) for line in reversed(exc.log_tail.splitlines()) if line.strip()), "")
+    return f"{what}: {last} (log: {exc.log_path})" if last else f"{what} (log: {exc.log_path})"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -94,7 +195,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("stopped; no process left running", file=sys.stderr)
         return 0
     except StartupError as exc:
-        print(f"archbench: error: {exc}", file=sys.stderr)
+        print(f"archbench: error: {startup_failure(exc)}", file=sys.stderr)
         return 1
 
 
@@ -102,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "run":
+        return cmd_run(args)
     raise AssertionError(args.command)
 
 

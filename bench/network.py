@@ -1,0 +1,239 @@
+"""The network-overhead experiment: what each topology costs in latency, throughput, CPU and memory.
+
+For each topology, on the same pinned CPUs:
+
+1. ``low``: the default operation mix at a low rate: per-operation latency percentiles;
+2. ``traced``: a few requests per operation with a sampled ``traceparent``: the per-hop breakdown;
+3. ``sweep``: increasing rates until the p99 breaks the SLO: latency against offered load, sustainable throughput,
+   and at every step CPU seconds and peak RSS per process.
+
+Going monolith -> colocated -> microservices separates the cost of splitting data and serializing (colocated) from
+the cost of processes and the network (microservices).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import stats
+from bench.deploy import Deployment, deploy
+from bench.loadgen import LoadResult, LoadSpec, Request, run_load_sync
+from bench.resources import ResourceMeter, Usage
+from bench.traces import load_spans, spans_frame, summarize
+from bench.workload import OPS, ShopWorkload
+from plumbing import tracing
+from shop.seed import SeedSpec
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    """Rates in requests per second, durations in seconds."""
+
+    low_rate: float = 200.0
+    low_duration: float = 20.0
+    warmup: float = 2.0
+    traced_per_op: int = 30
+    sweep_rates: tuple[float, ...] = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000)
+    step_duration: float = 8.0
+    step_warmup: float = 1.0
+    slo_p99: float = 0.050
+    error_budget: float = 0.001
+    mix: str = "default"
+    arrival: str = "poisson"
+    seed: int = 1
+    products: int = 1000
+    users: int = 200
+
+    def planned_seconds(self) -> float:
+        """An upper bound of the measuring time per topology (the sweep usually stops earlier)."""
+        traced = self.traced_per_op * len(OPS) / 50.0 + 1.0
+        sweep = len(self.sweep_rates) * (self.step_duration + self.step_warmup)
+        return self.warmup + self.low_duration + traced + sweep
+
+
+QUICK = NetworkParams(
+    low_rate=100.0,
+    low_duration=3.0,
+    warmup=1.0,
+    traced_per_op=6,
+    sweep_rates=(300, 600, 1200, 2400),
+    step_duration=2.0,
+    step_warmup=0.5,
+)
+
+
+@dataclass
+class Step:
+    """One measured load run and the resources it took."""
+
+    phase: str
+    step: int
+    result: LoadResult
+    usage: dict[str, Usage]
+
+
+Progress = Callable[[str, float], None]  # (description of what runs now, seconds it is expected to take)
+
+
+class CyclingWorkload:
+    """One operation after the other, each from its own single-op workload; adds a sampled traceparent."""
+
+    def __init__(self, n_users: int, n_products: int, seed: int, order_ids: list[int]) -> None:
+        self.workloads = {op: ShopWorkload(n_users, n_products, mix={op: 1.0}, seed=seed) for op in OPS}
+        self.workloads["order"].order_ids = order_ids
+        self.cycle = itertools.cycle(OPS)
+        self.trace_ids: list[str] = []
+
+    def next_request(self) -> Request:
+        request = self.workloads[next(self.cycle)].next_request()
+        trace_id = tracing.new_id(16)
+        self.trace_ids.append(trace_id)
+        header = ("traceparent", tracing.traceparent(trace_id, tracing.new_id()))
+        return replace(request, headers=(*request.headers, header))
+
+    def on_response(self, request: Request, status: int, body: bytes) -> None:
+        self.workloads[request.op].on_response(request, status, body)
+
+
+def measure(deployment: Deployment, workload: Any, spec: LoadSpec, phase: str, step: int) -> Step:
+    # The kernel keeps the exact peak RSS (VmHWM), so a slow sampler loses nothing and steals little from the
+    # generator running in this process.
+    meter = ResourceMeter(deployment.supervisor.pids(), interval=1.0)
+    meter.start()
+    try:
+        result = run_load_sync(deployment.public_url, workload, spec)
+    finally:
+        usage = meter.stop()
+    return Step(phase, step, result, usage)
+
+
+def run_topology(
+    topology: str,
+    params: NetworkParams,
+    run_dir: Path,
+    sut_cpus: frozenset[int] | None,
+    stack: str,
+    progress: Progress,
+) -> dict[str, pd.DataFrame]:
+    """Deploy ``topology``, run the three phases, and return its tables."""
+    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+    progress(f"{topology}: starting", 3.0)
+    with deploy(topology, run_dir, seed=seed, cpus=sut_cpus, stack=stack) as deployment:
+        workload = ShopWorkload(params.users, params.products, mix=params.mix, seed=params.seed)
+        spec = LoadSpec(
+            rate=params.low_rate,
+            duration=params.low_duration,
+            warmup=params.warmup,
+            arrival=params.arrival,
+            seed=params.seed,
+        )
+        progress(f"{topology}: low load, {params.low_rate:g} req/s", params.warmup + params.low_duration)
+        steps = [measure(deployment, workload, spec, "low", 0)]
+
+        traced_wl = CyclingWorkload(params.users, params.products, params.seed, workload.order_ids)
+        count = params.traced_per_op * len(OPS)
+        progress(f"{topology}: {count} traced requests", count / 50.0 + 1.0)
+        traced_spec = LoadSpec(rate=50.0, duration=count / 50.0, warmup=0.0, seed=params.seed, arrival="constant")
+        traced_step = measure(deployment, traced_wl, traced_spec, "traced", 0)
+
+        for index, rate in enumerate(params.sweep_rates):
+            progress(f"{topology}: sweep {rate:g} req/s", params.step_duration + params.step_warmup)
+            spec = LoadSpec(
+                rate=rate,
+                duration=params.step_duration,
+                warmup=params.step_warmup,
+                arrival=params.arrival,
+                seed=params.seed + index,
+            )
+            step = measure(deployment, workload, spec, "sweep", index)
+            steps.append(step)
+            summary = step.result.summary()
+            if not summary["p99"] <= params.slo_p99 or summary["error_rate"] >= params.error_budget:
+                break  # past saturation every higher rate is worse: stop here, the knee is measured
+        time.sleep(0.2)  # let the last span lines reach their files
+        spans = load_spans(run_dir / "spans")
+    traced_frame = traced_step.result.to_frame()
+    traced = [
+        (str(op), trace_id, (done - intended) * 1e6)
+        for op, trace_id, done, intended in zip(
+            traced_frame["op"], traced_wl.trace_ids, traced_frame["done"], traced_frame["intended"], strict=False
+        )
+        if not math.isnan(done)
+    ]
+    trace_rows, hop_rows = summarize(spans, traced)
+    tables = tidy(topology, [*steps, traced_step])
+    tables["traces"] = trace_rows.assign(topology=topology)
+    tables["hops"] = hop_rows.assign(topology=topology)
+    tables["spans"] = spans_frame(spans).assign(topology=topology)
+    return tables
+
+
+def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
+    """Per-request rows, one summary row per step, and one resource row per step and process."""
+    requests, summaries, resources = [], [], []
+    for s in steps:
+        frame = s.result.to_frame()
+        requests.append(frame.assign(topology=topology, phase=s.phase, step=s.step, target_rate=s.result.spec.rate))
+        summary = s.result.summary()
+        errors = summary.pop("errors")
+        reasons = summary.pop("invalid_reasons")
+        all_ok = int((frame["error"].astype(str) == "").sum())
+        cpu_total = sum(u.cpu_seconds for u in s.usage.values())
+        summaries.append(
+            {
+                "topology": topology,
+                "phase": s.phase,
+                "step": s.step,
+                **summary,
+                **{f"errors_{k}": v for k, v in errors.items()},
+                "invalid_reasons": "; ".join(reasons),
+                "successes_in_window": all_ok,
+                "cpu_seconds": cpu_total,
+                "cpu_per_request_us": cpu_total / all_ok * 1e6 if all_ok else math.nan,
+                "peak_rss_bytes": sum(u.peak_rss_bytes for u in s.usage.values()),
+            }
+        )
+        for process, usage in s.usage.items():
+            resources.append(
+                {
+                    "topology": topology,
+                    "phase": s.phase,
+                    "step": s.step,
+                    "target_rate": s.result.spec.rate,
+                    "process": process,
+                    "cpu_seconds": usage.cpu_seconds,
+                    "cpu_per_request_us": usage.cpu_seconds / all_ok * 1e6 if all_ok else math.nan,
+                    "peak_rss_bytes": usage.peak_rss_bytes,
+                    "exited": usage.exited,
+                }
+            )
+    by_op = [
+        stats.per_op_summary(s.result.to_frame()).reset_index().assign(topology=topology, phase=s.phase, step=s.step)
+        for s in steps
+    ]
+    return {
+        "requests": pd.concat(requests, ignore_index=True),
+        "steps": pd.DataFrame(summaries),
+        "resources": pd.DataFrame(resources),
+        "ops": pd.concat(by_op, ignore_index=True),
+    }
+
+
+def params_dict(params: NetworkParams) -> dict[str, Any]:
+    return asdict(params)
+
+
+def sustainable(steps: pd.DataFrame, params: NetworkParams) -> dict[str, float | None]:
+    """Sustainable throughput per topology from the sweep rows."""
+    out: dict[str, float | None] = {}
+    for topology, group in steps[steps["phase"] == "sweep"].groupby("topology", sort=False):
+        out[str(topology)] = stats.sustainable_throughput(group, params.slo_p99, params.error_budget)
+    return out

@@ -1,0 +1,123 @@
+"""``archbench run``: start each topology, run the experiments, stop everything, save the results, summarize."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bench import network
+from bench.network import NetworkParams
+from bench.resources import pin_self
+from bench.results import environment, save
+
+EXPERIMENTS = ("network",)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    topologies: Sequence[str]
+    experiments: Sequence[str]
+    out: Path
+    params: NetworkParams
+    sut_cpus: frozenset[int] | None
+    gen_cpus: frozenset[int] | None
+    stack: str
+    quick: bool
+
+
+class PhaseProgress:
+    """Moves the bar by what each finished phase was expected to take, and names the phase running now."""
+
+    def __init__(self, bar: Progress, task: TaskID) -> None:
+        self.bar, self.task, self.pending = bar, task, 0.0
+
+    def __call__(self, description: str, expected: float) -> None:
+        self.bar.update(self.task, description=description, advance=self.pending)
+        self.pending = expected
+
+
+def run(options: RunOptions, console: Console) -> Path:
+    """Run every experiment on every topology; returns the results directory."""
+    pin_self(options.gen_cpus)
+    started = time.monotonic()
+    collected: dict[str, list[pd.DataFrame]] = defaultdict(list)
+    planned = options.params.planned_seconds() + 3.0
+    columns = (
+        TextColumn("{task.description:<48}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("starting", total=planned * len(options.topologies))
+        for index, topology in enumerate(options.topologies):
+            tables = network.run_topology(
+                topology,
+                options.params,
+                options.out / "runs" / topology,
+                options.sut_cpus,
+                options.stack,
+                PhaseProgress(bar, task),
+            )
+            for name, frame in tables.items():
+                collected[name].append(frame)
+            bar.update(task, completed=planned * (index + 1), description=f"{topology}: done")
+    frames = {name: pd.concat(parts, ignore_index=True) for name, parts in collected.items()}
+    meta = metadata(options, frames, time.monotonic() - started)
+    save(options.out, frames, meta)
+    return options.out
+
+
+def metadata(options: RunOptions, frames: dict[str, pd.DataFrame], seconds: float) -> dict[str, Any]:
+    steps = frames["steps"]
+    invalid = steps.loc[~steps["valid"].astype(bool), ["topology", "phase", "step", "target_rate", "invalid_reasons"]]
+    return {
+        "environment": environment(),
+        "parameters": {
+            "topologies": list(options.topologies),
+            "experiments": list(options.experiments),
+            "quick": options.quick,
+            "stack": options.stack,
+            "sut_cpus": sorted(options.sut_cpus) if options.sut_cpus else None,
+            "generator_cpus": sorted(options.gen_cpus) if options.gen_cpus else None,
+            "network": network.params_dict(options.params),
+        },
+        "sustainable_throughput": network.sustainable(steps, options.params),
+        "invalid_runs": invalid.to_dict(orient="records"),
+        "wall_seconds": seconds,
+    }
+
+
+def summary_table(frames: dict[str, pd.DataFrame], meta: dict[str, Any]) -> Table:
+    """The short table printed at the end of a run."""
+    table = Table(title="archbench: network overhead (low load, then sweep)")
+    for column in ("topology", "p50 ms", "p99 ms", "checkout p50 ms", "sustainable req/s", "CPU/req us", "peak RSS MB"):
+        table.add_column(column, justify="right" if column != "topology" else "left")
+    steps, ops = frames["steps"], frames["ops"]
+    sustainable = meta["sustainable_throughput"]
+    for topology in meta["parameters"]["topologies"]:
+        low = steps[(steps["topology"] == topology) & (steps["phase"] == "low")].iloc[0]
+        checkout = ops[(ops["topology"] == topology) & (ops["phase"] == "low") & (ops["op"] == "checkout")]
+        sweep = steps[(steps["topology"] == topology) & (steps["phase"] == "sweep")]
+        rate = sustainable.get(topology)
+        flag = "" if bool(low["valid"]) else " (invalid)"
+        table.add_row(
+            topology + flag,
+            f"{low['p50'] * 1e3:.2f}",
+            f"{low['p99'] * 1e3:.2f}",
+            f"{checkout['p50'].iloc[0] * 1e3:.2f}" if len(checkout) else "-",
+            f"{rate:g}" if rate is not None else "none met the SLO",
+            f"{low['cpu_per_request_us']:.0f}",
+            f"{sweep['peak_rss_bytes'].max() / 2**20:.0f}" if len(sweep) else "-",
+        )
+    return table
