@@ -1,0 +1,96 @@
+"""Small pure functions over load-generator records: percentiles, per-op summaries, error counts, sustainable rate.
+
+The frames are those of ``LoadResult.to_frame()``: one row per request with columns op, intended, sent, done,
+status, error and warmup. Latency is ``done - intended`` (from the INTENDED send time) for every request, failed
+ones included: a timeout counts with the time it was given up, a refusal with how fast it came back. Errors are
+reported beside the percentiles, never dropped from them.
+
+Percentiles use the nearest-rank definition: p99 is a latency that some request actually had, and at least 99% of
+requests had at most that latency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+#: The latency percentiles every summary reports, by name, beside "max".
+PERCENTILES: Final = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("p99.99", 99.99))
+#: Error classes as the generator records them; "" means a response below 400.
+ERROR_CLASSES: Final = ("refused", "reset", "timeout", "4xx", "5xx")
+
+
+def _clean_sorted(values: Iterable[float] | npt.ArrayLike) -> npt.NDArray[np.float64]:
+    array = np.asarray(values, dtype=np.float64)
+    return np.sort(array[~np.isnan(array)])
+
+
+def _nearest_rank(ordered: npt.NDArray[np.float64], q: float) -> float:
+    # rank = ceil(q% of n), computed on a rounded product so that 99.9% of 1000 is rank 999, not 1000 (floating point)
+    rank = max(1, math.ceil(round(q / 100.0 * ordered.size, 6)))
+    return float(ordered[rank - 1])
+
+
+def percentile(values: Iterable[float] | npt.ArrayLike, q: float) -> float:
+    """The nearest-rank ``q``-th percentile of ``values`` (NaN values ignored); NaN when there are none."""
+    ordered = _clean_sorted(values)
+    return _nearest_rank(ordered, q) if ordered.size else math.nan
+
+
+def latency_percentiles(latencies: Iterable[float] | npt.ArrayLike) -> dict[str, float]:
+    """p50, p90, p99, p99.9, p99.99 and max of ``latencies`` (seconds); all NaN when there are none."""
+    ordered = _clean_sorted(latencies)
+    if ordered.size == 0:
+        return {name: math.nan for name, _ in PERCENTILES} | {"max": math.nan}
+    return {name: _nearest_rank(ordered, q) for name, q in PERCENTILES} | {"max": float(ordered[-1])}
+
+
+def measured(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows outside the warm-up (all rows when there is no ``warmup`` column)."""
+    if "warmup" not in frame.columns:
+        return frame
+    return frame.loc[~frame["warmup"].astype(bool)]
+
+
+def latencies(frame: pd.DataFrame) -> pd.Series:
+    """Per-request latency from the intended send time, ``done - intended`` (seconds)."""
+    return frame["done"] - frame["intended"]
+
+
+def error_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """How many rows failed, by error class; every class is present, with 0 when it did not occur."""
+    counts = frame["error"].astype(str).value_counts()
+    return {name: int(counts.get(name, 0)) for name in ERROR_CLASSES}
+
+
+def per_op_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per op over the measured (non-warm-up) rows: count, errors, error_rate and latency percentiles."""
+    rows = {}
+    for op, group in measured(frame).groupby("op", observed=True, sort=True):
+        errors = int((group["error"].astype(str) != "").sum())
+        rows[str(op)] = {
+            "count": len(group),
+            "errors": errors,
+            "error_rate": errors / len(group),
+            **latency_percentiles(latencies(group)),
+        }
+    columns = ["count", "errors", "error_rate", *(name for name, _ in PERCENTILES), "max"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("op")
+
+
+def sustainable_throughput(sweep: pd.DataFrame, slo_p99: float, error_budget: float) -> float | None:
+    """The highest target rate of a sweep that was valid, met the p99 SLO and stayed under the error budget.
+
+    ``sweep`` has one row per run with columns ``target_rate``, ``p99`` (seconds), ``error_rate`` (a fraction)
+    and ``valid``, e.g. ``pd.DataFrame([result.summary() for result in results])``. ``error_budget`` is a
+    fraction: a run passes when its error rate is strictly below it. None when no run passes.
+    """
+    passing = sweep.loc[sweep["valid"].astype(bool) & (sweep["p99"] <= slo_p99) & (sweep["error_rate"] < error_budget)]
+    if passing.empty:
+        return None
+    return float(passing["target_rate"].max())

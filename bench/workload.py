@@ -1,0 +1,137 @@
+"""The shop's operation mix over the public API, as a load-generator workload.
+
+Five operations, drawn by weight from a seeded RNG:
+
+* ``browse``: ``GET /products?limit=20&offset=k``, a random catalog page;
+* ``product``: ``GET /products/{id}``;
+* ``user``: ``GET /users/{id}``;
+* ``checkout``: ``POST /orders`` for a random user with 1..3 distinct products of quantity 1..2, with a fresh
+  ``Idempotency-Key``;
+* ``order``: ``GET /orders/{id}`` of an order this workload created; a checkout instead while there is none.
+
+For a given seed the sequence of requests is the same run after run, given the same responses (``order`` picks
+among the orders created so far). Idempotency keys are ``{key_prefix}-{n}``; the prefix is random by default, so that
+a second run against the same database never replays the first run's checkouts (a replay is cheaper than a
+checkout and would flatter the figures). Pass ``key_prefix`` to make the keys reproducible too.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import itertools
+import random
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+import msgspec
+
+from bench.loadgen import Request
+
+OPS: Final = ("browse", "product", "user", "checkout", "order")
+
+#: Named operation mixes (relative weights).
+MIXES: Final[Mapping[str, Mapping[str, float]]] = {
+    "default": {"browse": 30, "product": 30, "user": 15, "checkout": 15, "order": 10},
+    "browse-heavy": {"browse": 45, "product": 40, "user": 7, "checkout": 4, "order": 4},
+    "checkout-heavy": {"browse": 15, "product": 15, "user": 10, "checkout": 45, "order": 15},
+}
+
+PAGE_SIZE: Final = 20
+_JSON: Final = ("Content-Type", "application/json")
+
+
+class _Line(msgspec.Struct):
+    product_id: int
+    quantity: int
+
+
+class _Checkout(msgspec.Struct):
+    user_id: int
+    items: list[_Line]
+
+
+class _Created(msgspec.Struct):
+    """The one field of a checkout response that the workload reads; the rest is ignored unparsed."""
+
+    id: int
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_created = msgspec.json.Decoder(_Created).decode
+
+
+def resolve_mix(mix: str | Mapping[str, float]) -> dict[str, float]:
+    """A mix by name, or a weight mapping checked against ``OPS`` (missing ops weigh 0)."""
+    weights = dict(MIXES[mix]) if isinstance(mix, str) else dict(mix)
+    unknown = set(weights) - set(OPS)
+    if unknown:
+        raise ValueError(f"unknown operations {sorted(unknown)}; known: {OPS}")
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"weights must be >= 0 with a positive sum: {weights}")
+    return {op: float(weights.get(op, 0.0)) for op in OPS}
+
+
+class ShopWorkload:
+    """The shop's weighted operation mix (see the module docstring); implements ``bench.loadgen.Workload``."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_products: int,
+        mix: str | Mapping[str, float] = "default",
+        seed: int = 0,
+        auth_headers: Iterable[tuple[str, str]] = (),
+        key_prefix: str | None = None,
+    ) -> None:
+        if n_users < 1 or n_products < 1:
+            raise ValueError("n_users and n_products must be >= 1")
+        self.n_users, self.n_products = n_users, n_products
+        self.weights = resolve_mix(mix)
+        self._ops = [op for op in OPS if self.weights[op] > 0]
+        self._cumulative = list(itertools.accumulate(self.weights[op] for op in self._ops))
+        self._rng = random.Random(seed)
+        self._headers = tuple(auth_headers)
+        self._key_prefix = key_prefix if key_prefix is not None else uuid.uuid4().hex[:12]
+        self._keys = itertools.count(1)
+        self.order_ids: list[int] = []
+        self._get_cache: dict[str, Request] = {}
+
+    def next_request(self) -> Request:
+        """The next request of the mix."""
+        op = self._ops[bisect.bisect_right(self._cumulative, self._rng.random() * self._cumulative[-1])]
+        if op == "browse":
+            pages = (self.n_products + PAGE_SIZE - 1) // PAGE_SIZE
+            return self._get("browse", f"/products?limit={PAGE_SIZE}&offset={self._rng.randrange(pages) * PAGE_SIZE}")
+        if op == "product":
+            return self._get("product", f"/products/{self._rng.randint(1, self.n_products)}")
+        if op == "user":
+            return self._get("user", f"/users/{self._rng.randint(1, self.n_users)}")
+        if op == "order" and self.order_ids:  # not cached: there are as many paths as orders
+            return Request("order", "GET", f"/orders/{self._rng.choice(self.order_ids)}", headers=self._headers)
+        return self._checkout()
+
+    def on_response(self, request: Request, status: int, body: bytes) -> None:
+        """Remember the id of every order a checkout created (201; 200 for a replayed key)."""
+        if request.op == "checkout" and status in (200, 201):
+            # Not the shape we expected: the order simply is not viewed later.
+            with contextlib.suppress(msgspec.DecodeError):
+                self.order_ids.append(_decode_created(body).id)
+
+    def _get(self, op: str, path: str) -> Request:
+        # These GETs repeat over n_users + n_products + pages paths: build each Request once.
+        request = self._get_cache.get(path)
+        if request is None:
+            request = self._get_cache[path] = Request(op, "GET", path, headers=self._headers)
+        return request
+
+    def _checkout(self) -> Request:
+        rng = self._rng
+        products = rng.sample(range(1, self.n_products + 1), min(rng.randint(1, 3), self.n_products))
+        body = _Checkout(
+            user_id=rng.randint(1, self.n_users),
+            items=[_Line(product_id=p, quantity=rng.randint(1, 2)) for p in products],
+        )
+        key = ("Idempotency-Key", f"{self._key_prefix}-{next(self._keys)}")
+        return Request("checkout", "POST", "/orders", _encode(body), (_JSON, key, *self._headers))
