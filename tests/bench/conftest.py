@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bench.network import NetworkParams
+from bench.resources import default_cpu_split
+from bench.run import RunOptions, run
+from plumbing.client import DEFAULT_STACK
+from plumbing.topology import TOPOLOGIES
+
+# A real run of every topology, as short as a run can be and still have every phase.
+TINY = NetworkParams(
+    low_rate=50.0,
+    low_duration=1.0,
+    warmup=0.3,
+    traced_per_op=2,
+    sweep_rates=(100.0, 200.0),
+    step_duration=0.8,
+    step_warmup=0.2,
+    products=60,
+    users=20,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results directory written by a real (tiny) run of every topology."""
+    sut, gen = default_cpu_split()
+    out = tmp_path_factory.mktemp("results") / "tiny"
+    options = RunOptions(TOPOLOGIES, ["network"], out, TINY, sut, gen, DEFAULT_STACK, quick=True)
+    return run(options, Console(quiet=True))

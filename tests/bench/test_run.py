@@ -1,0 +1,59 @@
+"""A real run writes a results directory that pandas loads, with every topology, validity flags and per-hop data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.results import load_results
+from plumbing.topology import TOPOLOGIES
+
+pytestmark = pytest.mark.sockets
+
+
+def test_results_directory_has_every_table_and_topology(tiny_results: Path) -> None:
+    results = load_results(tiny_results)
+    for name in ("requests", "steps", "resources", "ops", "traces", "spans"):
+        assert not results.table(name).empty, name
+        assert set(results.table(name)["topology"]) == set(TOPOLOGIES), name
+    # The monolith makes no internal call: it has no hop.
+    assert set(results.table("hops")["topology"]) == {"colocated", "microservices"}
+    steps = results.table("steps")
+    assert {"low", "traced", "sweep"} <= set(steps["phase"])
+    assert steps["valid"].dtype == bool
+    assert (steps["invalid_reasons"] == "").eq(steps["valid"]).all()
+    requests = results.table("requests")
+    assert {"op", "intended", "sent", "done", "status", "error", "warmup"} <= set(requests.columns)
+    assert ((requests["done"] >= requests["intended"]) | requests["done"].isna()).all()
+
+
+def test_meta_records_environment_parameters_and_validity(tiny_results: Path) -> None:
+    meta = load_results(tiny_results).meta
+    assert meta["environment"]["python"]
+    assert meta["environment"]["cpu_count"] >= 1
+    assert meta["parameters"]["topologies"] == list(TOPOLOGIES)
+    assert set(meta["sustainable_throughput"]) == set(TOPOLOGIES)
+    assert isinstance(meta["invalid_runs"], list)
+
+
+def test_per_hop_breakdown_counts_internal_calls(tiny_results: Path) -> None:
+    traces = load_results(tiny_results).table("traces")
+    checkout = traces[traces["op"] == "checkout"].groupby("topology")["internal_calls"].median()
+    assert checkout["monolith"] == 0
+    # gateway -> orders, orders -> users, inventory (reserve, commit), payments
+    assert checkout["microservices"] == 5
+    assert checkout["colocated"] == 5
+    ms = traces[traces["topology"] == "microservices"]
+    assert (ms["between_us"] > 0).all()
+    assert (ms["in_gateway_us"] > 0).all()
+
+
+def test_resources_per_process(tiny_results: Path) -> None:
+    resources = load_results(tiny_results).table("resources")
+    processes = resources.groupby("topology")["process"].nunique()
+    assert processes["monolith"] == 1
+    assert processes["colocated"] == 1
+    assert processes["microservices"] == 6
+    assert (resources["peak_rss_bytes"] > 10 * 2**20).all()
+    assert (resources["cpu_seconds"] >= 0).all()
