@@ -58,7 +58,8 @@ def run(options: RunOptions, console: Console) -> Path:
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
+    # One refresh a second: the bar is drawn by a thread of this process, which also generates the load.
+    with Progress(*columns, console=console, transient=False, refresh_per_second=1) as bar:
         task = bar.add_task("starting", total=planned * len(options.topologies))
         for index, topology in enumerate(options.topologies):
             tables = network.run_topology(
