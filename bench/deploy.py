@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing.client import DEFAULT_STACK
+from plumbing.faults import TOKEN_ENV
 from plumbing.topology import PUBLIC, RunConfig, layout, make_config
 from shop.seed import SeedSpec
 
@@ -28,6 +29,7 @@ class Deployment:
     config: RunConfig
     supervisor: Supervisor
     ready_seconds: float
+    admin_token: str | None = None
 
     @property
     def public_url(self) -> str:
@@ -49,9 +51,12 @@ def default_run_dir(topology: str, base: Path = Path("runs")) -> Path:
     return base / f"{topology}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def process_spec(config: RunConfig, config_path: Path, name: str, cpus: frozenset[int] | None) -> ProcessSpec:
+def process_spec(
+    config: RunConfig, config_path: Path, name: str, cpus: frozenset[int] | None, admin_token: str | None = None
+) -> ProcessSpec:
     argv = [sys.executable, "-m", "plumbing.host", "--config", str(config_path), "--process", name]
-    return ProcessSpec(name, argv, port=config.process(name).port, cpus=cpus)
+    env = {TOKEN_ENV: admin_token} if admin_token else {}
+    return ProcessSpec(name, argv, port=config.process(name).port, cpus=cpus, env=env)
 
 
 @contextmanager
@@ -65,8 +70,12 @@ def deploy(
     cpus: frozenset[int] | None = None,
     ready_timeout: float = 60.0,
     call_timeout: float = 2.0,
+    admin_token: str | None = None,
 ) -> Iterator[Deployment]:
-    """Start ``topology`` in ``run_dir`` and yield it once every process answers ``/readyz``; stop all on exit."""
+    """Start ``topology`` in ``run_dir`` and yield it once every process answers ``/readyz``; stop all on exit.
+
+    With ``admin_token``, every process serves the fault-injection endpoint guarded by that token; without, none does.
+    """
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     names = [name for name, _ in layout(topology)]
@@ -77,6 +86,6 @@ def deploy(
     with Supervisor(run_dir) as supervisor:
         started = time.monotonic()
         for name in names:
-            supervisor.start(process_spec(config, config_path, name, cpus))
+            supervisor.start(process_spec(config, config_path, name, cpus, admin_token))
         supervisor.wait_ready(timeout=ready_timeout)
-        yield Deployment(config, supervisor, time.monotonic() - started)
+        yield Deployment(config, supervisor, time.monotonic() - started, admin_token)

@@ -10,11 +10,13 @@ from starlette.responses import Response
 
 from monolith.checkout import checkout
 from plumbing import contract
+from plumbing.faults import FAULTS, InjectedFault
 from plumbing.host import ComponentContext
 from plumbing.outbox import OutboxRelay
 from plumbing.web import Handler, build_app, json_response, path_id, query_int, read_json
 from shop import inventory, notifications, orders, payments, users
 from shop.db import UnitOfWork, connect, create_schema
+from shop.errors import Unavailable
 from shop.inventory import Inventory
 from shop.notifications import Notification, Notifications
 from shop.orders import Orders, OutboxItem
@@ -35,6 +37,16 @@ def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
         Users(conn).seed(seed_users(spec))
         Payments(conn).seed(range(1, spec.users + 1), spec.balance_cents)
         uow.commit()
+
+
+async def modules(*names: str) -> None:
+    """Enter the named modules: where an injected fault of a module bites in the monolith (in-process, no timeout)."""
+    if FAULTS.any:
+        for name in names:
+            try:
+                await FAULTS.enter(name)
+            except InjectedFault as exc:
+                raise Unavailable(str(exc)) from exc
 
 
 class Monolith:
@@ -59,6 +71,7 @@ class Monolith:
         self.conn.close()
 
     async def _deliver(self, item: OutboxItem) -> None:
+        await modules("notifications")
         with UnitOfWork(self.conn) as uow:
             Notifications(self.conn).deliver(Notification(item.key, item.user_id, item.order_id, item.message))
             uow.commit()
@@ -68,17 +81,20 @@ class Monolith:
 
         async def register(request: Request) -> Response:
             body = await read_json(request, contract.NewUser)
+            await modules("users")
             with UnitOfWork(conn) as uow:
                 user = Users(conn).register(body.email, body.name)
                 uow.commit()
             return json_response(contract.user_out(user, 0), 201)
 
         async def get_user(request: Request) -> Response:
+            await modules("users", "payments")
             user = Users(conn).get(path_id(request, "user_id"))
             return json_response(contract.user_out(user, Payments(conn).balance(user.id)))
 
         async def deposit(request: Request) -> Response:
             body = await read_json(request, contract.NewDeposit)
+            await modules("users", "payments")
             with UnitOfWork(conn) as uow:
                 user = Users(conn).get(path_id(request, "user_id"))
                 balance = Payments(conn).deposit(user.id, body.amount_cents)
@@ -86,25 +102,30 @@ class Monolith:
             return json_response(contract.BalanceOut(user.id, balance), 201)
 
         async def list_products(request: Request) -> Response:
+            await modules("inventory")
             limit = query_int(request, "limit", 20, 1, inventory.MAX_PAGE)
             offset = query_int(request, "offset", 0, 0, 2**62)
             products, total = Inventory(conn).page(limit, offset)
             return json_response(contract.page_out(products, limit, offset, total))
 
         async def get_product(request: Request) -> Response:
+            await modules("inventory")
             return json_response(contract.product_out(Inventory(conn).get(path_id(request, "product_id"))))
 
         async def place_order(request: Request) -> Response:
             body = await read_json(request, contract.NewOrder)
+            await modules("orders", "users", "inventory", "payments")
             order, new = checkout(conn, body.user_id, body.lines(), request.headers.get("idempotency-key"))
             if new:
                 self.relay.wake()
             return json_response(contract.order_out(order), 201)
 
         async def get_order(request: Request) -> Response:
+            await modules("orders")
             return json_response(contract.order_out(Orders(conn).get(path_id(request, "order_id"))))
 
         async def list_notifications(request: Request) -> Response:
+            await modules("users", "notifications")
             user = Users(conn).get(path_id(request, "user_id"))
             return json_response(contract.notifications_out(Notifications(conn).for_user(user.id)))
 

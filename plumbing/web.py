@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from plumbing import tracing
 from plumbing.client import RemoteCallError
+from plumbing.faults import FAULTS, InjectedFault, admin_routes, admin_token
 from shop import errors
 from shop.db import MAX_ID
 
@@ -193,10 +194,14 @@ def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str) -> Handler:
         started = time.perf_counter()
         token = tracing.begin(request.headers.get("traceparent"), app_name)
         try:
+            if FAULTS.any:
+                await FAULTS.enter(app_name)
             response = await handler(request)
         except errors.DomainError as exc:
             metrics.errors.labels(app_name, name, exc.code).inc()
             response = domain_error_response(exc)
+        except InjectedFault as exc:
+            response = error_response(500, "injected_fault", str(exc))
         except RemoteCallError as exc:
             # A peer that cannot be reached is a dependency failure of this request, not a bug of this process.
             metrics.errors.labels(app_name, name, errors.Unavailable.code).inc()
@@ -255,6 +260,7 @@ def build_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        *admin_routes(admin_token()),
     ]
     app = Starlette(
         routes=routes,

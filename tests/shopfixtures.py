@@ -5,8 +5,10 @@ One contract suite runs against all of them by swapping the fixture (STYLE 11): 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from bench.audit import audit
 from bench.deploy import Deployment, deploy
 from plumbing.host import ProcessApp
 from plumbing.topology import PUBLIC, layout, make_config
@@ -113,10 +116,11 @@ async def shop_for(variant: tuple[str, str], deployments: Deployments) -> AsyncI
 
 @asynccontextmanager
 async def fresh_deployment(
-    topology: str, base: Path, seed: SeedSpec = TEST_SEED, call_timeout: float = 2.0
+    topology: str, base: Path, seed: SeedSpec = TEST_SEED, call_timeout: float = 2.0, admin_token: str | None = None
 ) -> AsyncIterator[Shop]:
     """A deployment of its own, for tests that break or exhaust something."""
-    with deploy(topology, base / f"{topology}-own", seed=seed, call_timeout=call_timeout) as deployment:
+    run_dir = base / f"{topology}-own"
+    with deploy(topology, run_dir, seed=seed, call_timeout=call_timeout, admin_token=admin_token) as deployment:
         async with socket_shop(deployment, seed) as shop:
             yield shop
 
@@ -127,3 +131,13 @@ def session_deployments(tmp_root: Path) -> Iterator[Deployments]:
         yield deployments
     finally:
         deployments.close()
+
+
+async def settled(shop: Shop, timeout: float = 30.0) -> None:
+    """Wait until the audit of every database finds the shop consistent (nothing PENDING, nothing owed), or fail."""
+    deadline = time.monotonic() + timeout
+    report = audit(shop.run_dir, shop.topology)
+    while not report.ok and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        report = audit(shop.run_dir, shop.topology)
+    assert report.ok, report.summary()

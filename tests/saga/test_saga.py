@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.audit import audit
 from shop.seed import SeedSpec
-from tests.shopfixtures import TEST_SEED, Shop, fresh_deployment, inprocess_shop
+from tests.shopfixtures import TEST_SEED, Shop, fresh_deployment, inprocess_shop, settled
 
 pytestmark = pytest.mark.sockets
 
@@ -29,17 +28,6 @@ def query(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
-
-
-async def settled(shop: Shop, timeout: float = 30.0) -> None:
-    """Wait until no order is PENDING and every confirmed order's notification is delivered, then audit."""
-    deadline = time.monotonic() + timeout
-    while True:
-        report = audit(shop.run_dir, shop.topology)
-        if report.ok or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    assert report.ok, report.summary()
 
 
 @pytest.mark.parametrize("where", ["colocated-inprocess", "microservices-sockets"])
