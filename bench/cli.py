@@ -14,10 +14,11 @@ from typing import NoReturn
 from rich.console import Console
 
 from bench.deploy import default_run_dir, deploy
+from bench.failure import QUICK_FAILURE, FailureParams
 from bench.network import QUICK, NetworkParams
 from bench.resources import default_cpu_split
 from bench.results import load_results
-from bench.run import EXPERIMENTS, RunOptions, run, summary_table
+from bench.run import EXPERIMENTS, RunOptions, run, summary_tables
 from bench.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
 from plumbing.client import DEFAULT_STACK, STACKS
 from plumbing.topology import TOPOLOGIES
@@ -144,7 +145,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()):
         print(f"archbench: error: {out} is not empty; choose another --out", file=sys.stderr)
         return 2
-    options = RunOptions(args.topologies, args.experiments, out, params, sut_cpus, gen_cpus, args.stack, args.quick)
+    fail = replace(QUICK_FAILURE if args.quick else FailureParams(), seed=args.seed, slo_p99=args.slo_ms / 1000)
+    options = RunOptions(
+        args.topologies, args.experiments, out, params, fail, sut_cpus, gen_cpus, args.stack, args.quick
+    )
     try:
         with shutdown_on_signals():
             path = run(options, console)
@@ -155,7 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"archbench: error: {startup_failure(exc)}", file=sys.stderr)
         return 1
     results = load_results(path)
-    Console().print(summary_table(results.tables, results.meta))
+    for table in summary_tables(results.tables, results.meta):
+        Console().print(table)
     print(f"results: {path}")
     return 0
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench import network
+from bench import failure, network
+from bench.failure import FailureParams
 from bench.network import NetworkParams
 from bench.resources import pin_self
 from bench.results import environment, save
 
-EXPERIMENTS = ("network",)
+EXPERIMENTS = ("network", "failure")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class RunOptions:
     experiments: Sequence[str]
     out: Path
     params: NetworkParams
+    failure: FailureParams
     sut_cpus: frozenset[int] | None
     gen_cpus: frozenset[int] | None
     stack: str
@@ -50,7 +53,12 @@ def run(options: RunOptions, console: Console) -> Path:
     pin_self(options.gen_cpus)
     started = time.monotonic()
     collected: dict[str, list[pd.DataFrame]] = defaultdict(list)
-    planned = options.params.planned_seconds() + 3.0
+    planned = (options.params.planned_seconds() + 3.0 if "network" in options.experiments else 0.0) + (
+        options.failure.planned_seconds() + 3.0 * len(options.failure.faults)
+        if "failure" in options.experiments
+        else 0.0
+    )
+    token = secrets.token_hex(16)  # enables the fault endpoints of this run's processes, and only of them
     columns = (
         TextColumn("{task.description:<48}"),
         BarColumn(),
@@ -62,14 +70,17 @@ def run(options: RunOptions, console: Console) -> Path:
     with Progress(*columns, console=console, transient=False, refresh_per_second=1) as bar:
         task = bar.add_task("starting", total=planned * len(options.topologies))
         for index, topology in enumerate(options.topologies):
-            tables = network.run_topology(
-                topology,
-                options.params,
-                options.out / "runs" / topology,
-                options.sut_cpus,
-                options.stack,
-                PhaseProgress(bar, task),
-            )
+            tables: dict[str, pd.DataFrame] = {}
+            phases = PhaseProgress(bar, task)
+            if "network" in options.experiments:
+                tables |= network.run_topology(
+                    topology, options.params, options.out / "runs" / topology, options.sut_cpus, options.stack, phases
+                )
+            if "failure" in options.experiments:
+                run_dir = options.out / "runs" / f"{topology}-faults"
+                tables |= failure.run_topology(
+                    topology, options.failure, run_dir, options.sut_cpus, options.stack, phases, token
+                )
             for name, frame in tables.items():
                 collected[name].append(frame)
             bar.update(task, completed=planned * (index + 1), description=f"{topology}: done")
@@ -80,8 +91,7 @@ def run(options: RunOptions, console: Console) -> Path:
 
 
 def metadata(options: RunOptions, frames: dict[str, pd.DataFrame], seconds: float) -> dict[str, Any]:
-    steps = frames["steps"]
-    invalid = steps.loc[~steps["valid"].astype(bool), ["topology", "phase", "step", "target_rate", "invalid_reasons"]]
+    steps = frames.get("steps")
     return {
         "environment": environment(),
         "parameters": {
@@ -92,15 +102,72 @@ def metadata(options: RunOptions, frames: dict[str, pd.DataFrame], seconds: floa
             "sut_cpus": sorted(options.sut_cpus) if options.sut_cpus else None,
             "generator_cpus": sorted(options.gen_cpus) if options.gen_cpus else None,
             "network": network.params_dict(options.params),
+            "failure": asdict(options.failure),
         },
-        "sustainable_throughput": network.sustainable(steps, options.params),
-        "invalid_runs": invalid.to_dict(orient="records"),
+        "sustainable_throughput": network.sustainable(steps, options.params) if steps is not None else {},
+        "invalid_runs": invalid_runs(frames),
         "wall_seconds": seconds,
     }
 
 
-def summary_table(frames: dict[str, pd.DataFrame], meta: dict[str, Any]) -> Table:
-    """The short table printed at the end of a run."""
+def invalid_runs(frames: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+    """Every load run flagged invalid, whatever the experiment."""
+    out: list[dict[str, Any]] = []
+    if "steps" in frames:
+        steps = frames["steps"]
+        for row in steps[~steps["valid"].astype(bool)].to_dict(orient="records"):
+            keys = ("topology", "phase", "step", "target_rate")
+            out.append({"experiment": "network", **{k: row[k] for k in keys}, "reasons": row["invalid_reasons"]})
+    if "failure_impact" in frames:
+        impact = frames["failure_impact"]
+        for row in impact[~impact["load_valid"].astype(bool)].to_dict(orient="records"):
+            reasons = row["load_invalid_reasons"]
+            out.append(
+                {"experiment": "failure", "topology": row["topology"], "fault": row["fault"], "reasons": reasons}
+            )
+    return out
+
+
+def summary_tables(frames: dict[str, pd.DataFrame], meta: dict[str, Any]) -> list[Table]:
+    """The short tables printed at the end of a run, one per experiment that ran."""
+    tables = []
+    if "steps" in frames:
+        tables.append(network_table(frames, meta))
+    if "failure_impact" in frames:
+        tables.append(failure_table(frames))
+    return tables
+
+
+def failure_table(frames: dict[str, pd.DataFrame]) -> Table:
+    table = Table(title="archbench: failure impact (during the fault) and consistency (after it)")
+    columns = (
+        "topology",
+        "fault",
+        "blast radius",
+        "checkout avail.",
+        "browse avail.",
+        "recover s",
+        "consistent after s",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("topology", "fault") else "right")
+    audits = frames["consistency"].set_index(["topology", "fault"])
+    for row in frames["failure_impact"].to_dict(orient="records"):
+        audit_row = audits.loc[(row["topology"], row["fault"])]
+        consistent = f"{audit_row['convergence_seconds']:.1f}" if audit_row["consistent"] else "ANOMALIES"
+        table.add_row(
+            str(row["topology"]) + ("" if row["load_valid"] else " (invalid)"),
+            str(row["fault"]),
+            f"{row['blast_radius']:.0%}",
+            f"{row.get('availability_checkout', float('nan')):.1%}",
+            f"{row.get('availability_browse', float('nan')):.1%}",
+            f"{row['time_to_recover']:.0f}",
+            consistent,
+        )
+    return table
+
+
+def network_table(frames: dict[str, pd.DataFrame], meta: dict[str, Any]) -> Table:
     table = Table(title="archbench: network overhead (low load, then sweep)")
     for column in ("topology", "p50 ms", "p99 ms", "checkout p50 ms", "sustainable req/s", "CPU/req us", "peak RSS MB"):
         table.add_column(column, justify="right" if column != "topology" else "left")

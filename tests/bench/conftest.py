@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from bench.failure import FailureParams
 from bench.network import NetworkParams
 from bench.resources import default_cpu_split
 from bench.run import RunOptions, run
@@ -30,5 +31,5 @@ def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results directory written by a real (tiny) run of every topology."""
     sut, gen = default_cpu_split()
     out = tmp_path_factory.mktemp("results") / "tiny"
-    options = RunOptions(TOPOLOGIES, ["network"], out, TINY, sut, gen, DEFAULT_STACK, quick=True)
+    options = RunOptions(TOPOLOGIES, ["network"], out, TINY, FailureParams(), sut, gen, DEFAULT_STACK, quick=True)
     return run(options, Console(quiet=True))

@@ -1,0 +1,274 @@
+"""The failure-impact experiment: the same faults, under the same steady load, on every topology; then the audit.
+
+For each fault of the matrix: a steady open-loop mix runs for ``before + window + after`` seconds; a timer applies
+the fault at ``before`` and lifts it at ``before + window`` (a killed process is restarted then, and its restart is
+timed). From the per-request records:
+
+* per second and per operation: throughput, success ratio, p50 and p99, with the fault window marked;
+* availability per operation during the window;
+* blast radius: the share of the operation mix (by weight) whose success fell under 99% or whose p99 broke the SLO
+  during the window;
+* time to detect (first unhealthy second after the fault began) and time to recover (from the fault's end to the
+  first second after which every second is healthy).
+
+After each fault the databases are audited until consistent; the time from the fault's end until the audit passes
+is the eventual-consistency window. An anomaly that outlives the settling time is recorded, never hidden.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import stats
+from bench.audit import AuditReport, audit
+from bench.deploy import deploy
+from bench.faults import FaultPlan, Injector
+from bench.loadgen import LoadSpec, run_load_sync
+from bench.workload import ShopWorkload, resolve_mix
+from shop.seed import SeedSpec
+
+HEALTHY_SUCCESS = 0.99
+
+
+@dataclass(frozen=True)
+class FailureParams:
+    rate: float = 200.0
+    before: float = 3.0
+    window: float = 5.0
+    after: float = 6.0
+    warmup: float = 1.0
+    settle_timeout: float = 30.0
+    slo_p99: float = 0.050
+    mix: str = "default"
+    seed: int = 1
+    products: int = 1000
+    users: int = 200
+    call_timeout: float = 1.0
+    faults: tuple[FaultPlan, ...] = field(
+        default_factory=lambda: (
+            FaultPlan("kill", "payments"),
+            FaultPlan("kill", "inventory"),
+            FaultPlan("kill", "notifications"),
+            FaultPlan("kill", "gateway"),
+            FaultPlan("pause", "orders"),
+            FaultPlan("latency", "inventory", 0.2),
+            FaultPlan("error", "payments", 0.5),
+            FaultPlan("hang", "payments"),
+        )
+    )
+
+    def planned_seconds(self) -> float:
+        return len(self.faults) * (self.warmup + self.before + self.window + self.after + 1.0)
+
+
+QUICK_FAILURE = FailureParams(
+    rate=100.0,
+    before=1.0,
+    window=2.0,
+    after=2.0,
+    warmup=0.5,
+    faults=(FaultPlan("kill", "payments"), FaultPlan("error", "payments", 0.5), FaultPlan("latency", "inventory", 0.2)),
+)
+
+Progress = Callable[[str, float], None]
+
+
+def run_topology(
+    topology: str,
+    params: FailureParams,
+    run_dir: Path,
+    sut_cpus: frozenset[int] | None,
+    stack: str,
+    progress: Progress,
+    token: str,
+) -> dict[str, pd.DataFrame]:
+    """Every fault of the matrix on ``topology``, one after the other on one deployment; returns its tables.
+
+    Between two faults the deployment is audited until consistent, so each fault starts from a settled system.
+    """
+    timelines, impacts, audits = [], [], []
+    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+    with deploy(
+        topology,
+        run_dir,
+        seed=seed,
+        cpus=sut_cpus,
+        stack=stack,
+        call_timeout=params.call_timeout,
+        admin_token=token,
+    ) as deployment:
+        injector = Injector(deployment)
+        for index, plan in enumerate(params.faults):
+            progress(f"{topology}: fault {plan.name}", params.warmup + params.before + params.window + params.after)
+            workload = ShopWorkload(params.users, params.products, mix=params.mix, seed=params.seed + index)
+            spec = LoadSpec(
+                rate=params.rate,
+                duration=params.before + params.window + params.after,
+                warmup=params.warmup,
+                arrival="poisson",
+                seed=params.seed + index,
+                timeout=max(5.0, 3 * params.call_timeout),
+                # Enough connections that slow requests to a faulty part do not hold back requests to healthy ones
+                # in the generator's own pool (that would inflate the blast radius with a client artefact).
+                connections=min(256, max(64, int(params.rate))),
+            )
+            schedule = FaultTimer(injector, plan, params.warmup + params.before, params.window)
+            schedule.start()
+            try:
+                result = run_load_sync(deployment.public_url, workload, spec)
+            finally:
+                schedule.finish()
+            load_end = time.monotonic()
+            converged, report = settle(run_dir, topology, params.settle_timeout)
+            frame = result.to_frame()
+            start = params.warmup + params.before
+            timeline = per_second(frame, start, start + params.window)
+            timelines.append(timeline.assign(topology=topology, fault=plan.name))
+            impacts.append(
+                {
+                    "topology": topology,
+                    "fault": plan.name,
+                    "kind": plan.kind,
+                    "target": plan.target,
+                    **impact(frame, timeline, start, start + params.window, params),
+                    "restart_seconds": schedule.restart_seconds,
+                    "load_valid": result.valid,
+                    "load_invalid_reasons": "; ".join(result.invalid_reasons),
+                }
+            )
+            audits.append(
+                {
+                    "topology": topology,
+                    "fault": plan.name,
+                    "consistent": report.ok,
+                    # From the end of the load until every invariant held: under load, orders in flight are
+                    # legitimately PENDING, so the audit can only pass once the load stops.
+                    "convergence_seconds": converged - load_end if report.ok else math.nan,
+                    **{f"anomalies_{name}": len(ids) for name, ids in report.anomalies.items()},
+                    **report.counts,
+                }
+            )
+    return {
+        "failure_timeline": pd.concat(timelines, ignore_index=True),
+        "failure_impact": pd.DataFrame(impacts),
+        "consistency": pd.DataFrame(audits),
+    }
+
+
+class FaultTimer:
+    """Applies the fault at ``start`` seconds and lifts it ``window`` seconds later, on a thread of its own."""
+
+    def __init__(self, injector: Injector, plan: FaultPlan, start: float, window: float) -> None:
+        self.injector, self.plan, self.start_at, self.window = injector, plan, start, window
+        self.restart_seconds = math.nan
+        self.error: BaseException | None = None
+        self._begun = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="archbench-fault", daemon=True)
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            if self._done.wait(max(0.0, self.start_at - (time.monotonic() - self._t0))):
+                return
+            self.injector.begin(self.plan)
+            self._begun = True
+            self._done.wait(max(0.0, self.start_at + self.window - (time.monotonic() - self._t0)))
+            self._lift()
+        except BaseException as exc:  # reported by finish() in the main thread
+            self.error = exc
+
+    def _lift(self) -> None:
+        if self._begun:
+            self._begun = False
+            seconds = self.injector.end(self.plan)
+            if self.plan.kind == "kill":
+                self.restart_seconds = seconds
+
+    def finish(self) -> None:
+        """Lift the fault if the load ended early, and surface any error of the timer thread."""
+        self._done.set()
+        self._thread.join()
+        self._lift()
+        if self.error is not None:
+            raise RuntimeError(f"fault {self.plan.name} could not be applied: {self.error}") from self.error
+
+
+def settle(run_dir: Path, topology: str, timeout: float) -> tuple[float, AuditReport]:
+    """Audit until consistent or ``timeout``; returns (monotonic time it became consistent, last report)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = audit(run_dir, topology)
+        if report.ok or time.monotonic() >= deadline:
+            return time.monotonic(), report
+        time.sleep(0.1)
+
+
+def per_second(frame: pd.DataFrame, start: float, end: float) -> pd.DataFrame:
+    """Per second (by intended time) and per operation: requests, successes, p50, p99; ``in_fault`` marks the window."""
+    frame = stats.measured(frame).copy()
+    frame["second"] = np.floor(frame["intended"]).astype(int)
+    frame["ok"] = frame["error"].astype(str) == ""
+    frame["latency"] = frame["done"] - frame["intended"]
+    rows = []
+    for (sec, op), group in frame.groupby(["second", "op"], observed=True):
+        lat = group["latency"].to_numpy()
+        second = int(str(sec))
+        rows.append(
+            {
+                "second": second,
+                "op": str(op),
+                "requests": len(group),
+                "successes": int(group["ok"].sum()),
+                "success_ratio": float(group["ok"].mean()),
+                "p50": stats.percentile(lat, 50.0),
+                "p99": stats.percentile(lat, 99.0),
+                "in_fault": start <= second < end,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def impact(
+    frame: pd.DataFrame, timeline: pd.DataFrame, start: float, end: float, params: FailureParams
+) -> dict[str, float]:
+    frame = stats.measured(frame)
+    during = frame[(frame["intended"] >= start) & (frame["intended"] < end)]
+    weights = resolve_mix(params.mix)
+    total = sum(weights.values())
+    out: dict[str, float] = {}
+    radius = 0.0
+    for op, weight in weights.items():
+        group = during[during["op"].astype(str) == op]
+        if group.empty:
+            continue
+        success = float((group["error"].astype(str) == "").mean())
+        p99 = stats.percentile((group["done"] - group["intended"]).to_numpy(), 99.0)
+        out[f"availability_{op}"] = success
+        out[f"p99_{op}"] = p99
+        if success < HEALTHY_SUCCESS or not p99 <= params.slo_p99:
+            radius += weight / total
+    out["blast_radius"] = radius
+    worst = timeline.groupby("second").agg(success=("success_ratio", "min"), p99=("p99", "max"))
+    healthy = {
+        int(second): bool(success >= HEALTHY_SUCCESS and p99 <= params.slo_p99)
+        for second, success, p99 in zip(
+            worst.index.to_numpy(), worst["success"].to_numpy(), worst["p99"].to_numpy(), strict=True
+        )
+    }
+    bad_after_start = [s for s, ok in sorted(healthy.items()) if not ok and s >= math.floor(start)]
+    out["time_to_detect"] = float(bad_after_start[0] - start) if bad_after_start else math.nan
+    last_bad = max((s for s, ok in healthy.items() if not ok), default=None)
+    out["time_to_recover"] = max(0.0, float(last_bad + 1 - end)) if last_bad is not None else 0.0
+    return out

@@ -1,0 +1,49 @@
+"""The failure experiment on real processes: each fault's impact, and a consistent shop after every one of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.failure import FailureParams, run_topology
+from bench.faults import FaultPlan
+from bench.resources import default_cpu_split
+from plumbing.client import DEFAULT_STACK
+
+pytestmark = pytest.mark.sockets
+
+SHORT = dict(rate=60.0, before=0.8, window=1.2, after=1.5, warmup=0.3, products=60, users=20, call_timeout=0.5)
+
+
+def run(topology: str, faults: tuple[FaultPlan, ...], tmp_path: Path) -> dict:
+    params = FailureParams(faults=faults, **SHORT)  # type: ignore[arg-type]
+    return run_topology(
+        topology, params, tmp_path / topology, default_cpu_split()[0], DEFAULT_STACK, lambda *_: None, "tok"
+    )
+
+
+def test_killing_each_microservice_during_checkouts_leaves_no_anomaly(tmp_path: Path) -> None:
+    targets = ("gateway", "users", "inventory", "payments", "notifications", "orders")
+    tables = run("microservices", tuple(FaultPlan("kill", t) for t in targets), tmp_path)
+    consistency = tables["consistency"].set_index("fault")
+    assert consistency["consistent"].all(), consistency.T
+    impact = tables["failure_impact"].set_index("fault")
+    assert impact.loc["kill:gateway", "blast_radius"] == 1.0  # nothing gets past a dead gateway
+    assert impact.loc["kill:notifications", "availability_checkout"] == 1.0  # notifications are asynchronous
+    assert impact.loc["kill:payments", "availability_checkout"] < 0.5
+    assert impact.loc["kill:payments", "availability_browse"] == 1.0  # the catalog does not need payments
+    assert (impact["restart_seconds"] > 0).all()
+    timeline = tables["failure_timeline"]
+    assert timeline["in_fault"].any()
+    assert not timeline["in_fault"].all()
+
+
+def test_a_payments_fault_takes_down_the_whole_monolith_only_when_it_is_a_process_fault(tmp_path: Path) -> None:
+    faults = (FaultPlan("kill", "payments"), FaultPlan("error", "payments", 1.0))
+    tables = run("monolith", faults, tmp_path)
+    assert tables["consistency"]["consistent"].all()
+    impact = tables["failure_impact"].set_index("fault")
+    assert impact.loc["kill:payments", "availability_browse"] < 0.5  # one process: everything goes down
+    assert impact.loc["error:payments", "availability_browse"] == 1.0  # a module fault stays in the module
+    assert impact.loc["error:payments", "availability_checkout"] == 0.0
