@@ -72,9 +72,10 @@ class FailureParams:
 QUICK_FAILURE = FailureParams(
     rate=100.0,
     before=1.0,
-    window=2.0,
-    after=2.0,
+    window=1.5,
+    after=1.5,
     warmup=0.5,
+    call_timeout=0.5,
     faults=(FaultPlan("kill", "payments"), FaultPlan("error", "payments", 0.5), FaultPlan("latency", "inventory", 0.2)),
 )
 

@@ -181,9 +181,13 @@ class Orders:
         return Order(oid, user_id, status, step, total, reason, tuple(OrderLine(*line) for line in lines), created)
 
     def pending(self, older_than: float = 0.0) -> list[int]:
-        """Ids of PENDING orders last touched more than ``older_than`` seconds ago."""
+        """Ids of PENDING orders last touched more than ``older_than`` seconds ago, or left half-compensated.
+
+        An order in step ``compensating`` was given up by its checkout (a compensation could not be delivered), so no
+        one drives it any more whatever its age; any other PENDING order may still be in flight until it is stale.
+        """
         rows = self.conn.execute(
-            "SELECT id FROM orders WHERE status = 'PENDING' AND updated_at <= ? ORDER BY id",
+            "SELECT id FROM orders WHERE status = 'PENDING' AND (updated_at <= ? OR step = 'compensating') ORDER BY id",
             (time.time() - older_than,),
         ).fetchall()
         return [int(r[0]) for r in rows]
