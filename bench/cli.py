@@ -16,6 +16,7 @@ from rich.console import Console
 from bench.deploy import default_run_dir, deploy
 from bench.failure import QUICK_FAILURE, FailureParams
 from bench.network import QUICK, NetworkParams
+from bench.report import render_report
 from bench.resources import default_cpu_split
 from bench.results import load_results
 from bench.run import EXPERIMENTS, RunOptions, run, summary_tables
@@ -100,13 +101,32 @@ def build_parser() -> Parser:
     run.add_argument("--slo-ms", type=positive_int, default=50, help="p99 SLO for sustainable throughput (default 50)")
     run.add_argument("--sut-cpus", type=cpu_set, help="CPUs of the system under test, e.g. 0 or 0-1 (default: half)")
     run.add_argument("--generator-cpus", type=cpu_set, help="CPUs of the load generator (default: the other half)")
+    run.add_argument("--no-report", action="store_true", help="do not render the HTML report at the end")
     run.add_argument(
         "--stack",
         choices=[s for s in STACKS if s != "asgi"],
         default=DEFAULT_STACK,
         help=f"inter-service HTTP client of the microservices (default {DEFAULT_STACK})",
     )
+    report = sub.add_parser(
+        "report",
+        help="render the HTML report of a results directory",
+        description="Render ONE self-contained HTML file (charts inlined, no network needed to open it) from a results "
+        "directory written by `archbench run`, without rerunning anything.",
+    )
+    report.add_argument("results", type=Path, help="results directory (holds meta.json and *.parquet)")
+    report.add_argument("-o", "--output", type=Path, help="HTML file to write (default: RESULTS/report.html)")
     return parser
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        path = render_report(args.results, args.output)
+    except FileNotFoundError as exc:
+        print(f"archbench: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0
 
 
 def names_of(valid: Sequence[str]) -> Callable[[str], list[str]]:
@@ -162,6 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for table in summary_tables(results.tables, results.meta):
         Console().print(table)
     print(f"results: {path}")
+    if not args.no_report:
+        print(f"report: {render_report(path)}")
     return 0
 
 
@@ -210,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_serve(args)
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "report":
+        return cmd_report(args)
     raise AssertionError(args.command)
 
 
