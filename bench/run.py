@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from bench import failure, network
+from bench.codebase import codebase_table
 from bench.failure import FailureParams
 from bench.network import NetworkParams
 from bench.resources import pin_self
@@ -85,6 +86,7 @@ def run(options: RunOptions, console: Console) -> Path:
                 collected[name].append(frame)
             bar.update(task, completed=planned * (index + 1), description=f"{topology}: done")
     frames = {name: pd.concat(parts, ignore_index=True) for name, parts in collected.items()}
+    frames["codebase"] = codebase_table()  # static: counted from the sources, no deployment needed
     meta = metadata(options, frames, time.monotonic() - started)
     save(options.out, frames, meta)
     return options.out
