@@ -22,6 +22,7 @@ from bench.results import load_results
 from bench.run import EXPERIMENTS, RunOptions, run, summary_tables
 from bench.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
 from plumbing.client import DEFAULT_STACK, STACKS
+from plumbing.resilience import PROFILES
 from plumbing.topology import TOPOLOGIES
 from shop.seed import SeedSpec
 
@@ -101,6 +102,12 @@ def build_parser() -> Parser:
     run.add_argument("--slo-ms", type=positive_int, default=50, help="p99 SLO for sustainable throughput (default 50)")
     run.add_argument("--sut-cpus", type=cpu_set, help="CPUs of the system under test, e.g. 0 or 0-1 (default: half)")
     run.add_argument("--generator-cpus", type=cpu_set, help="CPUs of the load generator (default: the other half)")
+    run.add_argument(
+        "--profiles",
+        type=names_of(PROFILES),
+        default=list(PROFILES),
+        help=f"resilience profiles the failure experiment compares, from {','.join(PROFILES)} (default: both)",
+    )
     run.add_argument("--no-report", action="store_true", help="do not render the HTML report at the end")
     run.add_argument(
         "--stack",
@@ -165,7 +172,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()):
         print(f"archbench: error: {out} is not empty; choose another --out", file=sys.stderr)
         return 2
-    fail = replace(QUICK_FAILURE if args.quick else FailureParams(), seed=args.seed, slo_p99=args.slo_ms / 1000)
+    fail = replace(
+        QUICK_FAILURE if args.quick else FailureParams(),
+        seed=args.seed,
+        slo_p99=args.slo_ms / 1000,
+        profiles=tuple(args.profiles),
+    )
     options = RunOptions(
         args.topologies, args.experiments, out, params, fail, sut_cpus, gen_cpus, args.stack, args.quick
     )

@@ -71,6 +71,7 @@ def deploy(
     ready_timeout: float = 60.0,
     call_timeout: float = 2.0,
     admin_token: str | None = None,
+    profile: str = "naive",
 ) -> Iterator[Deployment]:
     """Start ``topology`` in ``run_dir`` and yield it once every process answers ``/readyz``; stop all on exit.
 
@@ -80,7 +81,7 @@ def deploy(
     run_dir.mkdir(parents=True, exist_ok=True)
     names = [name for name, _ in layout(topology)]
     ports = {name: free_port() for name in names}
-    config = make_config(topology, run_dir, ports, seed or SeedSpec(), stack, public_port, call_timeout)
+    config = make_config(topology, run_dir, ports, seed or SeedSpec(), stack, public_port, call_timeout, profile)
     config_path = run_dir / CONFIG_FILE
     config.save(config_path)
     with Supervisor(run_dir) as supervisor:

@@ -31,7 +31,7 @@ from bench import stats
 from bench.audit import AuditReport, audit
 from bench.deploy import deploy
 from bench.faults import FaultPlan, Injector
-from bench.loadgen import LoadSpec, run_load_sync
+from bench.loadgen import LoadSpec, Request, run_load_sync
 from bench.workload import ShopWorkload, resolve_mix
 from shop.seed import SeedSpec
 
@@ -41,9 +41,9 @@ HEALTHY_SUCCESS = 0.99
 @dataclass(frozen=True)
 class FailureParams:
     rate: float = 200.0
-    before: float = 3.0
-    window: float = 5.0
-    after: float = 6.0
+    before: float = 2.0
+    window: float = 3.0
+    after: float = 3.0
     warmup: float = 1.0
     settle_timeout: float = 30.0
     slo_p99: float = 0.050
@@ -52,11 +52,10 @@ class FailureParams:
     products: int = 1000
     users: int = 200
     call_timeout: float = 1.0
+    profiles: tuple[str, ...] = ("naive", "resilient")
     faults: tuple[FaultPlan, ...] = field(
         default_factory=lambda: (
             FaultPlan("kill", "payments"),
-            FaultPlan("kill", "inventory"),
-            FaultPlan("kill", "notifications"),
             FaultPlan("kill", "gateway"),
             FaultPlan("pause", "orders"),
             FaultPlan("latency", "inventory", 0.2),
@@ -66,17 +65,18 @@ class FailureParams:
     )
 
     def planned_seconds(self) -> float:
-        return len(self.faults) * (self.warmup + self.before + self.window + self.after + 1.0)
+        per_fault = self.warmup + self.before + self.window + self.after + 1.0
+        return len(self.profiles) * (len(self.faults) * per_fault + 3.0)
 
 
 QUICK_FAILURE = FailureParams(
     rate=100.0,
-    before=1.0,
+    before=0.8,
     window=1.5,
-    after=1.5,
-    warmup=0.5,
+    after=1.2,
+    warmup=0.4,
     call_timeout=0.5,
-    faults=(FaultPlan("kill", "payments"), FaultPlan("error", "payments", 0.5), FaultPlan("latency", "inventory", 0.2)),
+    faults=(FaultPlan("kill", "payments"), FaultPlan("error", "payments", 0.5)),
 )
 
 Progress = Callable[[str, float], None]
@@ -91,11 +91,39 @@ def run_topology(
     progress: Progress,
     token: str,
 ) -> dict[str, pd.DataFrame]:
-    """Every fault of the matrix on ``topology``, one after the other on one deployment; returns its tables.
+    """Every fault of the matrix on ``topology``, under each resilience profile; returns its tables.
 
-    Between two faults the deployment is audited until consistent, so each fault starts from a settled system.
+    Per profile one deployment takes every fault in turn; between two faults it is audited until consistent, so each
+    fault starts from a settled system.
     """
-    timelines, impacts, audits = [], [], []
+    timelines: list[pd.DataFrame] = []
+    impacts: list[dict[str, object]] = []
+    audits: list[dict[str, object]] = []
+    for profile in params.profiles:
+        run_profile(
+            topology, profile, params, run_dir / profile, sut_cpus, stack, progress, token, timelines, impacts, audits
+        )
+    return {
+        "failure_timeline": pd.concat(timelines, ignore_index=True),
+        "failure_impact": pd.DataFrame(impacts),
+        "consistency": pd.DataFrame(audits),
+    }
+
+
+def run_profile(
+    topology: str,
+    profile: str,
+    params: FailureParams,
+    run_dir: Path,
+    sut_cpus: frozenset[int] | None,
+    stack: str,
+    progress: Progress,
+    token: str,
+    timelines: list[pd.DataFrame],
+    impacts: list[dict[str, object]],
+    audits: list[dict[str, object]],
+) -> None:
+    """The fault matrix on one deployment of ``topology`` with the resilience ``profile``; appends its rows."""
     seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
     with deploy(
         topology,
@@ -105,10 +133,14 @@ def run_topology(
         stack=stack,
         call_timeout=params.call_timeout,
         admin_token=token,
+        profile=profile,
     ) as deployment:
         injector = Injector(deployment)
         for index, plan in enumerate(params.faults):
-            progress(f"{topology}: fault {plan.name}", params.warmup + params.before + params.window + params.after)
+            progress(
+                f"{topology}: {profile}, fault {plan.name}",
+                params.warmup + params.before + params.window + params.after,
+            )
             workload = ShopWorkload(params.users, params.products, mix=params.mix, seed=params.seed + index)
             spec = LoadSpec(
                 rate=params.rate,
@@ -122,24 +154,26 @@ def run_topology(
                 connections=min(256, max(64, int(params.rate))),
             )
             schedule = FaultTimer(injector, plan, params.warmup + params.before, params.window)
-            schedule.start()
             try:
-                result = run_load_sync(deployment.public_url, workload, spec)
+                # The timer starts with the first request, so its clock and the generator's agree.
+                result = run_load_sync(deployment.public_url, StartsTimer(workload, schedule), spec)
             finally:
                 schedule.finish()
             load_end = time.monotonic()
             converged, report = settle(run_dir, topology, params.settle_timeout)
             frame = result.to_frame()
-            start = params.warmup + params.before
-            timeline = per_second(frame, start, start + params.window)
-            timelines.append(timeline.assign(topology=topology, fault=plan.name))
+            # The window as it really was (the admin call or the kill takes a moment), on the generator's clock.
+            start, end = schedule.window_on_load_clock()
+            timeline = per_second(frame, start, end)
+            timelines.append(timeline.assign(topology=topology, profile=profile, fault=plan.name))
             impacts.append(
                 {
                     "topology": topology,
+                    "profile": profile,
                     "fault": plan.name,
                     "kind": plan.kind,
                     "target": plan.target,
-                    **impact(frame, timeline, start, start + params.window, params),
+                    **impact(frame, timeline, start, end, params),
                     "restart_seconds": schedule.restart_seconds,
                     "load_valid": result.valid,
                     "load_invalid_reasons": "; ".join(result.invalid_reasons),
@@ -148,6 +182,7 @@ def run_topology(
             audits.append(
                 {
                     "topology": topology,
+                    "profile": profile,
                     "fault": plan.name,
                     "consistent": report.ok,
                     # From the end of the load until every invariant held: under load, orders in flight are
@@ -157,11 +192,21 @@ def run_topology(
                     **report.counts,
                 }
             )
-    return {
-        "failure_timeline": pd.concat(timelines, ignore_index=True),
-        "failure_impact": pd.DataFrame(impacts),
-        "consistency": pd.DataFrame(audits),
-    }
+
+
+class StartsTimer:
+    """A workload that starts the fault timer when the generator asks for its first request (its time zero)."""
+
+    def __init__(self, inner: ShopWorkload, timer: FaultTimer) -> None:
+        self.inner, self.timer = inner, timer
+
+    def next_request(self) -> Request:
+        if not self.timer.started:
+            self.timer.start()
+        return self.inner.next_request()
+
+    def on_response(self, request: Request, status: int, body: bytes) -> None:
+        self.inner.on_response(request, status, body)
 
 
 class FaultTimer:
@@ -171,19 +216,29 @@ class FaultTimer:
         self.injector, self.plan, self.start_at, self.window = injector, plan, start, window
         self.restart_seconds = math.nan
         self.error: BaseException | None = None
+        self.started = False
+        self.applied_at = self.lifted_at = math.nan  # seconds since start(), when the fault really began and ended
         self._begun = False
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="archbench-fault", daemon=True)
 
     def start(self) -> None:
         self._t0 = time.monotonic()
+        self.started = True
         self._thread.start()
+
+    def window_on_load_clock(self) -> tuple[float, float]:
+        """When the fault was in force, in seconds from the load's start (the planned window if it never began)."""
+        if math.isnan(self.applied_at):
+            return self.start_at, self.start_at + self.window
+        return self.applied_at, self.lifted_at
 
     def _run(self) -> None:
         try:
             if self._done.wait(max(0.0, self.start_at - (time.monotonic() - self._t0))):
                 return
             self.injector.begin(self.plan)
+            self.applied_at = time.monotonic() - self._t0
             self._begun = True
             self._done.wait(max(0.0, self.start_at + self.window - (time.monotonic() - self._t0)))
             self._lift()
@@ -193,14 +248,18 @@ class FaultTimer:
     def _lift(self) -> None:
         if self._begun:
             self._begun = False
+            # For a kill the fault lasts until the process is back; otherwise until the fault is lifted.
+            before_end = time.monotonic() - self._t0
             seconds = self.injector.end(self.plan)
+            self.lifted_at = time.monotonic() - self._t0 if self.plan.kind == "kill" else before_end
             if self.plan.kind == "kill":
                 self.restart_seconds = seconds
 
     def finish(self) -> None:
         """Lift the fault if the load ended early, and surface any error of the timer thread."""
         self._done.set()
-        self._thread.join()
+        if self.started:
+            self._thread.join()
         self._lift()
         if self.error is not None:
             raise RuntimeError(f"fault {self.plan.name} could not be applied: {self.error}") from self.error

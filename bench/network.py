@@ -38,11 +38,11 @@ class NetworkParams:
     """Rates in requests per second, durations in seconds."""
 
     low_rate: float = 200.0
-    low_duration: float = 20.0
+    low_duration: float = 15.0
     warmup: float = 2.0
     traced_per_op: int = 30
     sweep_rates: tuple[float, ...] = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000)
-    step_duration: float = 8.0
+    step_duration: float = 5.0
     step_warmup: float = 1.0
     slo_p99: float = 0.050
     error_budget: float = 0.001

@@ -92,6 +92,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         *,
         raw: bytes | None = None,
+        idempotent: bool | None = None,
     ) -> Reply:
         """Send ``payload`` encoded as JSON (or ``raw``, already encoded); an error reply raises its domain error."""
         body = raw if raw is not None else (msgspec.json.encode(payload) if payload is not None else None)
@@ -100,21 +101,27 @@ class Client:
             sent.update(headers)
         trace = tracing.current()
         if trace is None:
-            reply = await self.transport.request(method, path, body=body, headers=sent)
+            reply = await self.transport.request(method, path, body=body, headers=sent, idempotent=idempotent)
         else:
-            reply = await self._traced(trace, method, path, body, sent)
+            reply = await self._traced(trace, method, path, body, sent, idempotent)
         if reply.status >= 400:
             raise error_from_body(reply.status, reply.body)
         return reply
 
     async def _traced(
-        self, trace: tracing.Context, method: str, path: str, body: bytes | None, headers: dict[str, str]
+        self,
+        trace: tracing.Context,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        idempotent: bool | None,
     ) -> Reply:
         call_id = tracing.new_id()
         headers["traceparent"] = tracing.traceparent(trace.trace_id, call_id)
         started, reply = time.perf_counter(), None
         try:
-            reply = await self.transport.request(method, path, body=body, headers=headers)
+            reply = await self.transport.request(method, path, body=body, headers=headers, idempotent=idempotent)
             return reply
         finally:
             elapsed = time.perf_counter() - started
@@ -124,8 +131,17 @@ class Client:
     async def get(self, path: str, type_: type[T]) -> T:
         return decode((await self.call("GET", path)).body, type_)
 
-    async def post(self, path: str, payload: object, type_: type[T], headers: Mapping[str, str] | None = None) -> T:
-        return decode((await self.call("POST", path, payload, headers)).body, type_)
+    async def post(
+        self,
+        path: str,
+        payload: object,
+        type_: type[T],
+        headers: Mapping[str, str] | None = None,
+        *,
+        idempotent: bool | None = None,
+    ) -> T:
+        """POST ``payload``; ``idempotent=True`` for steps keyed by an id (safe to retry after a timeout)."""
+        return decode((await self.call("POST", path, payload, headers, idempotent=idempotent)).body, type_)
 
 
 class UsersClient(Client):
@@ -147,28 +163,29 @@ class PaymentsClient(Client):
         return reply.balance_cents
 
     async def charge(self, order_id: int, user_id: int, amount_cents: int) -> str:
-        return (await self.post("/charges", ChargeIn(order_id, user_id, amount_cents), ChargeOut)).status
+        charge = ChargeIn(order_id, user_id, amount_cents)
+        return (await self.post("/charges", charge, ChargeOut, idempotent=True)).status
 
     async def refund(self, order_id: int) -> str:
-        return (await self.post(f"/charges/{order_id}/refund", None, ChargeOut)).status
+        return (await self.post(f"/charges/{order_id}/refund", None, ChargeOut, idempotent=True)).status
 
 
 class InventoryClient(Client):
     async def reserve(self, order_id: int, lines: Sequence[Line]) -> list[PricedLine]:
         items = [LineIn(line.product_id, line.quantity) for line in lines]
-        reply = await self.post("/reservations", ReserveIn(order_id, items), ReservationOut)
+        reply = await self.post("/reservations", ReserveIn(order_id, items), ReservationOut, idempotent=True)
         return [PricedLine(p.product_id, p.quantity, p.price_cents) for p in reply.items]
 
     async def commit(self, order_id: int) -> str:
-        return (await self.post(f"/reservations/{order_id}/commit", None, ReservationOut)).status
+        return (await self.post(f"/reservations/{order_id}/commit", None, ReservationOut, idempotent=True)).status
 
     async def release(self, order_id: int) -> str:
-        return (await self.post(f"/reservations/{order_id}/release", None, ReservationOut)).status
+        return (await self.post(f"/reservations/{order_id}/release", None, ReservationOut, idempotent=True)).status
 
 
 class NotificationsClient(Client):
     async def deliver(self, note: NotifyIn) -> bool:
-        return (await self.post("/notifications", note, Delivered)).created
+        return (await self.post("/notifications", note, Delivered, idempotent=True)).created
 
     async def for_user(self, user_id: int) -> NotificationList:
         return await self.get(f"/users/{user_id}/notifications", NotificationList)

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from microservices.api import Client, NotificationsClient, PaymentsClient, UsersClient
 from plumbing import contract
 from plumbing.host import ComponentContext
+from plumbing.resilience import Policy
 from plumbing.web import JSON, Handler, build_app, json_response, path_id, read_body, read_json
 
 
@@ -25,7 +26,8 @@ class Gateway:
         self.payments = PaymentsClient(ctx.peer("payments"))
         self.inventory = Client(ctx.peer("inventory"))
         self.notifications = NotificationsClient(ctx.peer("notifications"))
-        self.orders = Client(ctx.peer("orders"))
+        # A checkout runs the whole saga behind this one call: give it the full call timeout, not a single step's.
+        self.orders = Client(ctx.peer("orders", Policy(timeout=ctx.config.call_timeout, retries=0)))
         self.ready = False
         self.app: Starlette = build_app(
             "gateway", contract.bind(self._handlers()), title=contract.TITLE, ready=lambda: self.ready

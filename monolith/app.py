@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -10,9 +12,11 @@ from starlette.responses import Response
 
 from monolith.checkout import checkout
 from plumbing import contract
+from plumbing.client import RemoteCallError
 from plumbing.faults import FAULTS, InjectedFault
 from plumbing.host import ComponentContext
 from plumbing.outbox import OutboxRelay
+from plumbing.resilience import Guard, Policy, check_profile
 from plumbing.web import Handler, build_app, json_response, path_id, query_int, read_json
 from shop import inventory, notifications, orders, payments, users
 from shop.db import UnitOfWork, connect, create_schema
@@ -39,14 +43,36 @@ def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
         uow.commit()
 
 
-async def modules(*names: str) -> None:
-    """Enter the named modules: where an injected fault of a module bites in the monolith (in-process, no timeout)."""
-    if FAULTS.any:
-        for name in names:
-            try:
+MODULES = ("users", "inventory", "payments", "notifications", "orders")
+
+
+def module_guards(profile: str) -> dict[str, Guard] | None:
+    """The resilient profile's patterns around each module's entry (None for the naive profile)."""
+    if check_profile(profile) == "naive":
+        return None
+    return {m: Guard(m, Policy(), failures=(InjectedFault,)) for m in MODULES}
+
+
+async def _enter(name: str, _seconds: float) -> None:
+    await FAULTS.enter(name)
+
+
+async def modules(*names: str, guards: Mapping[str, Guard] | None = None, idempotent: bool = True) -> None:
+    """Enter the named modules: where an injected fault of a module bites in the monolith.
+
+    Naive: in-process calls, no timeout, so a hung module holds its callers. Resilient: each entry goes through the
+    module's guard (timeout, retries when ``idempotent``, breaker), as a call to the service would.
+    """
+    if not FAULTS.any:
+        return
+    for name in names:
+        try:
+            if guards is None:
                 await FAULTS.enter(name)
-            except InjectedFault as exc:
-                raise Unavailable(str(exc)) from exc
+            else:
+                await guards[name].run(partial(_enter, name), idempotent=idempotent)
+        except (InjectedFault, RemoteCallError) as exc:
+            raise Unavailable(str(exc)) from exc
 
 
 class Monolith:
@@ -55,6 +81,7 @@ class Monolith:
         self.conn = connect(ctx.db_path)
         create_schema(self.conn, *SCHEMAS)
         self.relay = OutboxRelay(self.conn, self._deliver)
+        self.guards = module_guards(ctx.config.profile)
         self.ready = False
         self.app: Starlette = build_app(
             "monolith", contract.bind(self._handlers()), title=contract.TITLE, ready=lambda: self.ready
@@ -71,7 +98,7 @@ class Monolith:
         self.conn.close()
 
     async def _deliver(self, item: OutboxItem) -> None:
-        await modules("notifications")
+        await modules("notifications", guards=self.guards)
         with UnitOfWork(self.conn) as uow:
             Notifications(self.conn).deliver(Notification(item.key, item.user_id, item.order_id, item.message))
             uow.commit()
@@ -81,20 +108,21 @@ class Monolith:
 
         async def register(request: Request) -> Response:
             body = await read_json(request, contract.NewUser)
-            await modules("users")
+            await modules("users", guards=self.guards, idempotent=False)
             with UnitOfWork(conn) as uow:
                 user = Users(conn).register(body.email, body.name)
                 uow.commit()
             return json_response(contract.user_out(user, 0), 201)
 
         async def get_user(request: Request) -> Response:
-            await modules("users", "payments")
+            await modules("users", "payments", guards=self.guards)
             user = Users(conn).get(path_id(request, "user_id"))
             return json_response(contract.user_out(user, Payments(conn).balance(user.id)))
 
         async def deposit(request: Request) -> Response:
             body = await read_json(request, contract.NewDeposit)
-            await modules("users", "payments")
+            await modules("users", guards=self.guards)
+            await modules("payments", guards=self.guards, idempotent=False)
             with UnitOfWork(conn) as uow:
                 user = Users(conn).get(path_id(request, "user_id"))
                 balance = Payments(conn).deposit(user.id, body.amount_cents)
@@ -102,30 +130,31 @@ class Monolith:
             return json_response(contract.BalanceOut(user.id, balance), 201)
 
         async def list_products(request: Request) -> Response:
-            await modules("inventory")
+            await modules("inventory", guards=self.guards)
             limit = query_int(request, "limit", 20, 1, inventory.MAX_PAGE)
             offset = query_int(request, "offset", 0, 0, 2**62)
             products, total = Inventory(conn).page(limit, offset)
             return json_response(contract.page_out(products, limit, offset, total))
 
         async def get_product(request: Request) -> Response:
-            await modules("inventory")
+            await modules("inventory", guards=self.guards)
             return json_response(contract.product_out(Inventory(conn).get(path_id(request, "product_id"))))
 
         async def place_order(request: Request) -> Response:
             body = await read_json(request, contract.NewOrder)
-            await modules("orders", "users", "inventory", "payments")
+            await modules("orders", guards=self.guards, idempotent=False)
+            await modules("users", "inventory", "payments", guards=self.guards)
             order, new = checkout(conn, body.user_id, body.lines(), request.headers.get("idempotency-key"))
             if new:
                 self.relay.wake()
             return json_response(contract.order_out(order), 201)
 
         async def get_order(request: Request) -> Response:
-            await modules("orders")
+            await modules("orders", guards=self.guards)
             return json_response(contract.order_out(Orders(conn).get(path_id(request, "order_id"))))
 
         async def list_notifications(request: Request) -> Response:
-            await modules("users", "notifications")
+            await modules("users", "notifications", guards=self.guards)
             user = Users(conn).get(path_id(request, "user_id"))
             return json_response(contract.notifications_out(Notifications(conn).for_user(user.id)))
 

@@ -44,8 +44,9 @@ ASGI caller without any socket ("asgi")."""
 
 # Chosen by `python -m bench.hops` on the 2-core dev machine (figures in the issue note): "raw" is the only network
 # stack near issue 2's budget of 150 us extra latency and CPU per hop at low load (about 175-190 us, against 260-330
-# for aiohttp, 550 for httpx-aiohttp and over 1000 for httpx), and it has the highest throughput at 32 concurrent
-# calls (about 2.3x aiohttp's; httpx.AsyncClient collapses there).
+# for aiohttp, 510-560 for httpx-aiohttp and over 1000 for httpx), as close as the "floor" yardstick of the benchmark
+# (a relay over bare asyncio streams, about 220) allows, and it has the highest throughput at 32 concurrent calls
+# (about 2x aiohttp's; httpx.AsyncClient collapses there).
 DEFAULT_STACK: Final[str] = "raw"
 
 # Below uvicorn's default keep-alive (5 s): a pooled connection must expire on our side first, otherwise a request
@@ -90,8 +91,13 @@ class Transport(Protocol):
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> Reply:
-        """Send one request; ``path`` may carry a query string; ``timeout`` (total, seconds) overrides the default."""
+        """Send one request; ``path`` may carry a query string; ``timeout`` (total, seconds) overrides the default.
+
+        ``idempotent`` tells a retrying wrapper whether the call may be repeated (None: decided by the method);
+        plain transports send once and ignore it.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -240,6 +246,7 @@ class _AiohttpTransport(_LoopBound):
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> Reply:
         session = self._session or self._open()
         per_call = (
@@ -296,6 +303,7 @@ class _HttpxTransport(_LoopBound):
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> Reply:
         client = self._client or self._open()
         total = self._total if timeout is None else timeout
@@ -320,10 +328,10 @@ class _HttpxTransport(_LoopBound):
 
 # -- the lean network stack: archbench's own HTTP/1.1 client ----------------------------------------------------------
 #
-# Why a client of our own: `python -m bench.hops` on the 2-core dev machine measured aiohttp's ClientSession at about
-# 170 us of CPU per call on top of the round trip, i.e. about 290 us extra latency and CPU for one hop, twice issue 2's
-# budget of 150 us. Services only speak HTTP/1.1 to uvicorn servers over loopback, so a keep-alive pool on asyncio
-# protocols with httptools (the parser uvicorn itself uses) for the response is enough, and costs a fraction of that.
+# Why a client of our own: on the 2-core dev machine aiohttp's ClientSession costs about 130 us more CPU per call than
+# a bare asyncio stream (this client: about 25 us), and `python -m bench.hops` measures about 300 us extra latency and
+# CPU for one hop through it, twice issue 2's budget of 150 us. Services only speak HTTP/1.1 to uvicorn servers over
+# loopback, so a keep-alive pool on asyncio protocols with httptools (the parser uvicorn itself uses) is enough.
 # Deliberately out of scope: TLS, proxies, redirects, compression, HTTP/2, request streaming, responses delimited by
 # closing the connection (uvicorn always frames with Content-Length or chunked encoding).
 
@@ -448,6 +456,7 @@ class _RawTransport(_LoopBound):
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> Reply:
         loop = self._bind_loop()
         if self._slots is None:
@@ -649,6 +658,7 @@ class _AsgiTransport:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> Reply:
         body = body or b""
         exchange = _AsgiExchange(body)

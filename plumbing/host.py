@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plumbing import tracing
 from plumbing.client import Transport, open_transport
+from plumbing.resilience import Policy, wrap_transport
 from plumbing.topology import COMPONENTS, ProcessConfig, RunConfig
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,15 @@ class ComponentContext:
     def db_path(self) -> Path:
         return self.config.db_path(self.name)
 
-    def peer(self, component: str) -> Transport:
-        """A transport to ``component``: in-process ASGI when it lives here, HTTP on the configured stack otherwise."""
+    def peer(self, component: str, policy: Policy | None = None) -> Transport:
+        """A transport to ``component``: in-process ASGI when it lives here, HTTP on the configured stack otherwise,
+        wrapped by the run's resilience profile (one breaker per caller and dependency)."""
         url = self.config.url_of(component)
         if component in self.local:
-            transport = open_transport("asgi", url, app=self.local[component].app, timeout=self.config.call_timeout)
+            inner = open_transport("asgi", url, app=self.local[component].app, timeout=self.config.call_timeout)
         else:
-            transport = open_transport(self.config.stack, url, timeout=self.config.call_timeout)
+            inner = open_transport(self.config.stack, url, timeout=self.config.call_timeout)
+        transport = wrap_transport(inner, component, self.config.profile, policy)
         self.transports.append(transport)
         return transport
 

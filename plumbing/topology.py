@@ -41,6 +41,7 @@ class RunConfig:
     stack: str = "aiohttp"
     host: str = "127.0.0.1"
     call_timeout: float = 2.0
+    profile: str = "naive"  # resilience profile of every call between components (plumbing.resilience)
 
     def process_of(self, component: str) -> ProcessConfig:
         for proc in self.processes:
@@ -78,6 +79,7 @@ class RunConfig:
             stack=raw["stack"],
             host=raw["host"],
             call_timeout=float(raw["call_timeout"]),
+            profile=raw.get("profile", "naive"),
         )
 
 
@@ -101,10 +103,11 @@ def make_config(
     stack: str,
     public_port: int | None = None,
     call_timeout: float = 2.0,
+    profile: str = "naive",
 ) -> RunConfig:
     """A configuration for ``topology`` whose processes listen on ``ports`` (process name -> port)."""
     procs = []
     for name, components in layout(topology):
         port = public_port if public_port is not None and PUBLIC[topology] in components else ports[name]
         procs.append(ProcessConfig(name, port, components))
-    return RunConfig(topology, str(run_dir), tuple(procs), seed, stack, call_timeout=call_timeout)
+    return RunConfig(topology, str(run_dir), tuple(procs), seed, stack, call_timeout=call_timeout, profile=profile)

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.sockets
 SHORT = dict(rate=60.0, before=0.8, window=1.2, after=1.5, warmup=0.3, products=60, users=20, call_timeout=0.5)
 
 
-def run(topology: str, faults: tuple[FaultPlan, ...], tmp_path: Path) -> dict:
-    params = FailureParams(faults=faults, **SHORT)  # type: ignore[arg-type]
+def run(topology: str, faults: tuple[FaultPlan, ...], tmp_path: Path, profiles: tuple[str, ...] = ("naive",)) -> dict:
+    params = FailureParams(faults=faults, profiles=profiles, **SHORT)  # type: ignore[arg-type]
     return run_topology(
         topology, params, tmp_path / topology, default_cpu_split()[0], DEFAULT_STACK, lambda *_: None, "tok"
     )
@@ -47,3 +47,12 @@ def test_a_payments_fault_takes_down_the_whole_monolith_only_when_it_is_a_proces
     assert impact.loc["kill:payments", "availability_browse"] < 0.5  # one process: everything goes down
     assert impact.loc["error:payments", "availability_browse"] == 1.0  # a module fault stays in the module
     assert impact.loc["error:payments", "availability_checkout"] == 0.0
+
+
+def test_the_resilient_profile_fails_fast_where_the_naive_one_waits(tmp_path: Path) -> None:
+    tables = run("monolith", (FaultPlan("hang", "payments"),), tmp_path, profiles=("naive", "resilient"))
+    assert tables["consistency"]["consistent"].all()
+    impact = tables["failure_impact"].set_index("profile")
+    # Naive: in-process calls have no timeout, checkouts wait for the whole hang. Resilient: a timeout per module.
+    assert impact.loc["resilient", "p99_checkout"] < impact.loc["naive", "p99_checkout"]
+    assert impact.loc["naive", "p99_checkout"] >= 0.5 * SHORT["window"]

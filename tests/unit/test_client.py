@@ -22,6 +22,8 @@ from plumbing.client import STACKS, RemoteCallError, Reply, open_transport
 NETWORK_STACKS = [s for s in STACKS if s != "asgi"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.sockets
+
 # -- the app under call: served by uvicorn in a subprocess, and called in-process by the asgi stack --------------------
 
 finished_sleeps: list[float] = []  # in-process only: lets a test see a timed-out call run to its end
@@ -120,8 +122,6 @@ async def _serving(reply: bytes) -> AsyncIterator[str]:
 
 
 # -- every network stack against uvicorn -------------------------------------------------------------------------------
-
-pytestmark = pytest.mark.sockets
 
 
 async def test_get_round_trip_with_query_and_headers(server_url: str, stack: str) -> None:
