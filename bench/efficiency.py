@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for op, start in (("browse", 1000.0), ("checkout", 300.0)):
                         print(f"monolith {op}:", file=sys.stderr)
                         points = sweep(
-                            d.public_url, pids, lambda op=op: ShopWorkload(200, 1000, mix={op: 1.0}), start, args.step
+                            d.public_url, pids, partial(ShopWorkload, 200, 1000, mix={op: 1.0}), start, args.step
                         )
                         figures[f"{op}_sustainable"] = sustainable(points)
                 checkout = measure(
