@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ def serve(config: RunConfig, process: ProcessConfig) -> None:
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            host=config.host,
+            host=config.bind or config.host,
             port=process.port,
             loop="uvloop",
             http="httptools",
@@ -160,13 +161,22 @@ def serve(config: RunConfig, process: ProcessConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m plumbing.host", description=__doc__)
-    parser.add_argument("--config", type=Path, required=True, help="topology.json written by the launcher")
-    parser.add_argument("--process", required=True, help="name of the process to run, as in the configuration")
+    parser.add_argument("--config", type=Path, help="topology.json written by the launcher")
+    parser.add_argument("--process", help="name of the process to run, as in the configuration")
+    parser.add_argument(
+        "--from-env", action="store_true", help="one component configured by ARCHBENCH_* variables (containers)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        config = RunConfig.load(args.config)
-        process = config.process(args.process)
+        if args.from_env:
+            config, name = RunConfig.from_env(os.environ)
+            Path(config.run_dir).mkdir(parents=True, exist_ok=True)
+        elif args.config is not None and args.process is not None:
+            config, name = RunConfig.load(args.config), args.process
+        else:
+            parser.error("give --config and --process, or --from-env")
+        process = config.process(name)
     except (OSError, KeyError, ValueError) as exc:
         parser.exit(2, f"plumbing.host: {exc}\n")
     serve(config, process)

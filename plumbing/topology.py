@@ -8,6 +8,7 @@ elsewhere over HTTP. So ``colocated`` and ``microservices`` run the same code an
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,9 @@ class RunConfig:
     host: str = "127.0.0.1"
     call_timeout: float = 2.0
     profile: str = "naive"  # resilience profile of every call between components (plumbing.resilience)
+    # Where peers live when they are not on ``host`` (containers, a cluster): component -> base URL.
+    peer_urls: tuple[tuple[str, str], ...] = ()
+    bind: str | None = None  # address to listen on; default: ``host`` (loopback)
 
     def process_of(self, component: str) -> ProcessConfig:
         for proc in self.processes:
@@ -56,6 +60,9 @@ class RunConfig:
         raise KeyError(f"no process named {name!r} in topology {self.topology!r}")
 
     def url_of(self, component: str) -> str:
+        for name, url in self.peer_urls:
+            if name == component:
+                return url
         return f"http://{self.host}:{self.process_of(component).port}"
 
     def db_path(self, component: str) -> Path:
@@ -80,7 +87,45 @@ class RunConfig:
             host=raw["host"],
             call_timeout=float(raw["call_timeout"]),
             profile=raw.get("profile", "naive"),
+            peer_urls=tuple((str(k), str(v)) for k, v in raw.get("peer_urls", ())),
+            bind=raw.get("bind"),
         )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> tuple[RunConfig, str]:
+        """A one-process configuration from environment variables (containers); returns it and the process name.
+
+        ``ARCHBENCH_COMPONENT`` (monolith, gateway or a service; required), ``ARCHBENCH_PORT`` (8000),
+        ``ARCHBENCH_DATA_DIR`` (/data), ``ARCHBENCH_BIND`` (0.0.0.0), ``ARCHBENCH_PEERS`` (``name=url,...``: where
+        the other components are), ``ARCHBENCH_STACK``, ``ARCHBENCH_PROFILE``, ``ARCHBENCH_CALL_TIMEOUT``,
+        ``ARCHBENCH_SEED``, ``ARCHBENCH_PRODUCTS``, ``ARCHBENCH_USERS``.
+        """
+        component = env.get("ARCHBENCH_COMPONENT", "")
+        if component not in COMPONENTS:
+            raise ValueError(f"ARCHBENCH_COMPONENT must be one of {', '.join(COMPONENTS)}, not {component!r}")
+        port = int(env.get("ARCHBENCH_PORT", "8000"))
+        peers = tuple(
+            (name.strip(), url.strip())
+            for name, _, url in (item.partition("=") for item in env.get("ARCHBENCH_PEERS", "").split(",") if item)
+        )
+        seed = SeedSpec(
+            seed=int(env.get("ARCHBENCH_SEED", "1")),
+            products=int(env.get("ARCHBENCH_PRODUCTS", "1000")),
+            users=int(env.get("ARCHBENCH_USERS", "200")),
+        )
+        topology = "monolith" if component == "monolith" else "microservices"
+        config = cls(
+            topology=topology,
+            run_dir=env.get("ARCHBENCH_DATA_DIR", "/data"),
+            processes=(ProcessConfig(component, port, (component,)),),
+            seed=seed,
+            stack=env.get("ARCHBENCH_STACK", "raw"),
+            call_timeout=float(env.get("ARCHBENCH_CALL_TIMEOUT", "2.0")),
+            profile=env.get("ARCHBENCH_PROFILE", "naive"),
+            peer_urls=peers,
+            bind=env.get("ARCHBENCH_BIND", "0.0.0.0"),
+        )
+        return config, component
 
 
 def layout(topology: str) -> list[tuple[str, tuple[str, ...]]]:
