@@ -53,8 +53,19 @@ class Context:
     @classmethod
     def load(cls, results_dir: Path) -> Context:
         results = load_results(results_dir)
+        for name in ("failure_timeline", "failure_impact", "consistency"):
+            frame = results.tables.get(name)
+            if frame is not None and "profile" in frame.columns:
+                # Each fault ran under every resilience profile: the profile is part of what the row is about.
+                frame = frame.copy()
+                frame["fault"] = frame["fault"].astype(str) + " (" + frame["profile"].astype(str) + ")"
+                results.tables[name] = frame
         listed = results.meta.get("parameters", {}).get("topologies") or []
-        seen = [str(t) for t in results.table("steps").get("topology", pd.Series(dtype=str)).unique()]
+        seen = [
+            str(t)
+            for name in ("steps", "failure_impact", "consistency")
+            for t in results.table(name).get("topology", pd.Series(dtype=str)).unique()
+        ]
         topologies = list(dict.fromkeys([*listed, *seen]))
         return cls(results, topologies)
 
@@ -67,8 +78,87 @@ class Context:
         params: dict[str, Any] = self.meta.get("parameters", {}).get("network", {})
         return params
 
+    @property
+    def failure_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = self.meta.get("parameters", {}).get("failure", {})
+        return params
+
+    @property
+    def failure_slo(self) -> float | None:
+        slo = self.failure_params.get("slo_p99")
+        return None if slo is None else float(slo)
+
     def table(self, name: str) -> pd.DataFrame:
         return self.results.table(name)
+
+    def faults(self) -> list[str]:
+        """The faults that have results, in the order of the fault matrix (then any the matrix does not list)."""
+        seen: list[str] = []
+        for name in ("failure_impact", "consistency", "failure_timeline"):
+            seen += [str(f) for f in self.table(name).get("fault", pd.Series(dtype=str)).unique()]
+        planned = [f"{f.get('kind')}:{f.get('target')}" for f in self.failure_params.get("faults", [])]
+        profiles = list(self.failure_params.get("profiles", []))
+
+        def order(fault: str) -> tuple[int, int, str]:
+            base, _, profile = fault.partition(" (")
+            profile = profile.rstrip(")")
+            return (
+                planned.index(base) if base in planned else len(planned),
+                profiles.index(profile) if profile in profiles else len(profiles),
+                fault,
+            )
+
+        return sorted(dict.fromkeys(seen), key=order)
+
+    def failure_topologies(self) -> list[str]:
+        """The topologies that have fault runs, in the report's order."""
+        seen = {
+            str(t)
+            for name in ("failure_impact", "consistency", "failure_timeline")
+            for t in self.table(name).get("topology", pd.Series(dtype=str)).unique()
+        }
+        return [t for t in self.topologies if t in seen]
+
+    def fault_run(self, topology: str, fault: str) -> pd.Series | None:
+        """The ``failure_impact`` row of one fault run."""
+        impact = self.table("failure_impact")
+        if impact.empty:
+            return None
+        rows = impact[(impact["topology"] == topology) & (impact["fault"] == fault)]
+        return rows.iloc[0] if len(rows) else None
+
+    def fault_invalid(self, topology: str, fault: str) -> tuple[str, ...]:
+        """The anchor of that fault run's row if its load run is invalid, else nothing."""
+        row = self.fault_run(topology, fault)
+        if row is None or bool(row.get("load_valid", True)):
+            return ()
+        return (fault_anchor(topology, fault),)
+
+    def fault_window(self) -> tuple[float, float] | None:
+        """The fault window in seconds of the load (from the parameters; else the seconds marked ``in_fault``)."""
+        params = self.failure_params
+        if all(isinstance(params.get(k), int | float) for k in ("warmup", "before", "window")):
+            start = float(params["warmup"]) + float(params["before"])
+            return start, start + float(params["window"])
+        timeline = self.table("failure_timeline")
+        if "in_fault" not in timeline:
+            return None
+        seconds = timeline.loc[timeline["in_fault"].astype(bool), "second"]
+        return (float(seconds.min()), float(seconds.max()) + 1.0) if len(seconds) else None
+
+    def fault_label(self, fault: str) -> str:
+        """The fault's name with its strength, from the fault matrix: ``latency:inventory +200 ms (naive)``."""
+        base, _, profile = fault.partition(" (")
+        suffix = f" ({profile}" if profile else ""
+        for plan in self.failure_params.get("faults", []):
+            if f"{plan.get('kind')}:{plan.get('target')}" != base:
+                continue
+            value = float(plan.get("value") or 0.0)
+            if plan.get("kind") == "latency" and value:
+                return f"{base} +{value * 1e3:g} ms{suffix}"
+            if plan.get("kind") == "error" and value:
+                return f"{base} {value:.0%}{suffix}"
+        return fault
 
     def has(self, *names: str) -> bool:
         return all(not self.table(name).empty for name in names)
@@ -138,6 +228,16 @@ def step_anchor(topology: str, phase: str, step: int) -> str:
     return "step-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{topology}-{phase}-{step}")
 
 
+def fault_anchor(topology: str, fault: str) -> str:
+    """The id of a fault run's row in the blast radius and recovery table."""
+    return "fault-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{topology}-{fault}")
+
+
+def audit_anchor(topology: str, fault: str) -> str:
+    """The id of a fault run's row in the consistency table."""
+    return "audit-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{topology}-{fault}")
+
+
 # -- formatting ------------------------------------------------------------------------------------------------------
 
 
@@ -163,6 +263,51 @@ def flag(anchors: Iterable[str]) -> str:
     return f' <a class="flag" href="#{unique[0]}" title="from an invalid run: see the validity table">{text}</a>'
 
 
+def alarm(anchors: Iterable[str]) -> str:
+    """The mark of an audit that found an anomaly: loud on purpose, since any anomaly is a bug."""
+    unique = list(dict.fromkeys(anchors))
+    if not unique:
+        return ""
+    return f' <a class="alarm" href="#{unique[0]}" title="the consistency audit found an anomaly">⚠ ANOMALY</a>'
+
+
+def duration_text(seconds: float) -> str:
+    """A duration in ms under a second, else in s."""
+    if not math.isfinite(seconds):
+        return "—"
+    return f"{ms(seconds)} ms" if abs(seconds) < 1.0 else f"{num(seconds)} s"
+
+
+def detect_text(seconds: float) -> str:
+    """The time to detect as the experiment records it (the start of the first unhealthy whole second of the load,
+    from the fault's start: negative when the fault began within that second), shown as the span it bounds."""
+    if not math.isfinite(seconds):
+        return "no unhealthy second"
+    low, high = max(0.0, seconds), seconds + 1.0
+    return f"≤ {short(high)} s" if low == 0 else f"{short(low)} – {short(high)} s"
+
+
+def recover_text(seconds: float) -> str:
+    """The time to recover as recorded: the end of the last unhealthy whole second after the fault ended, so an
+    upper bound."""
+    if not math.isfinite(seconds):
+        return "—"
+    return "0 s" if seconds <= 0 else f"≤ {short(seconds)} s"
+
+
+def short(seconds: float) -> str:
+    """Seconds with at most two decimals and no trailing zeros (the fault windows are set in tenths of a second)."""
+    return f"{seconds:.2f}".rstrip("0").rstrip(".")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def nowrap(text: str) -> str:
+    return f'<span class="nw">{esc(text)}</span>'
+
+
 def topo_head(topology: str) -> str:
     return f'<span class="dot" style="background:{charts.topology_color(topology)}"></span>{esc(topology)}'
 
@@ -180,7 +325,9 @@ def html_table(
     the others figures."""
 
     def cls(i: int) -> str:
-        return " class=l" if i < left or i in text else ""
+        if i < left:
+            return ' class="l nw"'
+        return " class=l" if i in text else ""
 
     head = "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(header))
     body = []
@@ -206,12 +353,13 @@ def median(values: pd.Series) -> float:
 
 @dataclass(frozen=True)
 class Cell:
-    """One topology's figure for a metric: ``value`` (for the ratio to the monolith), its display text, and the
-    anchors of the invalid runs it comes from."""
+    """One topology's figure for a metric: ``value`` (for the ratio to the monolith), its display text, the anchors
+    of the invalid runs it comes from, and the anchors of the audits that found an anomaly (shown as an alarm)."""
 
     value: float | None
     text: str
     invalid: tuple[str, ...] = ()
+    alarm: tuple[str, ...] = ()
 
 
 Fill = Callable[[Context], dict[str, Cell]]
@@ -220,7 +368,8 @@ Fill = Callable[[Context], dict[str, Cell]]
 @dataclass(frozen=True)
 class Metric:
     """One row of the verdict: which aspect it informs, what it measures, the tables it reads, and the command that
-    produces them. ``fill`` is None while no code renders those tables yet."""
+    produces them. ``fill`` is None while no code renders those tables yet. ``ratio``: whether the ratio to the
+    monolith means something (it does not for a count that must be 0)."""
 
     aspect: str
     name: str
@@ -228,6 +377,7 @@ class Metric:
     command: str
     fill: Fill | None = None
     headline: bool = False
+    ratio: bool = True
 
 
 #: The classic comparison's claim per aspect: what the measured rows test.
@@ -245,6 +395,7 @@ ASPECTS: Final[dict[str, str]] = {
 }
 
 NETWORK: Final = "archbench run --experiments network"
+FAILURE: Final = "archbench run --experiments failure"
 
 
 def low_op_latency(op: str, column: str) -> Fill:
@@ -391,57 +542,105 @@ def trace_fill(op: str, measure: Callable[[pd.DataFrame, dict[str, str]], float]
     return fill
 
 
-def per_topology(table: str, column: str) -> Callable[[Context, str], pd.Series]:
-    def values(ctx: Context, topology: str) -> pd.Series:
-        frame = ctx.table(table)
-        if column not in frame or "topology" not in frame:
-            return pd.Series(dtype=float)
-        return frame.loc[frame["topology"] == topology, column].astype(float).dropna()
+def fault_rows(ctx: Context, table: str, topology: str, column: str | None = None) -> pd.DataFrame:
+    """``topology``'s rows of a failure table (``failure_impact``, ``consistency``), with a value in ``column`` if
+    given."""
+    frame = ctx.table(table)
+    if "topology" not in frame or (column is not None and column not in frame):
+        return frame.iloc[0:0]
+    rows = frame[frame["topology"] == topology]
+    return rows[rows[column].notna()] if column is not None else rows
 
-    return values
+
+def faults_invalid(ctx: Context, rows: pd.DataFrame) -> tuple[str, ...]:
+    """The anchors of the invalid load runs among ``rows`` (rows of a failure table)."""
+    return tuple(a for t, f in zip(rows["topology"], rows["fault"], strict=True) for a in ctx.fault_invalid(t, f))
 
 
 def mean_over_faults(table: str, column: str, fmt: str) -> Fill:
     """The mean of ``column`` over a topology's fault runs (rows of ``table``)."""
-    values = per_topology(table, column)
 
     def fill(ctx: Context) -> dict[str, Cell]:
         out = {}
         for topology in ctx.topologies:
-            mine = values(ctx, topology)
-            if len(mine):
-                value = float(mine.mean())
-                out[topology] = Cell(value, f"{fmt.format(value)} over {len(mine)} faults")
+            rows = fault_rows(ctx, table, topology, column)
+            if len(rows):
+                value = float(rows[column].astype(float).mean())
+                out[topology] = Cell(value, f"{fmt.format(value)} over {len(rows)} faults", faults_invalid(ctx, rows))
         return out
 
     return fill
 
 
-def worst_over_faults(table: str, column: str, unit: str) -> Fill:
-    """The largest ``column`` over a topology's fault runs (rows of ``table``)."""
-    values = per_topology(table, column)
+def worst_fault(table: str, column: str, text: Callable[[float], str], *, load_figure: bool = True) -> Fill:
+    """The largest ``column`` over a topology's fault runs (rows of ``table``), and the fault that had it.
+
+    A ``load_figure`` comes from the load run, so an invalid load run flags it; an audit's figure does not (the
+    databases say what they say, whether or not the generator kept its schedule)."""
 
     def fill(ctx: Context) -> dict[str, Cell]:
         out = {}
         for topology in ctx.topologies:
-            mine = values(ctx, topology)
-            if len(mine):
-                value = float(mine.max())
-                out[topology] = Cell(value, f"{num(value)}{unit}")
+            rows = fault_rows(ctx, table, topology, column)
+            if rows.empty:
+                continue
+            values = rows[column].astype(float)
+            worst = float(values.max())
+            at = rows[values == worst]
+            names = [str(f) for f in at["fault"]]
+            if len(names) == 1:
+                which = names[0]
+            else:
+                which = "every fault" if len(names) == len(rows) else f"{names[0]} and {len(names) - 1} more"
+            invalid = faults_invalid(ctx, at) if load_figure else ()
+            out[topology] = Cell(worst, f"{text(worst)} ({which})", invalid)
         return out
 
     return fill
 
 
-def audits_failed(ctx: Context) -> dict[str, Cell]:
-    audits, out = ctx.table("consistency"), dict[str, Cell]()
-    if "consistent" not in audits:
-        return out
+def anomaly_columns(frame: pd.DataFrame) -> list[str]:
+    return [str(c) for c in frame.columns if str(c).startswith("anomalies_")]
+
+
+def failed_audits(rows: pd.DataFrame) -> pd.DataFrame:
+    """The audits among ``rows`` (of ``consistency``) that did not end consistent."""
+    if "consistent" not in rows:
+        return rows.iloc[0:0]
+    return rows[~rows["consistent"].astype(bool)]
+
+
+def anomalies_found(ctx: Context) -> dict[str, Cell]:
+    """Anomalies over every audit of a topology, and which invariants they break: anything but 0 is a bug."""
+    out = {}
     for topology in ctx.topologies:
-        mine = audits.loc[audits["topology"] == topology, "consistent"].astype(bool)
-        if len(mine):
-            failed = int((~mine).sum())
-            out[topology] = Cell(float(failed), f"{failed} of {len(mine)}")
+        rows = fault_rows(ctx, "consistency", topology)
+        if rows.empty:
+            continue
+        failed = failed_audits(rows)
+        columns = anomaly_columns(rows)
+        count = int(rows[columns].to_numpy().sum()) if columns else 0
+        if failed.empty and count == 0:
+            out[topology] = Cell(0.0, f"none in {len(rows)} audits")
+            continue
+        broken = [c.removeprefix("anomalies_") for c in columns if int(rows[c].sum())]
+        text = f"{count} in {len(failed)} of {len(rows)} audits" + (f": {', '.join(broken)}" if broken else "")
+        alarm = tuple(audit_anchor(topology, str(f)) for f in failed["fault"])
+        out[topology] = Cell(float(count), text, alarm=alarm or (audit_anchor(topology, str(rows["fault"].iloc[0])),))
+    return out
+
+
+def convergence_worst(ctx: Context) -> dict[str, Cell]:
+    """The longest time from the end of the load until every invariant held; "never" when an audit still failed."""
+    out = worst_fault("consistency", "convergence_seconds", duration_text, load_figure=False)(ctx)
+    settle = ctx.failure_params.get("settle_timeout")
+    within = f" within the {num(float(settle))} s allowed" if settle is not None else ""
+    for topology in ctx.topologies:
+        rows = fault_rows(ctx, "consistency", topology)
+        failed = failed_audits(rows)
+        if len(failed):
+            alarm = tuple(audit_anchor(topology, str(f)) for f in failed["fault"])
+            out[topology] = Cell(None, f"never{within} ({len(failed)} of {len(rows)} audits)", alarm=alarm)
     return out
 
 
@@ -474,17 +673,32 @@ VERDICT: Final[list[Metric]] = [
     ),
     Metric(
         "Failure impact",
-        "blast radius: share of the operation mix hurt while one part fails (mean over the faults)",
+        "blast radius: share of the operation mix hurt while one part fails (worst fault)",
         ("failure_impact",),
-        _not_yet("failure"),
-        mean_over_faults("failure_impact", "blast_radius", "{:.0%}"),
+        FAILURE,
+        worst_fault("failure_impact", "blast_radius", "{:.0%}".format),
     ),
     Metric(
         "Failure impact",
-        "time to recover after the fault ends (worst fault)",
+        "blast radius (mean over the faults)",
         ("failure_impact",),
-        _not_yet("failure"),
-        worst_over_faults("failure_impact", "time_to_recover", " s"),
+        FAILURE,
+        mean_over_faults("failure_impact", "blast_radius", "{:.0%}"),
+        headline=True,
+    ),
+    Metric(
+        "Failure impact",
+        "time to recover after the fault ends, in whole seconds (worst fault)",
+        ("failure_impact",),
+        FAILURE,
+        worst_fault("failure_impact", "time_to_recover", recover_text),
+    ),
+    Metric(
+        "Failure impact",
+        "restart of a killed process until it is ready (slowest)",
+        ("failure_impact",),
+        FAILURE,
+        worst_fault("failure_impact", "restart_seconds", duration_text),
     ),
     Metric("Complexity", "processes to run", ("resources",), NETWORK, process_count),
     Metric("Complexity", "databases", ("steps",), NETWORK, database_count),
@@ -544,17 +758,19 @@ VERDICT: Final[list[Metric]] = [
     ),
     Metric(
         "Data consistency",
-        "audits after a fault that found an anomaly",
+        "anomalies the audit found after the faults (must be 0)",
         ("consistency",),
-        _not_yet("failure"),
-        audits_failed,
+        FAILURE,
+        anomalies_found,
+        headline=True,
+        ratio=False,
     ),
     Metric(
         "Data consistency",
-        "time until every invariant holds after a fault (worst fault)",
+        "from the end of the load until every invariant held (worst fault)",
         ("consistency",),
-        _not_yet("failure"),
-        worst_over_faults("consistency", "convergence_seconds", " s"),
+        FAILURE,
+        convergence_worst,
     ),
     Metric(
         "Debugging",
@@ -580,14 +796,15 @@ VERDICT: Final[list[Metric]] = [
 ]
 
 
-def verdict_cell(cell: Cell | None, baseline: Cell | None, is_baseline: bool) -> str:
+def verdict_cell(cell: Cell | None, baseline: Cell | None, is_baseline: bool, ratio: bool = True) -> str:
     if cell is None:
         return '<span class="nm">not in this run</span>'
-    parts = [f'<span class="v">{esc(cell.text)}</span>']
-    if is_baseline:
+    parts = [f'<span class="v">{esc(cell.text)}</span>', alarm(cell.alarm)]
+    if is_baseline and ratio:
         parts.append('<span class="r">baseline</span>')
     elif (
-        baseline is not None
+        ratio
+        and baseline is not None
         and baseline.value is not None
         and cell.value is not None
         and baseline.value > 0
@@ -627,7 +844,11 @@ def section_verdict(ctx: Context) -> str:
             rest = f'<td class="l nm" colspan="{len(ctx.topologies)}">{why}</td>'
         else:
             baseline = cells.get("monolith")
-            rest = "".join(f"<td>{verdict_cell(cells.get(t), baseline, t == 'monolith')}</td>" for t in ctx.topologies)
+            rest = "".join(
+                f"<td{' class=alarm-cell' if t in cells and cells[t].alarm else ''}>"
+                f"{verdict_cell(cells.get(t), baseline, t == 'monolith', metric.ratio)}</td>"
+                for t in ctx.topologies
+            )
         body.append(f'<tr>{first}<td class="l">{esc(metric.name)}</td>{rest}</tr>')
     head = "".join(f"<th{' class=l' if i < 2 else ''}>{h}</th>" for i, h in enumerate(header))
     table = (
@@ -650,7 +871,9 @@ def headline(ctx: Context, rows: list[tuple[Metric, dict[str, Cell] | None]]) ->
         if not metric.headline or not cells:
             continue
         figures = ", ".join(
-            f"{esc(t)} <b>{esc(cells[t].text)}</b>{flag(cells[t].invalid)}" for t in ctx.topologies if t in cells
+            f"{esc(t)} <b>{esc(cells[t].text)}</b>{alarm(cells[t].alarm)}{flag(cells[t].invalid)}"
+            for t in ctx.topologies
+            if t in cells
         )
         items.append(f"<li>{esc(metric.name[0].upper() + metric.name[1:])}: {figures}</li>")
     return f'<ul class="glance">{"".join(items)}</ul>' if items else ""
@@ -1005,6 +1228,265 @@ def section_decomposition(ctx: Context) -> str:
     return chart + html_table(header, rows, left=1, row_attrs=attrs)
 
 
+# -- failure impact --------------------------------------------------------------------------------------------------
+
+#: As ``bench.failure.HEALTHY_SUCCESS`` (not imported: the report never imports the harness): an operation under this
+#: success ratio during the fault window counts in the blast radius.
+HEALTHY_SUCCESS: Final = 0.99
+
+#: What each invariant of the consistency audit (``bench.audit.CHECKS``) checks, in the reader's words.
+INVARIANTS: Final[dict[str, str]] = {
+    "stock_conserved": "stock is conserved: initial = on hand + held + sold, per product",
+    "confirmed_order_charged_once": "every confirmed order has exactly one charge, of its total",
+    "confirmed_order_stock_committed": "every confirmed order has a committed reservation",
+    "no_charge_without_confirmed_order": "no charge survives without a confirmed order (refunds settled)",
+    "no_stock_held_by_rejected_order": "no stock is held by a rejected order",
+    "wallet_balances": "wallet = deposits − charges + refunds, per user",
+    "notification_delivered_once": "every confirmed order's notification is delivered exactly once",
+    "no_pending_orders": "settled: no order is still pending",
+}
+
+
+def failure_ops(ctx: Context) -> list[str]:
+    """The operations of the mix, in the order the experiment wrote them."""
+    return [
+        str(c).removeprefix("availability_")
+        for c in ctx.table("failure_impact").columns
+        if str(c).startswith("availability_")
+    ]
+
+
+def fault_runs(ctx: Context, table: str) -> list[tuple[str, str, pd.Series]]:
+    """(fault, topology, row) of ``table``, fault by fault in the matrix's order, topologies side by side."""
+    frame = ctx.table(table)
+    out = []
+    for fault in ctx.faults():
+        for topology in ctx.failure_topologies():
+            rows = frame[(frame["topology"] == topology) & (frame["fault"] == fault)]
+            if len(rows):
+                out.append((fault, topology, rows.iloc[0]))
+    return out
+
+
+def hurt_ops(ctx: Context, row: pd.Series) -> list[str]:
+    """The operations a fault run counts in its blast radius, each with what hurt it (success, p99)."""
+    slo, out = ctx.failure_slo, []
+    for op in failure_ops(ctx):
+        success, p99 = float(row.get(f"availability_{op}", math.nan)), float(row.get(f"p99_{op}", math.nan))
+        why = []
+        if success < HEALTHY_SUCCESS:
+            why.append(charts.availability_text(success))
+        if slo is not None and p99 > slo:
+            why.append(f"p99 {duration_text(p99)}")
+        if why:
+            out.append(f"{op} {', '.join(why)}")
+    return out
+
+
+def section_failure_heatmap(ctx: Context) -> str:
+    ops, panels = failure_ops(ctx), []
+    for topology in ctx.failure_topologies():
+        rows = []
+        for fault in ctx.faults():
+            run = ctx.fault_run(topology, fault)
+            if run is None:  # keep the row, empty: every panel lists the same faults in the same order
+                rows.append(charts.FaultRow(ctx.fault_label(fault), {}))
+                continue
+            cells = {
+                op: charts.HeatCell(
+                    float(run.get(f"availability_{op}", math.nan)), float(run.get(f"p99_{op}", math.nan))
+                )
+                for op in ops
+            }
+            rows.append(charts.FaultRow(ctx.fault_label(fault), cells, not ctx.fault_invalid(topology, fault)))
+        panels.append(charts.Heatmap(topology, rows))
+    slo = ctx.failure_slo
+    svg = charts.svg_of(
+        charts.availability_heatmap(panels, ops, slo), "heatmap", "availability per fault and operation, per topology"
+    )
+    params = ctx.failure_params
+    load = f" at {num(params['rate'])} req/s" if "rate" in params else ""
+    window = f" for {num(params['window'])} s" if "window" in params else ""
+    caption = (
+        f"Each fault was applied{window} under a steady open-loop mix{load}, one fault after the other on one "
+        "deployment per topology. A cell is the share of that operation's requests, sent while the fault was on, "
+        "that succeeded (rounded down); the colour bands are the same in every panel. An outlined cell also broke "
+        f"the p99 SLO. An operation under {HEALTHY_SUCCESS:.0%} or over the SLO counts in the fault's blast radius "
+        "(next sections). In the monolith a process fault (kill, pause) hits the one process, a dependency fault "
+        "(latency, error, hang) the module the service would hold. A red cross marks a fault whose load run missed "
+        'its schedule (invalid): see its row in the <a href="#recovery">recovery table</a>.'
+    )
+    return figure(svg, caption)
+
+
+def mix_series(timeline: pd.DataFrame, topology: str, valid: bool) -> charts.Series:
+    """Per second over the whole mix: successes over requests, and the worst operation's p99 (the per-second
+    percentiles of the whole mix are not in the table; the worst operation is what the recovery times use)."""
+    per = timeline.groupby("second").agg(
+        requests=("requests", "sum"), successes=("successes", "sum"), p99=("p99", "max")
+    )
+    success = (per["successes"] / per["requests"].where(per["requests"] > 0)).astype(float)
+    return charts.Series(topology, [float(s) for s in per.index], list(success), [float(v) for v in per["p99"]], valid)
+
+
+def op_series(timeline: pd.DataFrame, topology: str, op: str, valid: bool) -> charts.Series:
+    rows = timeline[timeline["op"] == op].sort_values("second")
+    seconds = [float(s) for s in rows["second"]]
+    return charts.Series(
+        topology, seconds, [float(v) for v in rows["success_ratio"]], [float(v) for v in rows["p99"]], valid
+    )
+
+
+def section_failure_timeline(ctx: Context) -> str:
+    timeline, rows = ctx.table("failure_timeline"), []
+    for fault in ctx.faults():
+        mix, checkout = [], []
+        for topology in ctx.failure_topologies():
+            mine = timeline[(timeline["topology"] == topology) & (timeline["fault"] == fault)]
+            if mine.empty:
+                continue
+            valid = not ctx.fault_invalid(topology, fault)
+            mix.append(mix_series(mine, topology, valid))
+            checkout.append(op_series(mine, topology, "checkout", valid))
+        if mix:
+            rows.append(charts.TimelineRow(ctx.fault_label(fault), ctx.fault_window(), mix, checkout))
+    svg = charts.svg_of(charts.timeline_chart(rows, ctx.failure_slo), "timeline", "per-second timelines of each fault")
+    caption = (
+        "Each point is one whole second of the load (requests counted by their intended send time, warm-up "
+        "excluded); the shaded band is the fault window. Whole mix: successes over requests of every operation, and "
+        "the highest p99 of any operation in that second. A second with few requests (the first, cut by the warm-up; "
+        "the last) is noisier. Dashed: an invalid load run."
+    )
+    return figure(svg, caption)
+
+
+def section_recovery(ctx: Context) -> str:
+    header = [
+        "fault",
+        "topology",
+        "blast radius",
+        "operations hurt during the window",
+        "time to detect",
+        "time to recover",
+        "restart",
+        "valid",
+        "reasons",
+    ]
+    rows, attrs = [], []
+    for fault, topology, run in fault_runs(ctx, "failure_impact"):
+        invalid = ctx.fault_invalid(topology, fault)
+        hurt = hurt_ops(ctx, run)
+        rows.append(
+            [
+                esc(ctx.fault_label(fault)),
+                topo_head(topology),
+                f"{float(run['blast_radius']):.0%}" if "blast_radius" in run else "—",
+                ", ".join(map(nowrap, hurt)) if hurt else '<span class="nm">none</span>',
+                nowrap(detect_text(float(run.get("time_to_detect", math.nan)))),
+                nowrap(recover_text(float(run.get("time_to_recover", math.nan)))),
+                nowrap(duration_text(float(run.get("restart_seconds", math.nan)))),
+                '<span class="flag">INVALID</span>' if invalid else "yes",
+                f'<div class="why">{esc(run.get("load_invalid_reasons", "") or "")}</div>',
+            ]
+        )
+        attrs.append(f' id="{fault_anchor(topology, fault)}"' + (' class="invalid"' if invalid else ""))
+    slo = ctx.failure_slo
+    slo_text = f"p99 over {num(slo * 1e3)} ms" if slo is not None else "p99 over the SLO"
+    caption = (
+        "<p class=note><i>Blast radius</i>: the share of the operation mix, by weight, whose success ratio fell under "
+        f"{HEALTHY_SUCCESS:.0%} or whose {slo_text} during the fault window. <i>Time to detect</i>: when, after the "
+        "fault began, the first second with an operation under those thresholds started (seconds are whole seconds "
+        "of the load, so this is a span). <i>Time to recover</i>: from the end of the fault to the end of the last "
+        "such second (an upper bound; 0 s: no unhealthy second after the fault ended). <i>Restart</i>: for a kill, "
+        "from the supervisor's restart until the process was ready again.</p>"
+    )
+    return html_table(header, rows, left=2, text=(3, len(header) - 1), row_attrs=attrs, css="wide") + caption
+
+
+def section_consistency(ctx: Context) -> str:
+    audits = ctx.table("consistency")
+    columns = anomaly_columns(audits)
+    runs = fault_runs(ctx, "consistency")
+    failed = [(f, t) for f, t, r in runs if not bool(r.get("consistent", False))]
+    settle = ctx.failure_params.get("settle_timeout")
+    if failed:
+        where = ", ".join(f'<a href="#{audit_anchor(t, f)}">{esc(t)} after {esc(f)}</a>' for f, t in failed)
+        summary = (
+            f'<div class="alarm-box"><b>⚠ The audit found anomalies after {len(failed)} of '
+            f"{plural(len(runs), 'fault run')}</b>"
+            f": {where}. Any anomaly is a bug in the shop, not a figure to report: the audit exists to prove there are "
+            "none.</div>"
+        )
+    else:
+        windows = [float(r.get("convergence_seconds", math.nan)) for _, _, r in runs]
+        worst = max((w for w in windows if math.isfinite(w)), default=math.nan)
+        settled = f"; the slowest settled {duration_text(worst)} after the load ended" if math.isfinite(worst) else ""
+        summary = (
+            f'<ul class="glance"><li>Every invariant held after all {len(runs)} fault runs, on every topology'
+            f"{esc(settled)}.</li></ul>"
+        )
+    header = [
+        "fault",
+        "topology",
+        "audit",
+        "anomalies per invariant",
+        "consistent after",
+        "confirmed",
+        "rejected",
+        "pending",
+    ]
+    rows, attrs = [], []
+    for fault, topology, run in runs:
+        ok = bool(run.get("consistent", False))
+        broken = [f"{c.removeprefix('anomalies_')}: {int(run[c])}" for c in columns if int(run[c])]
+        if ok:
+            audit, anomalies = "consistent", '<span class="nm">none</span>'
+            after = esc(duration_text(float(run.get("convergence_seconds", math.nan))))
+        else:
+            audit = '<span class="alarm">⚠ ANOMALIES</span>'
+            anomalies = f'<b class="bad">{esc("; ".join(broken) or "the audit failed")}</b>'
+            after = f"never{f' (within {num(float(settle))} s)' if settle is not None else ''}"
+        counts = [
+            f"{int(run[c]):,}" if c in run and pd.notna(run[c]) else "—"
+            for c in ("orders_confirmed", "orders_rejected", "orders_pending")
+        ]
+        rows.append([esc(ctx.fault_label(fault)), topo_head(topology), audit, anomalies, after, *counts])
+        attrs.append(f' id="{audit_anchor(topology, fault)}"' + ("" if ok else ' class="anomaly"'))
+    caption = (
+        "<p class=note>After each fault the load stops and the audit reads every database directly, again and again "
+        "until every invariant holds"
+        f"{f' or {num(float(settle))} s have passed' if settle is not None else ''}. <i>Consistent after</i>: from "
+        "the end of the load until the audit first passed, the eventual-consistency window; orders still in flight "
+        "when the load stops are legitimately pending, so the audit cannot pass earlier. A window of a few "
+        "milliseconds means the first audit already passed (the figure is then that audit's own duration). Orders: "
+        "as counted by the last audit, over the whole run so far.</p>"
+    )
+    return (
+        summary
+        + html_table(header, rows, left=2, text=(2, 3), row_attrs=attrs, css="wide")
+        + caption
+        + invariant_table(ctx, columns)
+    )
+
+
+def invariant_table(ctx: Context, columns: list[str]) -> str:
+    audits, topologies = ctx.table("consistency"), ctx.failure_topologies()
+    header = ["invariant", "what it checks", *(topo_head(t) for t in topologies)]
+    rows, attrs = [], []
+    for column in columns:
+        name = column.removeprefix("anomalies_")
+        cells = []
+        bad = False
+        for topology in topologies:
+            mine = audits.loc[audits["topology"] == topology, column]
+            count = int(mine.sum())
+            bad = bad or count > 0
+            cells.append(f'<span class="alarm">{count:,}</span>' if count else f"0 in {len(mine)}")
+        rows.append([f"<code>{esc(name)}</code>", esc(INVARIANTS.get(name, name.replace("_", " "))), *cells])
+        attrs.append(' class="anomaly"' if bad else "")
+    return "<h3>Anomalies per invariant, over every audit</h3>" + html_table(header, rows, left=2, row_attrs=attrs)
+
+
 # -- method and environment ------------------------------------------------------------------------------------------
 
 
@@ -1066,21 +1548,36 @@ def section_method(ctx: Context) -> str:
         + reproduce
         + '<div class="cols"><div><h3>Hardware and software</h3>'
         + kv_table(hardware)
+        + failure_parameters(ctx)
         + "</div>"
         + "<div><h3>Pinning and topologies</h3>"
         + kv_table(pinning)
-        + "<h3>Parameters of the network experiment</h3>"
-        + kv_table(network)
+        + ("<h3>Parameters of the network experiment</h3>" + kv_table(network) if ran(ctx, "network") else "")
         + "</div></div>"
         + '<h3 id="steps">Every run and its validity</h3>'
         + validity_table(ctx)
     )
 
 
+def ran(ctx: Context, experiment: str) -> bool:
+    """Whether this run made ``experiment`` (meta records the parameters of every experiment, run or not)."""
+    experiments = ctx.meta.get("parameters", {}).get("experiments")
+    return experiments is None or experiment in experiments
+
+
+def failure_parameters(ctx: Context) -> str:
+    params = ctx.failure_params
+    if not params or not ran(ctx, "failure"):
+        return ""
+    faults = ", ".join(ctx.fault_label(f"{p.get('kind')}:{p.get('target')}") for p in params.get("faults", []))
+    pairs = [(k, v) for k, v in params.items() if k != "faults"]
+    return "<h3>Parameters of the failure experiment</h3>" + kv_table([*pairs, ("faults", faults)])
+
+
 def validity_table(ctx: Context) -> str:
     steps = ctx.table("steps")
     if steps.empty:
-        return '<p class="nm">No run in this results directory.</p>'
+        return '<p class="nm">No network-experiment run in this results directory.</p>'
     header = [
         "topology",
         "phase",
@@ -1152,6 +1649,18 @@ SECTIONS: Final[list[Section]] = [
     Section(
         "decomposition", "Decomposition: monolith → colocated → microservices", section_decomposition, ("steps", "ops")
     ),
+    Section(
+        "failure-heatmap",
+        "Failure impact: availability per fault and operation",
+        section_failure_heatmap,
+        ("failure_impact",),
+        FAILURE,
+    ),
+    Section(
+        "failure-timeline", "Failure impact, second by second", section_failure_timeline, ("failure_timeline",), FAILURE
+    ),
+    Section("recovery", "Blast radius and recovery", section_recovery, ("failure_impact",), FAILURE),
+    Section("consistency", "Data consistency after each fault", section_consistency, ("consistency",), FAILURE),
     Section("method", "Method and environment", section_method),
 ]
 
@@ -1189,6 +1698,7 @@ table{border-collapse:collapse;font-size:12.5px;font-variant-numeric:tabular-num
 th,td{padding:4px 6px;border-bottom:1px solid #e3e6ee;text-align:right;vertical-align:top}
 th{background:#f6f7fa;font-weight:600}
 .l{text-align:left}
+.nw{white-space:nowrap}
 .why{min-width:300px}
 table.wide{font-size:12px}
 table.verdict{width:100%}
@@ -1211,13 +1721,20 @@ figcaption,.note{color:#555;font-size:12.5px;max-width:980px}
 ul.plain{padding-left:18px}
 ul.glance{background:#f6f7fa;border-left:4px solid #0072B2;padding:8px 12px 8px 28px;margin:12px 0}
 .banner{border-left:4px solid #b00020;background:#fff5f5;padding:8px 12px;margin:12px 0}
+.alarm{display:inline-block;background:#b00020;color:#fff;font-weight:700;font-size:11.5px;padding:1px 6px;
+border-radius:3px;white-space:nowrap;text-decoration:none}
+a.alarm{color:#fff}
+.alarm-box{border:2px solid #b00020;background:#ffe9e9;padding:10px 14px;margin:12px 0;font-size:15px}
+td.alarm-cell{background:#ffe9e9}
+tr.anomaly td{background:#ffe0e0}
+.bad{color:#b00020}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:24px}
 @media (max-width:900px){.cols{grid-template-columns:1fr}nav ol{columns:1}}
 @page{size:A4;margin:12mm}
 @media print{
 body{font-size:10pt}main{max-width:none;padding:0}nav{display:none}
 h2{break-after:avoid;margin-top:20px}h3{break-after:avoid}
-figure,tr,.glance,.banner{break-inside:avoid}
+figure,tr,.glance,.banner,.alarm-box{break-inside:avoid}
 .scroll{overflow:visible}table{font-size:8.5pt}a{color:inherit;text-decoration:none}
 table.wide{font-size:7pt}table.wide th,table.wide td{padding:2px 3px}
 table.wide .flag{white-space:normal}.why{min-width:160px}
@@ -1227,17 +1744,40 @@ table.wide .flag{white-space:normal}.why{min-width:160px}
 
 
 def banner(ctx: Context) -> str:
-    steps = ctx.table("steps")
-    if steps.empty:
-        return ""
-    invalid = int((~steps["valid"].astype(bool)).sum())
-    if not invalid:
+    """The warnings at the top of the page: invalid runs, and any anomaly the consistency audit found."""
+    return invalid_banner(ctx) + anomaly_banner(ctx)
+
+
+def invalid_banner(ctx: Context) -> str:
+    steps, impact = ctx.table("steps"), ctx.table("failure_impact")
+    counts = []
+    if not steps.empty:
+        invalid = int((~steps["valid"].astype(bool)).sum())
+        if invalid:
+            counts.append(f'{invalid} of {len(steps)} network runs (<a href="#steps">validity table</a>)')
+    if "load_valid" in impact:
+        invalid = int((~impact["load_valid"].astype(bool)).sum())
+        if invalid:
+            counts.append(f'{invalid} of {len(impact)} fault runs (<a href="#recovery">recovery table</a>)')
+    if not counts:
         return ""
     return (
-        f'<p class="banner"><b>{invalid} of {len(steps)} runs are invalid</b>: the load generator could not keep '
+        f'<p class="banner"><b>{" and ".join(counts)} are invalid</b>: the load generator could not keep '
         "its schedule (or the achieved rate fell short), so their latencies are not trustworthy. Figures that come "
-        'from them are marked <span class="flag">⚠ invalid run</span>; reasons are in the '
-        '<a href="#steps">validity table</a>. On a small machine, a longer or lower-rate run usually helps.</p>'
+        'from them are marked <span class="flag">⚠ invalid run</span>, with the reasons in the tables linked. On a '
+        "small machine, a longer or lower-rate run usually helps.</p>"
+    )
+
+
+def anomaly_banner(ctx: Context) -> str:
+    failed = failed_audits(ctx.table("consistency"))
+    if failed.empty:
+        return ""
+    first = audit_anchor(str(failed["topology"].iloc[0]), str(failed["fault"].iloc[0]))
+    return (
+        f'<div class="alarm-box"><b>⚠ The consistency audit found anomalies after {plural(len(failed), "fault run")}'
+        f"</b> ({esc(', '.join(dict.fromkeys(map(str, failed['topology']))))}): an invariant of the shop (stock, "
+        f'money, orders or notifications) did not hold. <a href="#{first}">See the audit</a>.</div>'
     )
 
 

@@ -145,6 +145,7 @@ def failure_table(frames: dict[str, pd.DataFrame]) -> Table:
     columns = (
         "topology",
         "fault",
+        "profile",
         "blast radius",
         "checkout avail.",
         "browse avail.",
@@ -152,14 +153,15 @@ def failure_table(frames: dict[str, pd.DataFrame]) -> Table:
         "consistent after s",
     )
     for column in columns:
-        table.add_column(column, justify="left" if column in ("topology", "fault") else "right")
-    audits = frames["consistency"].set_index(["topology", "fault"])
+        table.add_column(column, justify="left" if column in ("topology", "fault", "profile") else "right")
+    audits = {(a["topology"], a["profile"], a["fault"]): a for a in frames["consistency"].to_dict(orient="records")}
     for row in frames["failure_impact"].to_dict(orient="records"):
-        audit_row = audits.loc[(row["topology"], row["fault"])]
+        audit_row = audits[(row["topology"], row["profile"], row["fault"])]
         consistent = f"{audit_row['convergence_seconds']:.1f}" if audit_row["consistent"] else "ANOMALIES"
         table.add_row(
             str(row["topology"]) + ("" if row["load_valid"] else " (invalid)"),
             str(row["fault"]),
+            str(row["profile"]),
             f"{row['blast_radius']:.0%}",
             f"{row.get('availability_checkout', float('nan')):.1%}",
             f"{row.get('availability_browse', float('nan')):.1%}",

@@ -429,14 +429,19 @@ async def test_a_cancelled_trial_frees_the_half_open_slot() -> None:
     assert state(transport) == "closed"
 
 
-async def test_an_opening_breaker_stops_the_retries() -> None:
+async def test_the_breaker_counts_calls_not_attempts() -> None:
     fake = FakeTransport(then=server_error())
     policy = Policy(timeout=0.05, retries=5, backoff_base=0, backoff_max=0, breaker_failures=2)
     transport = resilient(fake, policy)
     reply = await transport.request("GET", "/x")
     assert reply.status == 503
-    assert len(fake.sent) == 2
-    assert state(transport) == "open"
+    assert len(fake.sent) == 6  # every retry was sent: retries absorb a partial error rate without tripping
+    assert state(transport) == "closed"
+    assert (await transport.request("GET", "/x")).status == 503
+    assert state(transport) == "open"  # two failed calls
+    with pytest.raises(Rejected):
+        await transport.request("GET", "/x")
+    assert len(fake.sent) == 12
 
 
 def test_an_outcome_from_before_the_breaker_opened_is_ignored() -> None:
@@ -530,7 +535,10 @@ async def test_guard_counts_and_retries_extra_failure_types_and_bounds_a_hang() 
     async with asyncio.timeout(5):
         with pytest.raises(RemoteCallError, match="timeout calling payments"):
             await guard.run(hung, idempotent=True)
-    assert guard.counters.timeouts == 2
+        assert guard.counters.timeouts == 2
+        assert state(guard) == "closed"  # one failed call so far
+        with pytest.raises(RemoteCallError, match="timeout calling payments"):
+            await guard.run(hung, idempotent=True)
     assert state(guard) == "open"
     with pytest.raises(Rejected):
         await guard.run(flaky, idempotent=True)
