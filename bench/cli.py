@@ -221,6 +221,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             deploy(args.topology, run_dir, seed=seed, stack=args.stack, public_port=args.port) as d,
         ):
             print(f"public URL: {d.public_url}", flush=True)
+            if d.api_key:
+                print(f"API key: {d.api_key}", flush=True)
             print(f"run directory: {d.run_dir}", flush=True)
             print(
                 f"{args.topology}: {len(d.process_names())} process(es) ready in {d.ready_seconds:.2f} s; "

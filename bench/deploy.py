@@ -6,14 +6,16 @@ ports, CPU pinning and the run directory, and leaves the processes to :class:`be
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.supervisor import ProcessSpec, Supervisor, free_port
+from plumbing.auth import API_KEY_HEADER, API_KEYS_ENV, SERVICE_SECRET_ENV
 from plumbing.client import DEFAULT_STACK
 from plumbing.faults import TOKEN_ENV
 from plumbing.topology import PUBLIC, RunConfig, layout, make_config
@@ -30,6 +32,13 @@ class Deployment:
     supervisor: Supervisor
     ready_seconds: float
     admin_token: str | None = None
+    api_key: str | None = None
+    secrets: Secrets | None = None  # this run's credentials (kept in memory only), for tests that play a caller
+
+    @property
+    def auth_headers(self) -> tuple[tuple[str, str], ...]:
+        """What a client of the public API sends to be let in (nothing when auth is off)."""
+        return ((API_KEY_HEADER, self.api_key),) if self.api_key else ()
 
     @property
     def public_url(self) -> str:
@@ -52,11 +61,29 @@ def default_run_dir(topology: str, base: Path = Path("runs")) -> Path:
 
 
 def process_spec(
-    config: RunConfig, config_path: Path, name: str, cpus: frozenset[int] | None, admin_token: str | None = None
+    config: RunConfig, config_path: Path, name: str, cpus: frozenset[int] | None, env: Mapping[str, str]
 ) -> ProcessSpec:
     argv = [sys.executable, "-m", "plumbing.host", "--config", str(config_path), "--process", name]
-    env = {TOKEN_ENV: admin_token} if admin_token else {}
     return ProcessSpec(name, argv, port=config.process(name).port, cpus=cpus, env=env)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Credentials made for one run, handed to its processes through the environment (never written to disk)."""
+
+    api_key: str
+    service_secret: str
+    admin_token: str | None
+
+    @classmethod
+    def generate(cls, admin_token: str | None) -> Secrets:
+        return cls(secrets.token_urlsafe(24), secrets.token_urlsafe(32), admin_token)
+
+    def env(self) -> dict[str, str]:
+        env = {API_KEYS_ENV: self.api_key, SERVICE_SECRET_ENV: self.service_secret}
+        if self.admin_token:
+            env[TOKEN_ENV] = self.admin_token
+        return env
 
 
 @contextmanager
@@ -72,6 +99,7 @@ def deploy(
     call_timeout: float = 2.0,
     admin_token: str | None = None,
     profile: str = "naive",
+    auth: bool = True,
 ) -> Iterator[Deployment]:
     """Start ``topology`` in ``run_dir`` and yield it once every process answers ``/readyz``; stop all on exit.
 
@@ -81,12 +109,14 @@ def deploy(
     run_dir.mkdir(parents=True, exist_ok=True)
     names = [name for name, _ in layout(topology)]
     ports = {name: free_port() for name in names}
-    config = make_config(topology, run_dir, ports, seed or SeedSpec(), stack, public_port, call_timeout, profile)
+    config = make_config(topology, run_dir, ports, seed or SeedSpec(), stack, public_port, call_timeout, profile, auth)
+    credentials = Secrets.generate(admin_token)
     config_path = run_dir / CONFIG_FILE
     config.save(config_path)
     with Supervisor(run_dir) as supervisor:
         started = time.monotonic()
         for name in names:
-            supervisor.start(process_spec(config, config_path, name, cpus, admin_token))
+            supervisor.start(process_spec(config, config_path, name, cpus, credentials.env()))
         supervisor.wait_ready(timeout=ready_timeout)
-        yield Deployment(config, supervisor, time.monotonic() - started, admin_token)
+        api_key = credentials.api_key if auth else None
+        yield Deployment(config, supervisor, time.monotonic() - started, admin_token, api_key, credentials)

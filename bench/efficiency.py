@@ -138,11 +138,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for op, start in (("browse", 1000.0), ("checkout", 300.0)):
                         print(f"monolith {op}:", file=sys.stderr)
                         points = sweep(
-                            d.public_url, pids, partial(ShopWorkload, 200, 1000, mix={op: 1.0}), start, args.step
+                            d.public_url,
+                            pids,
+                            partial(ShopWorkload, 200, 1000, mix={op: 1.0}, auth_headers=d.auth_headers),
+                            start,
+                            args.step,
                         )
                         figures[f"{op}_sustainable"] = sustainable(points)
                 checkout = measure(
-                    d.public_url, pids, ShopWorkload(200, 1000, mix={"checkout": 1.0}), args.checkout_rate, args.step
+                    d.public_url,
+                    pids,
+                    ShopWorkload(200, 1000, mix={"checkout": 1.0}, auth_headers=d.auth_headers),
+                    args.checkout_rate,
+                    args.step,
                 )
                 figures["cpu_us_per_checkout"] = checkout.cpu_us_per_request
                 figures["checkout_point_valid"] = checkout.valid

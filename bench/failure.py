@@ -141,7 +141,13 @@ def run_profile(
                 f"{topology}: {profile}, fault {plan.name}",
                 params.warmup + params.before + params.window + params.after,
             )
-            workload = ShopWorkload(params.users, params.products, mix=params.mix, seed=params.seed + index)
+            workload = ShopWorkload(
+                params.users,
+                params.products,
+                mix=params.mix,
+                seed=params.seed + index,
+                auth_headers=deployment.auth_headers,
+            )
             spec = LoadSpec(
                 rate=params.rate,
                 duration=params.before + params.window + params.after,

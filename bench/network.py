@@ -86,8 +86,12 @@ Progress = Callable[[str, float], None]  # (description of what runs now, second
 class CyclingWorkload:
     """One operation after the other, each from its own single-op workload; adds a sampled traceparent."""
 
-    def __init__(self, n_users: int, n_products: int, seed: int, order_ids: list[int]) -> None:
-        self.workloads = {op: ShopWorkload(n_users, n_products, mix={op: 1.0}, seed=seed) for op in OPS}
+    def __init__(
+        self, n_users: int, n_products: int, seed: int, order_ids: list[int], auth: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self.workloads = {
+            op: ShopWorkload(n_users, n_products, mix={op: 1.0}, seed=seed, auth_headers=auth) for op in OPS
+        }
         self.workloads["order"].order_ids = order_ids
         self.cycle = itertools.cycle(OPS)
         self.trace_ids: list[str] = []
@@ -127,7 +131,8 @@ def run_topology(
     seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
     progress(f"{topology}: starting", 3.0)
     with deploy(topology, run_dir, seed=seed, cpus=sut_cpus, stack=stack) as deployment:
-        workload = ShopWorkload(params.users, params.products, mix=params.mix, seed=params.seed)
+        auth = deployment.auth_headers
+        workload = ShopWorkload(params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=auth)
         spec = LoadSpec(
             rate=params.low_rate,
             duration=params.low_duration,
@@ -138,7 +143,7 @@ def run_topology(
         progress(f"{topology}: low load, {params.low_rate:g} req/s", params.warmup + params.low_duration)
         steps = [measure(deployment, workload, spec, "low", 0)]
 
-        traced_wl = CyclingWorkload(params.users, params.products, params.seed, workload.order_ids)
+        traced_wl = CyclingWorkload(params.users, params.products, params.seed, workload.order_ids, auth)
         count = params.traced_per_op * len(OPS)
         progress(f"{topology}: {count} traced requests", count / 50.0 + 1.0)
         traced_spec = LoadSpec(rate=50.0, duration=count / 50.0, warmup=0.0, seed=params.seed, arrival="constant")

@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 import msgspec
 
 from plumbing import tracing
+from plumbing.auth import CREDENTIAL_HEADER
 from plumbing.client import Reply, Transport
 from plumbing.contract import Id, LineIn, NewDeposit, NewUser, NotificationList
 from plumbing.web import JSON, decode, error_from_body
@@ -81,8 +82,9 @@ def priced_out(lines: Sequence[PricedLine]) -> list[PricedLineOut]:
 class Client:
     """Calls one service: JSON in and out, trace context propagated, error replies raised as domain errors."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, credential: str | None = None) -> None:
         self.transport = transport
+        self.credential = credential
 
     async def call(
         self,
@@ -99,6 +101,8 @@ class Client:
         sent = {"content-type": JSON} if body is not None else {}
         if headers:
             sent.update(headers)
+        if self.credential is not None:
+            sent[CREDENTIAL_HEADER] = self.credential
         trace = tracing.current()
         if trace is None:
             reply = await self.transport.request(method, path, body=body, headers=sent, idempotent=idempotent)

@@ -22,15 +22,16 @@ from plumbing.web import JSON, Handler, build_app, json_response, path_id, read_
 
 class Gateway:
     def __init__(self, ctx: ComponentContext) -> None:
-        self.users = UsersClient(ctx.peer("users"))
-        self.payments = PaymentsClient(ctx.peer("payments"))
-        self.inventory = Client(ctx.peer("inventory"))
-        self.notifications = NotificationsClient(ctx.peer("notifications"))
+        me = ctx.credential
+        self.users = UsersClient(ctx.peer("users"), me)
+        self.payments = PaymentsClient(ctx.peer("payments"), me)
+        self.inventory = Client(ctx.peer("inventory"), me)
+        self.notifications = NotificationsClient(ctx.peer("notifications"), me)
         # A checkout runs the whole saga behind this one call: give it the full call timeout, not a single step's.
-        self.orders = Client(ctx.peer("orders", Policy(timeout=ctx.config.call_timeout, retries=0)))
+        self.orders = Client(ctx.peer("orders", Policy(timeout=ctx.config.call_timeout, retries=0)), me)
         self.ready = False
         self.app: Starlette = build_app(
-            "gateway", contract.bind(self._handlers()), title=contract.TITLE, ready=lambda: self.ready
+            "gateway", contract.bind(self._handlers()), title=contract.TITLE, ready=lambda: self.ready, auth=ctx.auth
         )
 
     async def startup(self) -> None:

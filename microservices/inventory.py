@@ -11,7 +11,7 @@ from microservices.api import ReservationOut, ReserveIn, priced_out
 from microservices.service import Service
 from plumbing import contract
 from plumbing.host import ComponentContext
-from plumbing.web import Endpoint, Handler, json_response, path_id, query_int, read_json
+from plumbing.web import Endpoint, Handler, internal, json_response, path_id, query_int, read_json
 from shop import inventory
 from shop.db import UnitOfWork
 from shop.inventory import Inventory, Line
@@ -56,44 +56,53 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
 
         return handler
 
-    return [
-        Endpoint(
-            "GET",
-            "/products",
-            list_products,
-            "A page of the catalog",
-            None,
-            {200: contract.ProductPage, 422: None},
-            contract.PAGE_QUERY,
-        ),
-        Endpoint(
-            "GET", "/products/{product_id}", get_product, "One product", None, {200: contract.ProductOut, 404: None}
-        ),
-        Endpoint(
-            "POST",
-            "/reservations",
-            reserve,
-            "Hold stock for an order (idempotent by order id)",
-            ReserveIn,
-            {201: ReservationOut, 404: None, 409: None, 422: None},
-        ),
-        Endpoint(
-            "POST",
-            "/reservations/{order_id}/commit",
-            transition("commit"),
-            "Turn held stock into a sale (idempotent)",
-            None,
-            {200: ReservationOut, 409: None},
-        ),
-        Endpoint(
-            "POST",
-            "/reservations/{order_id}/release",
-            transition("release"),
-            "Give held stock back (idempotent; leaves a tombstone when nothing was held)",
-            None,
-            {200: ReservationOut, 409: None},
-        ),
-    ]
+    return internal(
+        [
+            Endpoint(
+                "GET",
+                "/products",
+                list_products,
+                "A page of the catalog",
+                None,
+                {200: contract.ProductPage, 422: None},
+                contract.PAGE_QUERY,
+            ),
+            Endpoint(
+                "GET", "/products/{product_id}", get_product, "One product", None, {200: contract.ProductOut, 404: None}
+            ),
+            Endpoint(
+                "POST",
+                "/reservations",
+                reserve,
+                "Hold stock for an order (idempotent by order id)",
+                ReserveIn,
+                {201: ReservationOut, 404: None, 409: None, 422: None},
+            ),
+            Endpoint(
+                "POST",
+                "/reservations/{order_id}/commit",
+                transition("commit"),
+                "Turn held stock into a sale (idempotent)",
+                None,
+                {200: ReservationOut, 409: None},
+            ),
+            Endpoint(
+                "POST",
+                "/reservations/{order_id}/release",
+                transition("release"),
+                "Give held stock back (idempotent; leaves a tombstone when nothing was held)",
+                None,
+                {200: ReservationOut, 409: None},
+            ),
+        ],
+        {
+            "GET /products": ("gateway",),
+            "GET /products/{product_id}": ("gateway",),
+            "POST /reservations": ("orders",),
+            "POST /reservations/{order_id}/commit": ("orders",),
+            "POST /reservations/{order_id}/release": ("orders",),
+        },
+    )
 
 
 def build(ctx: ComponentContext) -> Service:

@@ -11,7 +11,7 @@ from microservices.api import Delivered, NotifyIn
 from microservices.service import Service
 from plumbing import contract
 from plumbing.host import ComponentContext
-from plumbing.web import Endpoint, json_response, path_id, read_json
+from plumbing.web import Endpoint, internal, json_response, path_id, read_json
 from shop import notifications
 from shop.db import UnitOfWork
 from shop.notifications import Notification, Notifications
@@ -29,24 +29,27 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
         notes = Notifications(conn).for_user(path_id(request, "user_id"))
         return json_response(contract.notifications_out(notes))
 
-    return [
-        Endpoint(
-            "POST",
-            "/notifications",
-            deliver,
-            "Deliver a notification (de-duplicated by key)",
-            NotifyIn,
-            {200: Delivered, 201: Delivered, 422: None},
-        ),
-        Endpoint(
-            "GET",
-            "/users/{user_id}/notifications",
-            for_user,
-            "Notifications of a user, newest first",
-            None,
-            {200: contract.NotificationList},
-        ),
-    ]
+    return internal(
+        [
+            Endpoint(
+                "POST",
+                "/notifications",
+                deliver,
+                "Deliver a notification (de-duplicated by key)",
+                NotifyIn,
+                {200: Delivered, 201: Delivered, 422: None},
+            ),
+            Endpoint(
+                "GET",
+                "/users/{user_id}/notifications",
+                for_user,
+                "Notifications of a user, newest first",
+                None,
+                {200: contract.NotificationList},
+            ),
+        ],
+        {"POST /notifications": ("orders",), "GET /users/{user_id}/notifications": ("gateway",)},
+    )
 
 
 def build(ctx: ComponentContext) -> Service:

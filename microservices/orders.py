@@ -15,7 +15,7 @@ from microservices.service import Service
 from plumbing import contract
 from plumbing.host import ComponentContext
 from plumbing.outbox import OutboxRelay
-from plumbing.web import Endpoint, json_response, path_id, read_json
+from plumbing.web import Endpoint, internal, json_response, path_id, read_json
 from shop import orders
 from shop.orders import Orders, OutboxItem
 
@@ -25,13 +25,14 @@ log = logging.getLogger(__name__)
 class OrdersService(Service):
     def __init__(self, ctx: ComponentContext) -> None:
         super().__init__(ctx, [orders.SCHEMA], lambda conn: self._endpoints())
-        self.notifications = NotificationsClient(ctx.peer("notifications"))
+        me = ctx.credential
+        self.notifications = NotificationsClient(ctx.peer("notifications"), me)
         self.relay = OutboxRelay(self.conn, self._deliver)
         self.saga = Saga(
             self.conn,
-            UsersClient(ctx.peer("users")),
-            InventoryClient(ctx.peer("inventory")),
-            PaymentsClient(ctx.peer("payments")),
+            UsersClient(ctx.peer("users"), me),
+            InventoryClient(ctx.peer("inventory"), me),
+            PaymentsClient(ctx.peer("payments"), me),
             on_confirmed=self.relay.wake,
         )
         # A saga's calls take at most 4 call timeouts; an order untouched for longer is stuck, not in flight.
@@ -74,18 +75,23 @@ class OrdersService(Service):
         async def get_order(request: Request) -> Response:
             return json_response(contract.order_out(Orders(self.conn).get(path_id(request, "order_id"))))
 
-        return [
-            Endpoint(
-                "POST",
-                "/orders",
-                checkout,
-                "Check out through the saga",
-                contract.NewOrder,
-                {201: contract.OrderOut, 402: None, 404: None, 409: None, 422: None, 503: None},
-                headers=("Idempotency-Key",),
-            ),
-            Endpoint("GET", "/orders/{order_id}", get_order, "One order", None, {200: contract.OrderOut, 404: None}),
-        ]
+        return internal(
+            [
+                Endpoint(
+                    "POST",
+                    "/orders",
+                    checkout,
+                    "Check out through the saga",
+                    contract.NewOrder,
+                    {201: contract.OrderOut, 402: None, 404: None, 409: None, 422: None, 503: None},
+                    headers=("Idempotency-Key",),
+                ),
+                Endpoint(
+                    "GET", "/orders/{order_id}", get_order, "One order", None, {200: contract.OrderOut, 404: None}
+                ),
+            ],
+            {"POST /orders": ("gateway",), "GET /orders/{order_id}": ("gateway",)},
+        )
 
 
 def build(ctx: ComponentContext) -> OrdersService:

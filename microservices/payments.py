@@ -11,7 +11,7 @@ from microservices.api import Balance, ChargeIn, ChargeOut
 from microservices.service import Service
 from plumbing.contract import NewDeposit
 from plumbing.host import ComponentContext
-from plumbing.web import Endpoint, json_response, path_id, read_json
+from plumbing.web import Endpoint, internal, json_response, path_id, read_json
 from shop import payments
 from shop.db import UnitOfWork
 from shop.payments import Payments
@@ -51,28 +51,36 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
             uow.commit()
         return json_response(ChargeOut(order_id, status))
 
-    return [
-        Endpoint("GET", "/wallets/{user_id}", balance, "Wallet balance (0 without a wallet)", None, {200: Balance}),
-        Endpoint(
-            "POST", "/wallets/{user_id}/deposits", deposit, "Fund a wallet", NewDeposit, {201: Balance, 422: None}
-        ),
-        Endpoint(
-            "POST",
-            "/charges",
-            charge,
-            "Charge for an order (idempotent by order id)",
-            ChargeIn,
-            {201: ChargeOut, 402: None, 409: None, 422: None},
-        ),
-        Endpoint(
-            "POST",
-            "/charges/{order_id}/refund",
-            refund,
-            "Refund or void the charge of an order (idempotent)",
-            None,
-            {200: ChargeOut},
-        ),
-    ]
+    return internal(
+        [
+            Endpoint("GET", "/wallets/{user_id}", balance, "Wallet balance (0 without a wallet)", None, {200: Balance}),
+            Endpoint(
+                "POST", "/wallets/{user_id}/deposits", deposit, "Fund a wallet", NewDeposit, {201: Balance, 422: None}
+            ),
+            Endpoint(
+                "POST",
+                "/charges",
+                charge,
+                "Charge for an order (idempotent by order id)",
+                ChargeIn,
+                {201: ChargeOut, 402: None, 409: None, 422: None},
+            ),
+            Endpoint(
+                "POST",
+                "/charges/{order_id}/refund",
+                refund,
+                "Refund or void the charge of an order (idempotent)",
+                None,
+                {200: ChargeOut},
+            ),
+        ],
+        {
+            "GET /wallets/{user_id}": ("gateway",),
+            "POST /wallets/{user_id}/deposits": ("gateway",),
+            "POST /charges": ("orders",),
+            "POST /charges/{order_id}/refund": ("orders",),
+        },
+    )
 
 
 def build(ctx: ComponentContext) -> Service:

@@ -30,7 +30,7 @@ class Service:
         create_schema(self.conn, *schemas)
         self.seeder = seeder
         self.ready = False
-        self.app: Starlette = build_app(ctx.name, endpoints(self.conn), ready=lambda: self.ready)
+        self.app: Starlette = build_app(ctx.name, endpoints(self.conn), ready=lambda: self.ready, auth=ctx.auth)
 
     async def startup(self) -> None:
         if self.seeder is not None:

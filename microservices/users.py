@@ -11,7 +11,7 @@ from microservices.api import UserRecord
 from microservices.service import Service
 from plumbing.contract import NewUser
 from plumbing.host import ComponentContext
-from plumbing.web import Endpoint, json_response, path_id, read_json
+from plumbing.web import Endpoint, internal, json_response, path_id, read_json
 from shop import users
 from shop.db import UnitOfWork
 from shop.seed import SeedSpec
@@ -39,10 +39,13 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
     async def get_user(request: Request) -> Response:
         return json_response(record(Users(conn).get(path_id(request, "user_id"))))
 
-    return [
-        Endpoint("POST", "/users", register, "Register a user", NewUser, {201: UserRecord, 409: None, 422: None}),
-        Endpoint("GET", "/users/{user_id}", get_user, "One user", None, {200: UserRecord, 404: None}),
-    ]
+    return internal(
+        [
+            Endpoint("POST", "/users", register, "Register a user", NewUser, {201: UserRecord, 409: None, 422: None}),
+            Endpoint("GET", "/users/{user_id}", get_user, "One user", None, {200: UserRecord, 404: None}),
+        ],
+        {"POST /users": ("gateway",), "GET /users/{user_id}": ("gateway", "orders")},
+    )
 
 
 def build(ctx: ComponentContext) -> Service:

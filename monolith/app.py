@@ -84,7 +84,7 @@ class Monolith:
         self.guards = module_guards(ctx.config.profile)
         self.ready = False
         self.app: Starlette = build_app(
-            "monolith", contract.bind(self._handlers()), title=contract.TITLE, ready=lambda: self.ready
+            "monolith", contract.bind(self._handlers()), title=contract.TITLE, ready=lambda: self.ready, auth=ctx.auth
         )
 
     async def startup(self) -> None:

@@ -20,6 +20,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plumbing import tracing
+from plumbing.auth import AuthConfig
 from plumbing.client import Transport, open_transport
 from plumbing.resilience import Policy, wrap_transport
 from plumbing.topology import COMPONENTS, ProcessConfig, RunConfig
@@ -57,6 +58,12 @@ class ComponentContext:
     config: RunConfig
     local: dict[str, Component] = field(default_factory=dict)
     transports: list[Transport] = field(default_factory=list)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+    @property
+    def credential(self) -> str | None:
+        """What this component presents to the peers it calls."""
+        return self.auth.credential(self.name) if self.auth.enabled else None
 
     @property
     def db_path(self) -> Path:
@@ -78,13 +85,15 @@ class ComponentContext:
 class ProcessApp:
     """The ASGI app of one process: serves its front component and runs every hosted component's lifespan."""
 
-    def __init__(self, config: RunConfig, process: ProcessConfig) -> None:
+    def __init__(self, config: RunConfig, process: ProcessConfig, auth: AuthConfig | None = None) -> None:
         self.config = config
         self.process = process
+        if auth is None:
+            auth = AuthConfig.from_env(os.environ, enabled=config.auth)
         self.contexts: list[ComponentContext] = []
         self.components: dict[str, Component] = {}
         for name in sorted(process.components, key=COMPONENTS.index):
-            ctx = ComponentContext(name, config, local=self.components)
+            ctx = ComponentContext(name, config, local=self.components, auth=auth)
             self.components[name] = load_factory(name)(ctx)
             self.contexts.append(ctx)
         self.front = self.components[process.front].app

@@ -46,6 +46,7 @@ class RunConfig:
     # Where peers live when they are not on ``host`` (containers, a cluster): component -> base URL.
     peer_urls: tuple[tuple[str, str], ...] = ()
     bind: str | None = None  # address to listen on; default: ``host`` (loopback)
+    auth: bool = False  # API keys at the edge and service credentials inside (keys from the environment)
 
     def process_of(self, component: str) -> ProcessConfig:
         for proc in self.processes:
@@ -89,6 +90,7 @@ class RunConfig:
             profile=raw.get("profile", "naive"),
             peer_urls=tuple((str(k), str(v)) for k, v in raw.get("peer_urls", ())),
             bind=raw.get("bind"),
+            auth=bool(raw.get("auth", False)),
         )
 
     @classmethod
@@ -124,6 +126,7 @@ class RunConfig:
             profile=env.get("ARCHBENCH_PROFILE", "naive"),
             peer_urls=peers,
             bind=env.get("ARCHBENCH_BIND", "0.0.0.0"),
+            auth=env.get("ARCHBENCH_AUTH", "on") != "off",
         )
         return config, component
 
@@ -149,10 +152,13 @@ def make_config(
     public_port: int | None = None,
     call_timeout: float = 2.0,
     profile: str = "naive",
+    auth: bool = False,
 ) -> RunConfig:
     """A configuration for ``topology`` whose processes listen on ``ports`` (process name -> port)."""
     procs = []
     for name, components in layout(topology):
         port = public_port if public_port is not None and PUBLIC[topology] in components else ports[name]
         procs.append(ProcessConfig(name, port, components))
-    return RunConfig(topology, str(run_dir), tuple(procs), seed, stack, call_timeout=call_timeout, profile=profile)
+    return RunConfig(
+        topology, str(run_dir), tuple(procs), seed, stack, call_timeout=call_timeout, profile=profile, auth=auth
+    )

@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import msgspec
@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from plumbing import tracing
+from plumbing.auth import AuthConfig
 from plumbing.client import RemoteCallError
 from plumbing.faults import FAULTS, InjectedFault, admin_routes, admin_token
 from shop import errors
@@ -33,6 +34,7 @@ T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
 
 MAX_BODY_BYTES = 64 * 1024
+NO_AUTH = AuthConfig()
 JSON = "application/json"
 
 # The one table from domain refusals to HTTP statuses. Lookup follows the class hierarchy (most specific first).
@@ -155,10 +157,21 @@ class Endpoint:
     responses: Mapping[int, type | None] = field(default_factory=dict)
     query: Sequence[Param] = ()
     headers: Sequence[str] = ()
+    # None: a public endpoint (API key). A set: an internal endpoint, for these calling components only.
+    callers: frozenset[str] | None = None
 
     @property
     def name(self) -> str:
         return f"{self.method} {self.path}"
+
+
+def internal(endpoints: Sequence[Endpoint], callers: Mapping[str, Iterable[str]]) -> list[Endpoint]:
+    """Mark ``endpoints`` internal: ``callers`` maps each endpoint's name (``"POST /charges"``) to the components that
+    may call it. Every endpoint must be listed, so nothing is callable by default."""
+    missing = {e.name for e in endpoints} - set(callers)
+    if missing:
+        raise ValueError(f"no callers given for {sorted(missing)}")
+    return [replace(e, callers=frozenset(callers[e.name])) for e in endpoints]
 
 
 class Metrics:
@@ -185,13 +198,34 @@ class Metrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str) -> Handler:
-    """Run a handler with error translation, metrics and a span; the only place a DomainError becomes a response."""
-    handler, name = endpoint.handler, endpoint.name
+def refusal(auth: AuthConfig, callers: frozenset[str] | None, request: Request) -> Response | None:
+    """401 without a valid API key (public) or service credential (internal), 403 for a caller not allowed here."""
+    if not auth.enabled:
+        return None
+    if callers is None:
+        if auth.api_key_ok(request.headers):
+            return None
+        return error_response(401, "unauthorized", "a valid API key is required (X-API-Key or Authorization: Bearer)")
+    caller = auth.caller(request.headers)
+    if caller is None:
+        return error_response(401, "unauthorized", "a valid service credential is required")
+    if caller not in callers:
+        return error_response(403, "forbidden", f"{caller} may not call this endpoint")
+    return None
+
+
+def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str, auth: AuthConfig) -> Handler:
+    """Run a handler with access control, error translation, metrics and a span; the only place a DomainError
+    becomes a response."""
+    handler, name, callers = endpoint.handler, endpoint.name, endpoint.callers
     observe = metrics.latency.labels
 
     async def run(request: Request) -> Response:
         started = time.perf_counter()
+        refused = refusal(auth, callers, request)
+        if refused is not None:
+            metrics.errors.labels(app_name, name, "unauthorized").inc()
+            return refused
         token = tracing.begin(request.headers.get("traceparent"), app_name)
         try:
             if FAULTS.any:
@@ -235,6 +269,7 @@ def build_app(
     ready: Callable[[], bool] = lambda: True,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     version: str = "1.0.0",
+    auth: AuthConfig = NO_AUTH,
 ) -> Starlette:
     """A Starlette app serving ``endpoints`` plus health, readiness, metrics and the OpenAPI document.
 
@@ -254,7 +289,7 @@ def build_app(
     async def openapi_json(request: Request) -> Response:
         return Response(document, media_type=JSON)
 
-    routes = [Route(e.path, wrap(e, metrics, name), methods=[e.method], name=e.name) for e in endpoints]
+    routes = [Route(e.path, wrap(e, metrics, name, auth), methods=[e.method], name=e.name) for e in endpoints]
     routes += [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -300,7 +335,8 @@ def openapi(title: str, version: str, endpoints: Sequence[Endpoint]) -> dict[str
             op["parameters"] = params
         if e.body is not None:
             op["requestBody"] = {"required": True, "content": {JSON: {"schema": ref[e.body]}}}
-        for status, rtype in e.responses.items():
+        refusals: dict[int, type | None] = {401: None} if e.callers is None else {401: None, 403: None}
+        for status, rtype in {**e.responses, **refusals}.items():
             schema = error_ref if rtype is None else ref[rtype]
             description = "error" if rtype is None else "success"
             op["responses"][str(status)] = {"description": description, "content": {JSON: {"schema": schema}}}

@@ -80,7 +80,8 @@ async def inprocess_shop(topology: str, seed: SeedSpec = TEST_SEED) -> AsyncIter
 
 @asynccontextmanager
 async def socket_shop(deployment: Deployment, seed: SeedSpec = TEST_SEED) -> AsyncIterator[Shop]:
-    async with httpx.AsyncClient(base_url=deployment.public_url, timeout=10) as client:
+    headers = dict(deployment.auth_headers)
+    async with httpx.AsyncClient(base_url=deployment.public_url, timeout=10, headers=headers) as client:
         yield Shop(deployment.config.topology, "sockets", client, seed, deployment.run_dir, deployment)
 
 

@@ -16,8 +16,10 @@ pytestmark = pytest.mark.sockets
 SHORT = dict(rate=60.0, before=0.8, window=1.2, after=1.5, warmup=0.3, products=60, users=20, call_timeout=0.5)
 
 
-def run(topology: str, faults: tuple[FaultPlan, ...], tmp_path: Path, profiles: tuple[str, ...] = ("naive",)) -> dict:
-    params = FailureParams(faults=faults, profiles=profiles, **SHORT)  # type: ignore[arg-type]
+def run(
+    topology: str, faults: tuple[FaultPlan, ...], tmp_path: Path, profiles: tuple[str, ...] = ("naive",), **changes
+) -> dict:
+    params = FailureParams(faults=faults, profiles=profiles, **{**SHORT, **changes})  # type: ignore[arg-type]
     return run_topology(
         topology, params, tmp_path / topology, default_cpu_split()[0], DEFAULT_STACK, lambda *_: None, "tok"
     )
@@ -50,9 +52,11 @@ def test_a_payments_fault_takes_down_the_whole_monolith_only_when_it_is_a_proces
 
 
 def test_the_resilient_profile_fails_fast_where_the_naive_one_waits(tmp_path: Path) -> None:
-    tables = run("monolith", (FaultPlan("hang", "payments"),), tmp_path, profiles=("naive", "resilient"))
+    window = 3.0  # longer than the resilient profile's worst case (3 attempts of 0.5 s), so the two can differ
+    hang = (FaultPlan("hang", "payments"),)
+    tables = run("monolith", hang, tmp_path, profiles=("naive", "resilient"), window=window)
     assert tables["consistency"]["consistent"].all()
     impact = tables["failure_impact"].set_index("profile")
     # Naive: in-process calls have no timeout, checkouts wait for the whole hang. Resilient: a timeout per module.
     assert impact.loc["resilient", "p99_checkout"] < impact.loc["naive", "p99_checkout"]
-    assert impact.loc["naive", "p99_checkout"] >= 0.5 * SHORT["window"]
+    assert impact.loc["naive", "p99_checkout"] >= 0.6 * window

@@ -136,11 +136,11 @@ def run_archbench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
-def http_get(url: str, path: str) -> tuple[int, bytes]:
+def http_get(url: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=5.0)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers=headers or {})
         with connection.getresponse() as response:
             return response.status, response.read()
     finally:
@@ -172,7 +172,10 @@ def test_serves_then_stops_everything_on_signal(tmp_path: Path, topology: str, s
 
         assert run_dir == launch.run_dir.resolve()
         assert http_get(url, "/readyz")[0] == 200
-        status, body = http_get(url, "/products/1")
+        key = re.search(r"^API key: (\S+)$", launch.stdout, re.MULTILINE)
+        assert key is not None, launch.stdout
+        assert http_get(url, "/products/1")[0] == 401  # the public API needs the key the launcher printed
+        status, body = http_get(url, "/products/1", {"X-API-Key": key.group(1)})
         assert status == 200
         assert json.loads(body)["id"] == 1
 

@@ -105,13 +105,14 @@ class InProcessApi:
 class SocketApi:
     """A real deployment over loopback: one keep-alive ``http.client`` connection (stdlib, TCP_NODELAY)."""
 
-    def __init__(self, public_url: str) -> None:
+    def __init__(self, public_url: str, auth: tuple[tuple[str, str], ...] = ()) -> None:
         self.connection = http.client.HTTPConnection(urlsplit(public_url).netloc, timeout=10)
+        self.auth = dict(auth)
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
-        self.connection.request(method, path, body=body, headers=headers or {})
+        self.connection.request(method, path, body=body, headers={**self.auth, **(headers or {})})
         reply = self.connection.getresponse()
         # Read to the end, so the next request can reuse the connection.
         return reply.status, reply.read()
@@ -199,7 +200,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     else:
         # Asked for only here, so that in-process benchmarks alone never start a server.
         deployments: Deployments = request.getfixturevalue("deployments")
-        api = SocketApi(deployments.get(topology).public_url)
+        deployment = deployments.get(topology)
+        api = SocketApi(deployment.public_url, deployment.auth_headers)
     try:
         yield prepare(api, topology, mode)
     finally:
