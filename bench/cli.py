@@ -19,7 +19,9 @@ from bench.network import QUICK, NetworkParams
 from bench.report import render_report
 from bench.resources import default_cpu_split
 from bench.results import load_results
-from bench.run import EXPERIMENTS, RunOptions, run, summary_tables
+from bench.run import DEFAULT_EXPERIMENTS, EXPERIMENTS, RunOptions, run, summary_tables
+from bench.security import QUICK_SECURITY, SecurityParams
+from bench.soak import QUICK_SOAK, SoakParams
 from bench.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
 from plumbing.client import DEFAULT_STACK, STACKS
 from plumbing.resilience import PROFILES
@@ -94,8 +96,9 @@ def build_parser() -> Parser:
     run.add_argument(
         "--experiments",
         type=names_of(EXPERIMENTS),
-        default=list(EXPERIMENTS),
-        help=f"comma-separated, from {','.join(EXPERIMENTS)} (default: all)",
+        default=list(DEFAULT_EXPERIMENTS),
+        help=f"comma-separated, from {','.join(EXPERIMENTS)} (default: {','.join(DEFAULT_EXPERIMENTS)}; the soak "
+        "runs 10 minutes per topology, 20 s with --quick)",
     )
     run.add_argument("--out", type=Path, help="results directory (default: results/run-<time>)")
     run.add_argument("--seed", type=int, default=1, help="seed of the catalog, users and workload (default 1)")
@@ -178,8 +181,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         slo_p99=args.slo_ms / 1000,
         profiles=tuple(args.profiles),
     )
+    sec = replace(QUICK_SECURITY if args.quick else SecurityParams(), seed=args.seed)
+    soak_params = replace(QUICK_SOAK if args.quick else SoakParams(), seed=args.seed)
     options = RunOptions(
-        args.topologies, args.experiments, out, params, fail, sut_cpus, gen_cpus, args.stack, args.quick
+        args.topologies,
+        args.experiments,
+        out,
+        params,
+        fail,
+        sec,
+        soak_params,
+        sut_cpus,
+        gen_cpus,
+        args.stack,
+        args.quick,
     )
     try:
         with shutdown_on_signals():

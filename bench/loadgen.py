@@ -487,9 +487,9 @@ class _Run:
         self.t0 = 0.0
         self.workload_error: str | None = None
         self._last_request: Request | None = None
+        self._last_payload = b""
         self._tick_soon = False
         self.timer = PreciseTimer(self.loop, self.tick)
-        self._last_payload = b""
 
     # ---- connections -------------------------------------------------------------------------------------------
     async def _connect(self) -> _Conn:
@@ -579,8 +579,13 @@ class _Run:
             code = self.op_names[op] = len(self.op_names)
         return code
 
-    def _dispatch(self, index: int) -> None:
-        request = self.workload.next_request()
+    def _dispatch(self, index: int) -> bool:
+        """Send (or queue) request ``index``; False if the workload raised, which aborts the run."""
+        try:
+            request = self.workload.next_request()
+        except Exception as exc:
+            self._abort(f"next_request: {exc!r}")
+            return False
         self.dispatched[index] = time.monotonic() - self.t0
         self.ops[index] = self._op_code(request.op)
         payload = self._encode(request)
@@ -588,26 +593,23 @@ class _Run:
             self._send(index, request, payload, self.idle.pop())
         else:
             self.queue.append((index, request, payload))
+        return True
 
     def tick(self) -> None:
         """Dispatch every request that is due (up to a batch), then arrange to run again when the next one is.
 
-        Exactly one follow-up is pending at any time: the timer (re-arming replaces it) or one call_soon.
+        At most one follow-up is pending at any time: the timer (re-arming replaces it) or one call_soon.
         """
         if self.finished.done():
             return
         intended, index = self.intended, self.next_index
         stop = min(len(intended), index + _MAX_BATCH)
         now = time.monotonic() - self.t0
-        try:
-            while index < stop and intended[index] <= now:
-                self._dispatch(index)
-                index += 1
-        except Exception as exc:
-            self._abort(f"next_request: {exc!r}")
-            return
-        finally:
-            self.next_index = index
+        while index < stop and intended[index] <= now:
+            if not self._dispatch(index):
+                return
+            index += 1
+        self.next_index = index
         if index >= len(intended):
             self._check_finished()
             return

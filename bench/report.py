@@ -644,13 +644,77 @@ def convergence_worst(ctx: Context) -> dict[str, Cell]:
     return out
 
 
+def codebase_fill(ctx: Context) -> dict[str, Cell]:
+    """Lines per deployable unit (colocated deploys the microservices' code in one process)."""
+    table = ctx.table("codebase")
+    out: dict[str, Cell] = {}
+    for topology in ctx.topologies:
+        units = table[table["topology"] == ("monolith" if topology == "monolith" else "microservices")]
+        if units.empty:
+            continue
+        lines, own = units["lines"], units["own_lines"]
+        if len(units) == 1:
+            text = f"1 unit, {int(lines.iloc[0]):,} lines ({int(own.iloc[0]):,} its own)"
+        else:
+            text = (
+                f"{len(units)} units, {int(lines.min()):,}–{int(lines.max()):,} lines each "
+                f"({int(own.min()):,}–{int(own.max()):,} their own)"
+            )
+        if topology == "colocated":
+            text += ", run as one process"
+        out[topology] = Cell(float(lines.sum()), text)
+    return out
+
+
+def security_fill(ctx: Context) -> dict[str, Cell]:
+    """CPU per request with every access check on, against the same load with them off."""
+    table = ctx.table("security")
+    out: dict[str, Cell] = {}
+    for topology in ctx.topologies:
+        rows = table[table["topology"] == topology]
+        on, off = rows[rows["auth"].astype(bool)], rows[~rows["auth"].astype(bool)]
+        if on.empty or off.empty:
+            continue
+        cpu_on, cpu_off = float(on["cpu_per_request_us"].iloc[0]), float(off["cpu_per_request_us"].iloc[0])
+        p50_on, p50_off = float(on["p50"].iloc[0]), float(off["p50"].iloc[0])
+        text = (
+            f"+{cpu_on - cpu_off:,.0f} µs CPU/request ({cpu_on:,.0f} vs {cpu_off:,.0f}); "
+            f"p50 {p50_on * 1e3:.2f} vs {p50_off * 1e3:.2f} ms"
+        )
+        valid = bool(on["valid"].iloc[0]) and bool(off["valid"].iloc[0])
+        out[topology] = Cell(cpu_on - cpu_off, text + ("" if valid else " (invalid run)"))
+    return out
+
+
+def soak_fill(ctx: Context) -> dict[str, Cell]:
+    """The largest growth of RSS and of open descriptors over the soak, across the topology's processes."""
+    table = ctx.table("soak_summary")
+    out: dict[str, Cell] = {}
+    for topology in ctx.topologies:
+        rows = table[table["topology"] == topology]
+        if rows.empty:
+            continue
+        rss, fds = float(rows["rss_growth"].max()), float(rows["fds_growth"].max())
+        minutes = float((rows["t_end"] - rows["t_start"]).max()) / 60
+        text = f"RSS {rss:+.1%}, descriptors {fds:+.1%} (worst process, {minutes:.1f} min)"
+        valid = bool(rows["valid"].astype(bool).all())
+        out[topology] = Cell(rss, text + ("" if valid else " (invalid run)"))
+    return out
+
+
 def _not_yet(experiment: str) -> str:
     return f"archbench run --experiments {experiment}"
 
 
 #: The verdict table, row by row, in the order of the classic comparison.
 VERDICT: Final[list[Metric]] = [
-    Metric("Codebase", "lines of code per deployable unit, shared vs not shared", ("codebase",), _not_yet("codebase")),
+    Metric(
+        "Codebase",
+        "lines of code per deployable unit, shared vs not shared",
+        ("codebase",),
+        "archbench run (any experiment)",
+        codebase_fill,
+    ),
     Metric(
         "Deployment",
         "errors and time to steady state when one part is redeployed",
@@ -788,11 +852,20 @@ VERDICT: Final[list[Metric]] = [
     ),
     Metric(
         "Security isolation",
-        "cost of authentication between parts; who may call payments",
+        "cost of the access checks (API key at the edge, credentials inside): CPU per request, on vs off",
         ("security",),
         _not_yet("security"),
+        security_fill,
+        ratio=False,
     ),
-    Metric("Stability over time", "RSS and open descriptors growth under a long run", ("soak",), _not_yet("soak")),
+    Metric(
+        "Stability over time",
+        "RSS and open descriptors growth under a long run (goal < 10%)",
+        ("soak_summary",),
+        _not_yet("soak"),
+        soak_fill,
+        ratio=False,
+    ),
 ]
 
 

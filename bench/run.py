@@ -15,14 +15,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench import failure, network
+from bench import failure, network, security, soak
 from bench.codebase import codebase_table
 from bench.failure import FailureParams
 from bench.network import NetworkParams
 from bench.resources import pin_self
 from bench.results import environment, save
+from bench.security import SecurityParams
+from bench.soak import SoakParams
 
-EXPERIMENTS = ("network", "failure")
+EXPERIMENTS = ("network", "failure", "security", "soak")
+#: What ``archbench run`` measures unless told otherwise: the soak is long by nature and runs only when asked for.
+DEFAULT_EXPERIMENTS = ("network", "failure", "security")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class RunOptions:
     out: Path
     params: NetworkParams
     failure: FailureParams
+    security: SecurityParams
+    soak: SoakParams
     sut_cpus: frozenset[int] | None
     gen_cpus: frozenset[int] | None
     stack: str
@@ -59,6 +65,10 @@ def run(options: RunOptions, console: Console) -> Path:
         if "failure" in options.experiments
         else 0.0
     )
+    if "security" in options.experiments:
+        planned += options.security.planned_seconds()
+    if "soak" in options.experiments:
+        planned += options.soak.planned_seconds() + 3.0
     token = secrets.token_hex(16)  # enables the fault endpoints of this run's processes, and only of them
     columns = (
         TextColumn("{task.description:<48}"),
@@ -81,6 +91,23 @@ def run(options: RunOptions, console: Console) -> Path:
                 run_dir = options.out / "runs" / f"{topology}-faults"
                 tables |= failure.run_topology(
                     topology, options.failure, run_dir, options.sut_cpus, options.stack, phases, token
+                )
+            if "security" in options.experiments:
+                run_dir = options.out / "runs" / f"{topology}-security"
+                tables |= security.run_topology(
+                    topology, options.security, run_dir, options.sut_cpus, options.stack, phases
+                )
+            if "soak" in options.experiments:
+                steps = tables.get("steps")
+                known = network.sustainable(steps, options.params).get(topology) if steps is not None else None
+                tables |= soak.run_topology(
+                    topology,
+                    options.soak,
+                    options.out / "runs" / f"{topology}-soak",
+                    options.sut_cpus,
+                    options.stack,
+                    phases,
+                    sustainable_rate=known,
                 )
             for name, frame in tables.items():
                 collected[name].append(frame)
@@ -105,6 +132,8 @@ def metadata(options: RunOptions, frames: dict[str, pd.DataFrame], seconds: floa
             "generator_cpus": sorted(options.gen_cpus) if options.gen_cpus else None,
             "network": network.params_dict(options.params),
             "failure": asdict(options.failure),
+            "security": asdict(options.security),
+            "soak": asdict(options.soak),
         },
         "sustainable_throughput": network.sustainable(steps, options.params) if steps is not None else {},
         "invalid_runs": invalid_runs(frames),
@@ -127,6 +156,17 @@ def invalid_runs(frames: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
             out.append(
                 {"experiment": "failure", "topology": row["topology"], "fault": row["fault"], "reasons": reasons}
             )
+    if "soak_summary" in frames:
+        runs = frames["soak_summary"].drop_duplicates("topology")
+        for row in runs[~runs["valid"].astype(bool)].to_dict(orient="records"):
+            out.append({"experiment": "soak", "topology": row["topology"], "reasons": row["invalid_reasons"]})
+    if "security" in frames:
+        sec = frames["security"]
+        for row in sec[~sec["valid"].astype(bool)].to_dict(orient="records"):
+            run = f"auth {'on' if row['auth'] else 'off'}"
+            out.append(
+                {"experiment": "security", "topology": row["topology"], "run": run, "reasons": row["invalid_reasons"]}
+            )
     return out
 
 
@@ -137,7 +177,26 @@ def summary_tables(frames: dict[str, pd.DataFrame], meta: dict[str, Any]) -> lis
         tables.append(network_table(frames, meta))
     if "failure_impact" in frames:
         tables.append(failure_table(frames))
+    if "soak_summary" in frames:
+        tables.append(soak_table(frames))
     return tables
+
+
+def soak_table(frames: dict[str, pd.DataFrame]) -> Table:
+    table = Table(title="archbench: soak (growth from the first sample after warm-up to the last; goal < 10%)")
+    for column in ("topology", "process", "req/s", "RSS MB", "RSS growth", "fds", "fds growth"):
+        table.add_column(column, justify="left" if column in ("topology", "process") else "right")
+    for row in frames["soak_summary"].to_dict(orient="records"):
+        table.add_row(
+            str(row["topology"]) + ("" if row["valid"] else " (invalid)"),
+            str(row["process"]),
+            f"{row['target_rate']:g}",
+            f"{row['rss_end'] / 2**20:.0f}",
+            f"{row['rss_growth']:+.1%}",
+            str(row["fds_end"]),
+            f"{row['fds_growth']:+.1%}",
+        )
+    return table
 
 
 def failure_table(frames: dict[str, pd.DataFrame]) -> Table:

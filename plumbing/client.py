@@ -17,15 +17,12 @@ import asyncio
 import errno
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, cast
 from urllib.parse import quote, unquote, urlsplit
 
-import aiohttp
 import httptools
-import httpx
-from httpx_aiohttp import AiohttpTransport
 from starlette.types import ASGIApp, Message, Scope
 
 __all__ = [
@@ -131,9 +128,13 @@ def open_transport(
         return _AsgiTransport(app, base_url, timeout=timeout)
     if stack == "raw":
         return _RawTransport(base_url, pool_size=pool_size, timeout=timeout, connect_timeout=connect_timeout)
+    from plumbing import libstacks  # imported on demand: see CLASSIFIERS
+
     if stack == "aiohttp":
-        return _AiohttpTransport(base_url, pool_size=pool_size, timeout=timeout, connect_timeout=connect_timeout)
-    return _HttpxTransport(
+        return libstacks.AiohttpTransport(
+            base_url, pool_size=pool_size, timeout=timeout, connect_timeout=connect_timeout
+        )
+    return libstacks.HttpxTransport(
         base_url,
         pool_size=pool_size,
         timeout=timeout,
@@ -143,6 +144,10 @@ def open_transport(
 
 
 # -- error translation: once, at the boundary -------------------------------------------------------------------------
+
+#: Classifiers of library exceptions, registered by ``plumbing.libstacks`` when a library stack is first used (the
+#: libraries are imported only then: aiohttp and httpx together cost about 0.2 s of start-up per process).
+CLASSIFIERS: list[Callable[[BaseException], ErrorKind | None]] = []
 
 _ERRNO_KINDS: Final[dict[int, ErrorKind]] = {
     errno.ECONNREFUSED: "refused",
@@ -157,19 +162,12 @@ def _kind_of(exc: BaseException) -> ErrorKind | None:
     """The kind one exception shows by itself, or None if it says nothing specific."""
     if isinstance(exc, OSError) and exc.errno in _ERRNO_KINDS:
         return _ERRNO_KINDS[exc.errno]
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return _kind_of(exc.os_error)
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+    for classify in CLASSIFIERS:  # what the library stacks know of their own exceptions, once they are loaded
+        if (kind := classify(exc)) is not None:
+            return kind
+    if isinstance(exc, TimeoutError):
         return "timeout"
-    if isinstance(
-        exc,
-        aiohttp.ServerDisconnectedError
-        | aiohttp.ClientPayloadError
-        | httpx.RemoteProtocolError
-        | httpx.ReadError
-        | httpx.WriteError
-        | ConnectionError,
-    ):
+    if isinstance(exc, ConnectionError):
         return "reset"
     if isinstance(exc, BaseExceptionGroup):
         return next((kind for sub in exc.exceptions if (kind := _kind_of(sub)) is not None), None)
@@ -220,110 +218,6 @@ class _LoopBound:
 
 
 # -- network stacks ---------------------------------------------------------------------------------------------------
-
-
-class _AiohttpTransport(_LoopBound):
-    def __init__(self, base_url: str, *, pool_size: int, timeout: float, connect_timeout: float) -> None:
-        self._base = base_url.rstrip("/")
-        self._pool_size = pool_size
-        self._connect_timeout = connect_timeout
-        # sock_connect, not connect: aiohttp's `connect` also counts the wait for a free pooled connection, which is
-        # queueing under load and belongs to the total budget.
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        self._bind_loop()
-        connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=_KEEPALIVE_S)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        return self._session
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        idempotent: bool | None = None,
-    ) -> Reply:
-        session = self._session or self._open()
-        per_call = (
-            self._timeout
-            if timeout is None
-            else aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout)
-        )
-        try:
-            async with session.request(
-                method, self._base + path, data=body, headers=headers, timeout=per_call, allow_redirects=False
-            ) as response:
-                data = await response.read()
-                return Reply(response.status, data, _folded(response.headers.items()))
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _remote_error(exc, self._base) from exc
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
-class _HttpxTransport(_LoopBound):
-    """httpx.AsyncClient over httpcore, or over aiohttp (package httpx-aiohttp)."""
-
-    def __init__(
-        self, base_url: str, *, pool_size: int, timeout: float, connect_timeout: float, via_aiohttp: bool
-    ) -> None:
-        self._base = base_url.rstrip("/")
-        self._pool_size = pool_size
-        self._total = timeout
-        self._connect_timeout = connect_timeout
-        self._via_aiohttp = via_aiohttp
-        self._client: httpx.AsyncClient | None = None
-
-    def _open(self) -> httpx.AsyncClient:
-        self._bind_loop()
-        limits = httpx.Limits(
-            max_connections=self._pool_size, max_keepalive_connections=self._pool_size, keepalive_expiry=_KEEPALIVE_S
-        )
-        transport = AiohttpTransport(limits=limits) if self._via_aiohttp else None
-        self._client = httpx.AsyncClient(
-            base_url=self._base,
-            limits=limits,
-            transport=transport,
-            timeout=httpx.Timeout(self._total, connect=self._connect_timeout),
-        )
-        return self._client
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        idempotent: bool | None = None,
-    ) -> Reply:
-        client = self._client or self._open()
-        total = self._total if timeout is None else timeout
-        try:
-            # httpx only knows per-phase timeouts (connect, read, write, pool); the total is ours.
-            async with asyncio.timeout(total):
-                response = await client.request(
-                    method,
-                    path,
-                    content=body,
-                    headers=headers,
-                    timeout=httpx.Timeout(total, connect=self._connect_timeout),
-                )
-        except (httpx.TransportError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _remote_error(exc, self._base) from exc
-        return Reply(response.status_code, response.content, _folded(response.headers.multi_items()))
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
 
 
 # -- the lean network stack: archbench's own HTTP/1.1 client ----------------------------------------------------------

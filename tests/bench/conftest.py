@@ -9,6 +9,8 @@ from bench.failure import FailureParams
 from bench.network import NetworkParams
 from bench.resources import default_cpu_split
 from bench.run import RunOptions, run
+from bench.security import SecurityParams
+from bench.soak import SoakParams
 from plumbing.client import DEFAULT_STACK
 from plumbing.topology import TOPOLOGIES
 
@@ -31,5 +33,17 @@ def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results directory written by a real (tiny) run of every topology."""
     sut, gen = default_cpu_split()
     out = tmp_path_factory.mktemp("results") / "tiny"
-    options = RunOptions(TOPOLOGIES, ["network"], out, TINY, FailureParams(), sut, gen, DEFAULT_STACK, quick=True)
+    options = RunOptions(
+        TOPOLOGIES,
+        ["network"],
+        out,
+        TINY,
+        FailureParams(),
+        SecurityParams(),
+        SoakParams(),
+        sut,
+        gen,
+        DEFAULT_STACK,
+        quick=True,
+    )
     return run(options, Console(quiet=True))

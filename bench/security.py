@@ -1,0 +1,87 @@
+"""The cost of security isolation: the same load with every access check on and off, per topology.
+
+With auth on, the edge checks an API key on every public request and every service checks the caller's HMAC
+credential and its right to call that endpoint; with auth off, nothing is checked. The difference in latency and in CPU
+per request is what the isolation costs on this machine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.deploy import deploy
+from bench.loadgen import LoadSpec, run_load_sync
+from bench.resources import ResourceMeter
+from bench.workload import ShopWorkload
+from shop.seed import SeedSpec
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class SecurityParams:
+    rate: float = 200.0
+    duration: float = 8.0
+    warmup: float = 1.0
+    mix: str = "default"
+    seed: int = 1
+    products: int = 1000
+    users: int = 200
+
+    def planned_seconds(self) -> float:
+        return 2 * (self.warmup + self.duration + 3.0)
+
+
+QUICK_SECURITY = SecurityParams(rate=100.0, duration=2.0, warmup=0.5)
+
+
+def run_topology(
+    topology: str,
+    params: SecurityParams,
+    run_dir: Path,
+    sut_cpus: frozenset[int] | None,
+    stack: str,
+    progress: Progress,
+) -> dict[str, pd.DataFrame]:
+    rows = []
+    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+    for auth in (False, True):
+        progress(f"{topology}: auth {'on' if auth else 'off'}", params.warmup + params.duration + 3.0)
+        with deploy(
+            topology, run_dir / ("auth" if auth else "open"), seed=seed, cpus=sut_cpus, stack=stack, auth=auth
+        ) as d:
+            workload = ShopWorkload(
+                params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=d.auth_headers
+            )
+            spec = LoadSpec(
+                rate=params.rate, duration=params.duration, warmup=params.warmup, seed=params.seed, arrival="poisson"
+            )
+            meter = ResourceMeter(d.supervisor.pids(), interval=1.0)
+            meter.start()
+            try:
+                result = run_load_sync(d.public_url, workload, spec)
+            finally:
+                usage = meter.stop()
+        summary = result.summary()
+        frame = result.to_frame()
+        ok = int((frame["error"].astype(str) == "").sum())
+        cpu = sum(u.cpu_seconds for u in usage.values())
+        rows.append(
+            {
+                "topology": topology,
+                "auth": auth,
+                "rate": params.rate,
+                "p50": summary["p50"],
+                "p99": summary["p99"],
+                "error_rate": summary["error_rate"],
+                "cpu_per_request_us": cpu / ok * 1e6 if ok else math.nan,
+                "valid": result.valid,
+                "invalid_reasons": "; ".join(result.invalid_reasons),
+            }
+        )
+    return {"security": pd.DataFrame(rows)}

@@ -1,0 +1,283 @@
+"""The soak experiment: a steady open-loop mix for a long time, and what each process holds over that time.
+
+For each topology: one open-loop run of the default mix at half the sustainable throughput (or a fixed rate when none
+is known) for ``warmup + duration`` seconds, while a sampler thread records, every ``sample_interval`` seconds and per
+process, the resident set size, the number of open file descriptors and the CPU time used so far. A process that
+leaks memory, connections or files shows it as growth between the first sample after the warm-up and the last one;
+the goal is under 10% (reported, never asserted: allocators and caches settle at their own pace).
+
+Tables:
+
+* ``soak``: one row per sample and process (topology, process, t_seconds, rss_bytes, open_fds, cpu_seconds);
+* ``soak_summary``: one row per process: start and end values, growth as a fraction, and the load's request and
+  error counts and validity;
+* ``soak_load``: one row per sample interval: requests, errors, p50 and p99 (does latency drift over the soak?).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from bench import stats
+from bench.deploy import deploy
+from bench.loadgen import LoadResult, LoadSpec, Request, Workload, run_load_sync
+from bench.workload import ShopWorkload
+from shop.seed import SeedSpec
+
+__all__ = [
+    "GROWTH_GOAL",
+    "QUICK_SOAK",
+    "ProcessSampler",
+    "Sample",
+    "SoakParams",
+    "growth",
+    "load_over_time",
+    "run_topology",
+    "summarize",
+]
+
+GROWTH_GOAL = 0.10
+"""The issue's goal for RSS and file-descriptor growth over a soak (a fraction); the report compares against it."""
+
+Progress = Callable[[str, float], None]  # (description of what runs now, seconds it is expected to take)
+
+
+@dataclass(frozen=True)
+class SoakParams:
+    """Durations in seconds; rates in requests per second.
+
+    The rate is ``rate`` when given, else ``rate_fraction`` of the sustainable throughput measured by the network
+    experiment, else ``fallback_rate``.
+    """
+
+    duration: float = 600.0
+    warmup: float = 30.0
+    sample_interval: float = 5.0
+    rate: float | None = None
+    rate_fraction: float = 0.5
+    fallback_rate: float = 200.0
+    mix: str = "default"
+    arrival: str = "poisson"
+    seed: int = 1
+    products: int = 1000
+    users: int = 200
+
+    def rate_for(self, sustainable: float | None) -> float:
+        """The rate to soak at, given the topology's sustainable throughput (None when unknown)."""
+        if self.rate is not None:
+            return self.rate
+        if sustainable is not None and sustainable > 0:
+            return sustainable * self.rate_fraction
+        return self.fallback_rate
+
+    def planned_seconds(self) -> float:
+        """The measuring time per topology (start-up excluded)."""
+        return self.warmup + self.duration
+
+
+QUICK_SOAK = SoakParams(duration=20.0, warmup=4.0, sample_interval=1.0)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one process held at one moment; ``cpu_seconds`` is user + system time since the process started."""
+
+    process: str
+    t_seconds: float
+    rss_bytes: int
+    open_fds: int
+    cpu_seconds: float
+
+
+class ProcessSampler:
+    """Samples RSS, open file descriptors and CPU time of named processes on a background thread.
+
+    The first sample is taken by :meth:`start`, then one every ``interval`` seconds until :meth:`stop`. A process
+    that has gone (or is a zombie) simply yields no more samples. Each sample costs a few /proc reads per process,
+    so a sampler every few seconds steals nothing measurable from a load generator in the same process.
+    """
+
+    def __init__(self, pids: Mapping[str, int], interval: float) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0, got {interval}")
+        self._processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self._interval = interval
+        self._samples: list[Sample] = []
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        """Time zero: take the first sample now and start the thread."""
+        if self._thread is not None:
+            raise RuntimeError("ProcessSampler already started")
+        self._t0 = time.monotonic()
+        self._sample_all()
+        self._thread = threading.Thread(target=self._run, name="archbench-soak-sampler", daemon=True)
+        self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def stop(self) -> list[Sample]:
+        """Stop sampling; every sample taken, in time order."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        return list(self._samples)
+
+    def _run(self) -> None:
+        # Sample on a fixed grid from t0, so a slow sample does not shift every later one.
+        tick = 1
+        while not self._stopping.wait(max(0.0, self._t0 + tick * self._interval - time.monotonic())):
+            self._sample_all()
+            tick += 1
+
+    def _sample_all(self) -> None:
+        now = time.monotonic() - self._t0
+        for name, process in self._processes.items():
+            sample = _sample(name, process, now)
+            if sample is not None:
+                self._samples.append(sample)
+
+
+def _sample(name: str, process: psutil.Process, t_seconds: float) -> Sample | None:
+    try:
+        with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            times = process.cpu_times()
+            return Sample(
+                name, t_seconds, int(process.memory_info().rss), int(process.num_fds()), times.user + times.system
+            )
+    except psutil.NoSuchProcess:
+        return None
+
+
+class _StartsSampler:
+    """A workload that starts the sampler when the generator asks for its first request, its time zero.
+
+    The generator opens its connections before its clock starts; starting the sampler then puts both on one clock.
+    """
+
+    def __init__(self, inner: Workload, sampler: ProcessSampler) -> None:
+        self.inner, self.sampler = inner, sampler
+
+    def next_request(self) -> Request:
+        if not self.sampler.started:
+            self.sampler.start()
+        return self.inner.next_request()
+
+    def on_response(self, request: Request, status: int, body: bytes) -> None:
+        self.inner.on_response(request, status, body)
+
+
+def run_topology(
+    topology: str,
+    params: SoakParams,
+    run_dir: Path,
+    sut_cpus: frozenset[int] | None,
+    stack: str,
+    progress: Progress,
+    sustainable_rate: float | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Deploy ``topology``, soak it, and return its ``soak``, ``soak_summary`` and ``soak_load`` tables.
+
+    ``sustainable_rate`` is the topology's sustainable throughput if the network experiment measured it.
+    """
+    rate = params.rate_for(sustainable_rate)
+    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+    progress(f"{topology}: starting", 3.0)
+    with deploy(topology, run_dir, seed=seed, cpus=sut_cpus, stack=stack) as deployment:
+        workload = ShopWorkload(
+            params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=deployment.auth_headers
+        )
+        spec = LoadSpec(
+            rate=rate, duration=params.duration, warmup=params.warmup, arrival=params.arrival, seed=params.seed
+        )
+        sampler = ProcessSampler(deployment.supervisor.pids(), params.sample_interval)
+        progress(f"{topology}: soak, {rate:g} req/s for {params.duration:g} s", params.planned_seconds())
+        try:
+            result = run_load_sync(deployment.public_url, _StartsSampler(workload, sampler), spec)
+        finally:
+            samples = sampler.stop()
+    # A sample taken after the last request (connections closing) is not under load: leave it out.
+    kept = [s for s in samples if s.t_seconds <= spec.warmup + spec.duration]
+    frame = pd.DataFrame(kept, columns=["process", "t_seconds", "rss_bytes", "open_fds", "cpu_seconds"])
+    frame.insert(0, "topology", topology)
+    return {
+        "soak": frame,
+        "soak_summary": summarize(frame, result, params.warmup).assign(target_rate=rate),
+        "soak_load": load_over_time(result, params.sample_interval).assign(topology=topology),
+    }
+
+
+def growth(start: float, end: float) -> float:
+    """(end - start) / start; NaN when there is no start to compare with."""
+    return (end - start) / start if start > 0 else math.nan
+
+
+def summarize(samples: pd.DataFrame, result: LoadResult, warmup: float) -> pd.DataFrame:
+    """One row per topology and process: start (first sample after ``warmup``) and end (last sample) values."""
+    summary = result.summary()
+    errors = sum(summary["errors"].values())
+    rows = []
+    for (topology, process), group in samples.groupby(["topology", "process"], sort=False):
+        after = group[group["t_seconds"] >= warmup]
+        if after.empty:  # too short to have a sample after the warm-up: compare from the first one
+            after = group
+        first, last = after.iloc[0], after.iloc[-1]
+        rows.append(
+            {
+                "topology": topology,
+                "process": process,
+                "t_start": float(first["t_seconds"]),
+                "t_end": float(last["t_seconds"]),
+                "samples": len(group),
+                "rss_start": int(first["rss_bytes"]),
+                "rss_end": int(last["rss_bytes"]),
+                "rss_max": int(after["rss_bytes"].max()),
+                "rss_growth": growth(float(first["rss_bytes"]), float(last["rss_bytes"])),
+                "fds_start": int(first["open_fds"]),
+                "fds_end": int(last["open_fds"]),
+                "fds_max": int(after["open_fds"].max()),
+                "fds_growth": growth(float(first["open_fds"]), float(last["open_fds"])),
+                "cpu_seconds": float(last["cpu_seconds"] - first["cpu_seconds"]),
+                "requests": int(summary["requests"]),
+                "errors": int(errors),
+                "valid": bool(summary["valid"]),
+                "invalid_reasons": "; ".join(summary["invalid_reasons"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def load_over_time(result: LoadResult, interval: float) -> pd.DataFrame:
+    """Per ``interval`` seconds of intended send time (warm-up included): requests, errors, p50 and p99."""
+    frame = result.to_frame()
+    bins = np.floor(frame["intended"].to_numpy() / interval).astype(int)
+    failed = frame["error"].astype(str).to_numpy() != ""
+    latency = stats.latencies(frame).to_numpy()
+    rows = []
+    for index in np.unique(bins):
+        mask = bins == index
+        rows.append(
+            {
+                "t_seconds": float(index * interval),
+                "requests": int(mask.sum()),
+                "errors": int(failed[mask].sum()),
+                "p50": stats.percentile(latency[mask], 50.0),
+                "p99": stats.percentile(latency[mask], 99.0),
+            }
+        )
+    return pd.DataFrame(rows, columns=["t_seconds", "requests", "errors", "p50", "p99"])
