@@ -16,7 +16,7 @@ from plumbing.web import Endpoint, Handler, Param
 from shop.db import MAX_ID
 from shop.inventory import MAX_LINES, MAX_PAGE, MAX_QUANTITY, Line, Product
 from shop.notifications import Notification
-from shop.orders import Order
+from shop.orders import MAX_KEY, Order
 from shop.payments import MAX_DEPOSIT
 from shop.users import MAX_EMAIL, MAX_NAME, User
 
@@ -24,8 +24,10 @@ Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 
 
 class NewUser(msgspec.Struct):
-    email: Annotated[str, msgspec.Meta(min_length=3, max_length=MAX_EMAIL)]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
+    # The same rules as shop.users (local@domain, surrounding spaces ignored; a name is not only spaces), stated in
+    # the schema so that the document announces every refusal.
+    email: Annotated[str, msgspec.Meta(min_length=3, max_length=MAX_EMAIL, pattern=r"^\s*[^@\s]+@[^@\s]+\s*$")]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=r"\S")]
 
 
 class NewDeposit(msgspec.Struct):
@@ -134,6 +136,9 @@ class RouteSpec:
     headers: Sequence[str] = ()
 
 
+# What shop.orders.check_key accepts: 1 to MAX_KEY printable characters.
+KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_KEY, "pattern": "^[\\x20-\\x7e]+$"}
+
 PUBLIC_ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("register", "POST", "/users", "Register a user", NewUser, {201: UserOut, 409: None, 422: None}),
     RouteSpec("get_user", "GET", "/users/{user_id}", "One user and balance", None, {200: UserOut, 404: None}),
@@ -176,6 +181,16 @@ def bind(handlers: Mapping[str, Handler]) -> list[Endpoint]:
     if set(handlers) != keys:
         raise ValueError(f"handlers must be exactly {sorted(keys)}, got {sorted(handlers)}")
     return [
-        Endpoint(s.method, s.path, handlers[s.key], s.summary, s.body, s.responses, s.query, s.headers)
+        Endpoint(
+            s.method,
+            s.path,
+            handlers[s.key],
+            s.summary,
+            s.body,
+            s.responses,
+            s.query,
+            s.headers,
+            header_schemas={"Idempotency-Key": KEY_SCHEMA},
+        )
         for s in PUBLIC_ROUTES
     ]

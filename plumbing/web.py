@@ -35,6 +35,12 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 MAX_BODY_BYTES = 64 * 1024
 NO_AUTH = AuthConfig()
+# How a caller proves who it is (plumbing.auth): the document says so, so that tools can test it.
+SECURITY_SCHEMES = {
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "bearer": {"type": "http", "scheme": "bearer"},
+    "serviceCredential": {"type": "apiKey", "in": "header", "name": "X-Service-Credential"},
+}
 JSON = "application/json"
 
 # The one table from domain refusals to HTTP statuses. Lookup follows the class hierarchy (most specific first).
@@ -159,6 +165,8 @@ class Endpoint:
     headers: Sequence[str] = ()
     # None: a public endpoint (API key). A set: an internal endpoint, for these calling components only.
     callers: frozenset[str] | None = None
+    # JSON Schema of each header in ``headers`` (default: any string), for the OpenAPI document.
+    header_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -214,10 +222,18 @@ def refusal(auth: AuthConfig, callers: frozenset[str] | None, request: Request) 
     return None
 
 
+def unknown_query(request: Request, known: frozenset[str]) -> None:
+    """Refuse query parameters the endpoint does not document (the document says none are allowed)."""
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise errors.InvalidInput(f"unknown query parameter(s): {', '.join(repr(u) for u in unknown[:5])}")
+
+
 def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str, auth: AuthConfig) -> Handler:
     """Run a handler with access control, error translation, metrics and a span; the only place a DomainError
     becomes a response."""
     handler, name, callers = endpoint.handler, endpoint.name, endpoint.callers
+    known_query = frozenset(q.name for q in endpoint.query)
     observe = metrics.latency.labels
 
     async def run(request: Request) -> Response:
@@ -228,6 +244,8 @@ def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str, auth: AuthConfig) 
             return refused
         token = tracing.begin(request.headers.get("traceparent"), app_name)
         try:
+            if request.scope["query_string"]:
+                unknown_query(request, known_query)
             if FAULTS.any:
                 await FAULTS.enter(app_name)
             response = await handler(request)
@@ -254,7 +272,8 @@ def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str, auth: AuthConfig) 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    # Keep the exception's headers: a 405 must name the allowed methods (Allow, RFC 9110).
+    return json_response(ErrorBody(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -330,9 +349,13 @@ def openapi(title: str, version: str, endpoints: Sequence[Endpoint]) -> dict[str
             }
             for q in e.query
         ]
-        params += [{"name": h, "in": "header", "required": True, "schema": {"type": "string"}} for h in e.headers]
+        params += [
+            {"name": h, "in": "header", "required": True, "schema": dict(e.header_schemas.get(h, {"type": "string"}))}
+            for h in e.headers
+        ]
         if params:
             op["parameters"] = params
+        op["security"] = [{"apiKey": []}, {"bearer": []}] if e.callers is None else [{"serviceCredential": []}]
         if e.body is not None:
             op["requestBody"] = {"required": True, "content": {JSON: {"schema": ref[e.body]}}}
         refusals: dict[int, type | None] = {401: None} if e.callers is None else {401: None, 403: None}
@@ -345,7 +368,7 @@ def openapi(title: str, version: str, endpoints: Sequence[Endpoint]) -> dict[str
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }
 
 

@@ -88,7 +88,7 @@ class OutboxItem:
 
 
 def check_key(key: str | None) -> str:
-    if key is None or not 1 <= len(key) <= MAX_KEY or not key.isprintable():
+    if key is None or not 1 <= len(key) <= MAX_KEY or not (key.isascii() and key.isprintable()):
         raise InvalidInput(f"an Idempotency-Key header of 1 to {MAX_KEY} printable characters is required")
     return key
 

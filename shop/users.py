@@ -32,7 +32,7 @@ def normalize_email(email: str) -> str:
     """Emails compare case-insensitively; they must look like ``local@domain``."""
     email = email.strip().lower()
     local, at, domain = email.partition("@")
-    if not (at and local and domain) or len(email) > MAX_EMAIL or any(c.isspace() for c in email):
+    if not (at and local and domain) or "@" in domain or len(email) > MAX_EMAIL or any(c.isspace() for c in email):
         raise InvalidInput(f"not an email address: {email[:80]!r}")
     return email
 
