@@ -666,6 +666,21 @@ def codebase_fill(ctx: Context) -> dict[str, Cell]:
     return out
 
 
+def complexity_fill(ctx: Context) -> dict[str, Cell]:
+    """Counted from the deployment files (colocated has none of its own: it is a local-only topology)."""
+    table = ctx.table("complexity")
+    out: dict[str, Cell] = {}
+    for topology in ctx.topologies:
+        rows = table[table["topology"] == topology]
+        if rows.empty:
+            continue
+        row = rows.iloc[0]
+        lines = int(row["compose_lines"]) + int(row["k8s_lines"])
+        text = f"{int(row['listening_ports'])} ports, {int(row['config_entries'])} config entries, {lines:,} lines"
+        out[topology] = Cell(float(lines), text)
+    return out
+
+
 def security_fill(ctx: Context) -> dict[str, Cell]:
     """CPU per request with every access check on, against the same load with them off."""
     table = ctx.table("security")
@@ -769,9 +784,10 @@ VERDICT: Final[list[Metric]] = [
     Metric("Complexity", "memory: peak RSS of all processes (highest step)", ("steps",), NETWORK, peak_memory),
     Metric(
         "Complexity",
-        "listening ports, configuration entries, deployment-file lines",
+        "to deploy it: listening ports, configuration entries, deployment-file lines (compose + Kubernetes)",
         ("complexity",),
-        _not_yet("deployment"),
+        "archbench run (from the files in deploy/)",
+        complexity_fill,
     ),
     Metric(
         "Network overhead",

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from bench import failure, network, security, soak
 from bench.codebase import codebase_table
+from bench.complexity import complexity_table
 from bench.failure import FailureParams
 from bench.network import NetworkParams
 from bench.resources import pin_self
@@ -114,6 +115,9 @@ def run(options: RunOptions, console: Console) -> Path:
             bar.update(task, completed=planned * (index + 1), description=f"{topology}: done")
     frames = {name: pd.concat(parts, ignore_index=True) for name, parts in collected.items()}
     frames["codebase"] = codebase_table()  # static: counted from the sources, no deployment needed
+    deploy_files = Path(__file__).resolve().parents[1]
+    if (deploy_files / "deploy").is_dir():  # a source checkout: count what it takes to deploy each topology
+        frames["complexity"] = complexity_table(deploy_files)
     meta = metadata(options, frames, time.monotonic() - started)
     save(options.out, frames, meta)
     return options.out

@@ -45,12 +45,15 @@ def age(conn: sqlite3.Connection, order_id: int, seconds: float) -> None:
 # --- keys and fingerprints -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["k", "x" * MAX_KEY, "a key with spaces", "clé-ünïcode-✓", "550e8400-e29b-41d4"])
+@pytest.mark.parametrize("key", ["k", "x" * MAX_KEY, "a key with spaces", "550e8400-e29b-41d4"])
 def test_check_key_accepts_printable_keys(key: str) -> None:
     assert check_key(key) == key
 
 
-@pytest.mark.parametrize("key", [None, "", "x" * (MAX_KEY + 1), "line\nbreak", "tab\there", "nul\x00", "\x7f"])
+# Non-ASCII is refused too: header values travel as ASCII, and the OpenAPI document says so.
+@pytest.mark.parametrize(
+    "key", [None, "", "x" * (MAX_KEY + 1), "line\nbreak", "tab\there", "nul\x00", "\x7f", "clé-ünïcode-✓"]
+)
 def test_check_key_refuses_missing_or_unprintable_keys(key: str | None) -> None:
     with pytest.raises(InvalidInput):
         check_key(key)
