@@ -18,9 +18,15 @@ from typing import Self
 MAX_ID = 2**63 - 1
 
 
+class Connection(sqlite3.Connection):
+    """A connection that can keep small per-connection caches (see ``Inventory.catalog_size``)."""
+
+    catalog_size: int | None = None
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open ``path`` in WAL mode with transactions managed explicitly by :class:`UnitOfWork`."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0, factory=Connection)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode survives the crash of a process (SIGKILL) with every committed transaction; only an OS crash
     # or power loss can lose the last ones.

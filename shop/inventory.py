@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from shop.db import valid_id
+from shop.db import Connection, valid_id
 from shop.errors import InvalidInput, InvalidState, OutOfStock, ProductNotFound, StepCancelled
 
 SCHEMA = """
@@ -100,8 +100,18 @@ class Inventory:
             "SELECT id, sku, name, price_cents, stock FROM products ORDER BY id LIMIT ? OFFSET ?",
             (limit, min(offset, 2**62)),
         ).fetchall()
-        (total,) = self.conn.execute("SELECT COUNT(*) FROM products").fetchone()
-        return [Product(*row) for row in rows], int(total)
+        return [Product(*row) for row in rows], self.catalog_size()
+
+    def catalog_size(self) -> int:
+        """How many products there are. Products are only ever added by :meth:`seed`, which resets the count kept on
+        the connection, so it is taken once per connection instead of once per page (a quarter of a page's CPU)."""
+        size: int | None = getattr(self.conn, "catalog_size", None)
+        if size is None:
+            (count,) = self.conn.execute("SELECT COUNT(*) FROM products").fetchone()
+            size = int(count)
+            if isinstance(self.conn, Connection):
+                self.conn.catalog_size = size
+        return size
 
     def get(self, product_id: int) -> Product:
         row = None
@@ -179,6 +189,8 @@ class Inventory:
 
     def seed(self, products: Iterable[tuple[str, str, int, int]]) -> None:
         """Insert seeded ``(sku, name, price_cents, stock)`` rows; they get ids 1..n on an empty table."""
+        if isinstance(self.conn, Connection):
+            self.conn.catalog_size = None
         self.conn.executemany(
             "INSERT INTO products (sku, name, price_cents, stock, initial_stock) VALUES (?, ?, ?, ?, ?)",
             [(sku, name, price, stock, stock) for sku, name, price, stock in products],
