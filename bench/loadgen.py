@@ -114,7 +114,7 @@ class LoadSpec:
     seed: int = 0
     timeout: float = 5.0
     connections: int | None = None
-    expected_latency: float = 0.005
+    expected_latency: float = 0.05  # sized for latencies up to the default SLO: see pool_size
 
     def __post_init__(self) -> None:
         if not (self.rate > 0 and self.duration > 0 and self.warmup >= 0 and self.timeout > 0):

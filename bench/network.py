@@ -139,6 +139,7 @@ def run_topology(
             warmup=params.warmup,
             arrival=params.arrival,
             seed=params.seed,
+            expected_latency=params.slo_p99,
         )
         progress(f"{topology}: low load, {params.low_rate:g} req/s", params.warmup + params.low_duration)
         steps = [measure(deployment, workload, spec, "low", 0)]
@@ -157,6 +158,9 @@ def run_topology(
                 warmup=params.step_warmup,
                 arrival=params.arrival,
                 seed=params.seed + index,
+                # Size the pool for latencies up to the SLO (Little's law): a run within the SLO never waits for a
+                # connection in the generator, so a queue there means the server is past the SLO, not the client.
+                expected_latency=params.slo_p99,
             )
             step = measure(deployment, workload, spec, "sweep", index)
             steps.append(step)

@@ -729,6 +729,7 @@ VERDICT: Final[list[Metric]] = [
         ("codebase",),
         "archbench run (any experiment)",
         codebase_fill,
+        ratio=False,
     ),
     Metric(
         "Deployment",
@@ -1790,10 +1791,10 @@ th{background:#f6f7fa;font-weight:600}
 .nw{white-space:nowrap}
 .why{min-width:300px}
 table.wide{font-size:12px}
-table.verdict{width:100%}
-table.verdict td{min-width:150px}
-table.verdict td.l{min-width:220px}
-th.aspect{background:#fafbfc;width:160px}
+table.verdict{width:100%;table-layout:fixed}
+table.verdict thead th:nth-child(1){width:13%}table.verdict thead th:nth-child(2){width:27%}
+table.verdict td,table.verdict th{overflow-wrap:anywhere;white-space:normal}
+th.aspect{background:#fafbfc}
 .claim{display:block;font-weight:400;color:#666;font-size:11.5px;margin-top:2px}
 .v{font-weight:600;display:block}
 .r{display:block;color:#555;font-size:11.5px}
@@ -1851,10 +1852,11 @@ def invalid_banner(ctx: Context) -> str:
     if not counts:
         return ""
     return (
-        f'<p class="banner"><b>{" and ".join(counts)} are invalid</b>: the load generator could not keep '
-        "its schedule (or the achieved rate fell short), so their latencies are not trustworthy. Figures that come "
-        'from them are marked <span class="flag">⚠ invalid run</span>, with the reasons in the tables linked. On a '
-        "small machine, a longer or lower-rate run usually helps.</p>"
+        f'<p class="banner"><b>{" and ".join(counts)} are invalid</b>: requests left later than scheduled (the '
+        "generator itself lagged, or every connection was busy with a saturated server), or the achieved rate fell "
+        "short, so their latencies are not trustworthy as measured at that rate. Past the knee of a sweep this is "
+        'expected. Figures that come from them are marked <span class="flag">⚠ invalid run</span>, with the reasons '
+        "in the tables linked; the reasons say which side lagged.</p>"
     )
 
 
