@@ -697,6 +697,9 @@ def security_fill(ctx: Context) -> dict[str, Cell]:
             f"p50 {p50_on * 1e3:.2f} vs {p50_off * 1e3:.2f} ms"
         )
         valid = bool(on["valid"].iloc[0]) and bool(off["valid"].iloc[0])
+        if topology == "monolith":
+            # One process, one memory, one database: nothing stops one module from calling or reading another's.
+            text += "; inside, only the edge can be checked: modules share one process and one database"
         out[topology] = Cell(cpu_on - cpu_off, text + ("" if valid else " (invalid run)"))
     return out
 
