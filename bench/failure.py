@@ -71,10 +71,10 @@ class FailureParams:
 
 QUICK_FAILURE = FailureParams(
     rate=100.0,
-    before=0.8,
-    window=1.5,
-    after=1.2,
-    warmup=0.4,
+    before=0.6,
+    window=1.2,
+    after=1.0,
+    warmup=0.3,
     call_timeout=0.5,
     faults=(FaultPlan("kill", "payments"), FaultPlan("error", "payments", 0.5)),
 )

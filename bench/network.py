@@ -61,11 +61,11 @@ class NetworkParams:
 
 QUICK = NetworkParams(
     low_rate=100.0,
-    low_duration=3.0,
-    warmup=1.0,
-    traced_per_op=6,
-    sweep_rates=(300, 600, 1200, 2400),
-    step_duration=2.0,
+    low_duration=2.0,
+    warmup=0.5,
+    traced_per_op=5,
+    sweep_rates=(400, 1200, 3600),
+    step_duration=1.5,
     step_warmup=0.5,
 )
 

@@ -95,8 +95,12 @@ def run(options: RunOptions, console: Console) -> Path:
                 )
             if "security" in options.experiments:
                 run_dir = options.out / "runs" / f"{topology}-security"
+                steps = tables.get("steps")
+                auth_on: dict[str, Any] | None = None
+                if steps is not None and security.same_load(options.security, options.params):
+                    auth_on = {str(k): v for k, v in steps[steps["phase"] == "low"].iloc[0].items()}
                 tables |= security.run_topology(
-                    topology, options.security, run_dir, options.sut_cpus, options.stack, phases
+                    topology, options.security, run_dir, options.sut_cpus, options.stack, phases, auth_on
                 )
             if "soak" in options.experiments:
                 steps = tables.get("steps")

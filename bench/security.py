@@ -8,14 +8,16 @@ per request is what the isolation costs on this machine.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from bench.deploy import deploy
 from bench.loadgen import LoadSpec, run_load_sync
+from bench.network import NetworkParams
 from bench.resources import ResourceMeter
 from bench.workload import ShopWorkload
 from shop.seed import SeedSpec
@@ -25,9 +27,10 @@ Progress = Callable[[str, float], None]
 
 @dataclass(frozen=True)
 class SecurityParams:
+    # The same load as the network experiment's low phase, so that its auth-on measurement can be reused.
     rate: float = 200.0
-    duration: float = 8.0
-    warmup: float = 1.0
+    duration: float = 15.0
+    warmup: float = 2.0
     mix: str = "default"
     seed: int = 1
     products: int = 1000
@@ -40,6 +43,17 @@ class SecurityParams:
 QUICK_SECURITY = SecurityParams(rate=100.0, duration=2.0, warmup=0.5)
 
 
+def same_load(security: SecurityParams, network: NetworkParams) -> bool:
+    """Whether the network experiment's low phase is the measurement this experiment would make with auth on."""
+    return (security.rate, security.duration, security.warmup, security.mix, security.seed) == (
+        network.low_rate,
+        network.low_duration,
+        network.warmup,
+        network.mix,
+        network.seed,
+    ) and (security.products, security.users) == (network.products, network.users)
+
+
 def run_topology(
     topology: str,
     params: SecurityParams,
@@ -47,10 +61,20 @@ def run_topology(
     sut_cpus: frozenset[int] | None,
     stack: str,
     progress: Progress,
+    auth_on: Mapping[str, Any] | None = None,
 ) -> dict[str, pd.DataFrame]:
+    """Measure the topology with the checks off, and on unless ``auth_on`` already holds that measurement.
+
+    ``auth_on`` is the network experiment's low-load summary row when it ran with the same rate, duration, warm-up,
+    mix and seed (see :func:`same_load`): the same deployment kind under the same load, so it is reused.
+    """
     rows = []
     seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
     for auth in (False, True):
+        if auth and auth_on is not None:
+            keys = ("p50", "p99", "error_rate", "cpu_per_request_us", "valid", "invalid_reasons")
+            rows.append({"topology": topology, "auth": True, "rate": params.rate, **{k: auth_on[k] for k in keys}})
+            continue
         progress(f"{topology}: auth {'on' if auth else 'off'}", params.warmup + params.duration + 3.0)
         with deploy(
             topology, run_dir / ("auth" if auth else "open"), seed=seed, cpus=sut_cpus, stack=stack, auth=auth
