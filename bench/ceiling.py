@@ -42,9 +42,10 @@ import psutil
 import uvloop
 
 from bench import stats
-from bench.loadgen import LoadSpec, PreciseTimer, Request, run_load_sync
+from bench.loadgen import LoadSpec, PreciseTimer, run_load_sync
 from bench.resources import default_cpu_split, pin_self
 from bench.supervisor import ProcessSpec, Supervisor, free_port, shutdown_on_signals
+from bench.workload import HelloWorkload
 
 CANNED_RESPONSE: Final = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, world!"
 ENDPOINTS: Final = ("raw", "starlette")
@@ -88,18 +89,6 @@ def _server_argv(endpoint: str, port: int) -> list[str]:
 
 
 # ---- measuring ------------------------------------------------------------------------------------------------------
-
-
-class _Hello:
-    """The workload: GET / forever."""
-
-    request: Final = Request("hello", "GET", "/")
-
-    def next_request(self) -> Request:
-        return self.request
-
-    def on_response(self, request: Request, status: int, body: bytes) -> None:
-        pass
 
 
 @dataclass
@@ -159,7 +148,7 @@ def _cpu(process: psutil.Process) -> float:
 def measure_step(url: str, server_pid: int, rate: float, duration: float, warmup: float) -> Step:
     """One open-loop run at ``rate`` against ``url``."""
     window = _CpuWindow(server_pid)
-    result = run_load_sync(url, _Hello(), LoadSpec(rate=rate, duration=duration, warmup=warmup))
+    result = run_load_sync(url, HelloWorkload(), LoadSpec(rate=rate, duration=duration, warmup=warmup))
     generator, server, other = window.stop()
     summary = result.summary()
     return Step(

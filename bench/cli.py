@@ -53,6 +53,15 @@ def port_number(text: str) -> int:
     return value
 
 
+def add_stack_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stack",
+        choices=[s for s in STACKS if s != "asgi"],
+        default=DEFAULT_STACK,
+        help=f"inter-service HTTP client of the microservices (default {DEFAULT_STACK})",
+    )
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="archbench",
@@ -73,18 +82,14 @@ def build_parser() -> Parser:
     serve.add_argument("--products", type=positive_int, default=1000, help="catalog size (default 1000)")
     serve.add_argument("--users", type=positive_int, default=200, help="seeded, funded users (default 200)")
     serve.add_argument("--run-dir", type=Path, help="run directory (default: runs/<topology>-<time>)")
-    serve.add_argument(
-        "--stack",
-        choices=[s for s in STACKS if s != "asgi"],
-        default=DEFAULT_STACK,
-        help=f"inter-service HTTP client of the microservices (default {DEFAULT_STACK})",
-    )
+    add_stack_argument(serve)
     run = sub.add_parser(
         "run",
         help="measure the topologies and write a results directory",
         description="Start each topology in turn on the same pinned CPUs, run the experiments with the open-loop "
         "generator on the other CPUs, stop everything, and write tidy results (Parquet + meta.json). "
-        "--quick takes about a minute and a half; the default run about ten minutes.",
+        "--quick takes about a minute and a half; the default run about fifteen minutes (the soak, opt-in, ten "
+        "more per topology).",
     )
     run.add_argument("--quick", action="store_true", help="short phases and a short sweep (about 90 s)")
     run.add_argument(
@@ -112,12 +117,7 @@ def build_parser() -> Parser:
         help=f"resilience profiles the failure experiment compares, from {','.join(PROFILES)} (default: both)",
     )
     run.add_argument("--no-report", action="store_true", help="do not render the HTML report at the end")
-    run.add_argument(
-        "--stack",
-        choices=[s for s in STACKS if s != "asgi"],
-        default=DEFAULT_STACK,
-        help=f"inter-service HTTP client of the microservices (default {DEFAULT_STACK})",
-    )
+    add_stack_argument(run)
     report = sub.add_parser(
         "report",
         help="render the HTML report of a results directory",

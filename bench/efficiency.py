@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -25,24 +24,15 @@ from typing import Any
 
 from bench.deploy import deploy
 from bench.hops import server_spec
-from bench.loadgen import LoadSpec, Request, Workload, run_load_sync
-from bench.resources import ResourceMeter, default_cpu_split, pin_self
+from bench.loadgen import LoadSpec, Workload, run_load_sync
+from bench.resources import ResourceMeter, cpu_per_request, default_cpu_split, pin_self
+from bench.stats import successes
 from bench.supervisor import Supervisor, shutdown_on_signals
-from bench.workload import ShopWorkload
+from bench.workload import HelloWorkload, ShopWorkload
 from shop.seed import SeedSpec
 
 SLO = 0.050
 ERROR_BUDGET = 0.001
-
-
-class Hello:
-    request = Request("hello", "GET", "/")
-
-    def next_request(self) -> Request:
-        return self.request
-
-    def on_response(self, request: Request, status: int, body: bytes) -> None:
-        pass
 
 
 @dataclass
@@ -75,16 +65,14 @@ def measure(url: str, pids: dict[str, int], workload: Workload, rate: float, ste
     finally:
         usage = meter.stop()
     summary = result.summary()
-    frame = result.to_frame()
-    ok = int((frame["error"].astype(str) == "").sum())
-    cpu = sum(u.cpu_seconds for u in usage.values())
+    per_request = cpu_per_request(usage, successes(result.to_frame()))
     return Point(
         rate,
         summary["achieved_rate"],
         summary["p99"],
         summary["error_rate"],
         result.valid,
-        cpu / ok * 1e6 if ok else math.nan,
+        per_request["total"] * 1e6,
         sum(u.peak_rss_bytes for u in usage.values()),
     )
 
@@ -128,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = server_spec("hello", ["hello"], sut)
             sup.start(spec)
             sup.wait_ready()
-            hello = sweep(f"http://127.0.0.1:{spec.port}", sup.pids(), Hello, 4000, args.step)
+            hello = sweep(f"http://127.0.0.1:{spec.port}", sup.pids(), HelloWorkload, 4000, args.step)
         topo: dict[str, dict[str, Any]] = {}
         for topology in ("monolith", "microservices"):
             with deploy(topology, Path(tmp) / topology, seed=seed, cpus=sut) as d:

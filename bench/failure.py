@@ -31,8 +31,8 @@ from bench import stats
 from bench.audit import AuditReport, audit
 from bench.deploy import deploy
 from bench.faults import FaultPlan, Injector
-from bench.loadgen import LoadSpec, Request, run_load_sync
-from bench.workload import ShopWorkload, resolve_mix
+from bench.loadgen import LoadSpec, run_load_sync
+from bench.workload import ShopWorkload, StartsOnFirstRequest, resolve_mix
 from shop.seed import SeedSpec
 
 HEALTHY_SUCCESS = 0.99
@@ -162,7 +162,7 @@ def run_profile(
             schedule = FaultTimer(injector, plan, params.warmup + params.before, params.window)
             try:
                 # The timer starts with the first request, so its clock and the generator's agree.
-                result = run_load_sync(deployment.public_url, StartsTimer(workload, schedule), spec)
+                result = run_load_sync(deployment.public_url, StartsOnFirstRequest(workload, schedule.start), spec)
             finally:
                 schedule.finish()
             load_end = time.monotonic()
@@ -198,21 +198,6 @@ def run_profile(
                     **report.counts,
                 }
             )
-
-
-class StartsTimer:
-    """A workload that starts the fault timer when the generator asks for its first request (its time zero)."""
-
-    def __init__(self, inner: ShopWorkload, timer: FaultTimer) -> None:
-        self.inner, self.timer = inner, timer
-
-    def next_request(self) -> Request:
-        if not self.timer.started:
-            self.timer.start()
-        return self.inner.next_request()
-
-    def on_response(self, request: Request, status: int, body: bytes) -> None:
-        self.inner.on_response(request, status, body)
 
 
 class FaultTimer:

@@ -26,7 +26,7 @@ import pandas as pd
 from bench import stats
 from bench.deploy import Deployment, deploy
 from bench.loadgen import LoadResult, LoadSpec, Request, run_load_sync
-from bench.resources import ResourceMeter, Usage
+from bench.resources import ResourceMeter, Usage, cpu_per_request
 from bench.traces import load_spans, spans_frame, summarize
 from bench.workload import OPS, ShopWorkload
 from plumbing import tracing
@@ -194,8 +194,9 @@ def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
         summary = s.result.summary()
         errors = summary.pop("errors")
         reasons = summary.pop("invalid_reasons")
-        all_ok = int((frame["error"].astype(str) == "").sum())
+        all_ok = stats.successes(frame)
         cpu_total = sum(u.cpu_seconds for u in s.usage.values())
+        per_request = cpu_per_request(s.usage, all_ok)
         summaries.append(
             {
                 "topology": topology,
@@ -206,7 +207,7 @@ def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
                 "invalid_reasons": "; ".join(reasons),
                 "successes_in_window": all_ok,
                 "cpu_seconds": cpu_total,
-                "cpu_per_request_us": cpu_total / all_ok * 1e6 if all_ok else math.nan,
+                "cpu_per_request_us": per_request["total"] * 1e6,
                 "peak_rss_bytes": sum(u.peak_rss_bytes for u in s.usage.values()),
             }
         )
@@ -219,7 +220,7 @@ def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
                     "target_rate": s.result.spec.rate,
                     "process": process,
                     "cpu_seconds": usage.cpu_seconds,
-                    "cpu_per_request_us": usage.cpu_seconds / all_ok * 1e6 if all_ok else math.nan,
+                    "cpu_per_request_us": per_request[process] * 1e6,
                     "peak_rss_bytes": usage.peak_rss_bytes,
                     "exited": usage.exited,
                 }

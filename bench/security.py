@@ -7,7 +7,6 @@ per request is what the isolation costs on this machine.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,10 @@ from typing import Any
 import pandas as pd
 
 from bench.deploy import deploy
-from bench.loadgen import LoadSpec, run_load_sync
-from bench.network import NetworkParams
-from bench.resources import ResourceMeter
+from bench.loadgen import LoadSpec
+from bench.network import NetworkParams, measure
+from bench.resources import cpu_per_request
+from bench.stats import successes
 from bench.workload import ShopWorkload
 from shop.seed import SeedSpec
 
@@ -85,16 +85,9 @@ def run_topology(
             spec = LoadSpec(
                 rate=params.rate, duration=params.duration, warmup=params.warmup, seed=params.seed, arrival="poisson"
             )
-            meter = ResourceMeter(d.supervisor.pids(), interval=1.0)
-            meter.start()
-            try:
-                result = run_load_sync(d.public_url, workload, spec)
-            finally:
-                usage = meter.stop()
-        summary = result.summary()
-        frame = result.to_frame()
-        ok = int((frame["error"].astype(str) == "").sum())
-        cpu = sum(u.cpu_seconds for u in usage.values())
+            step = measure(d, workload, spec, "security", int(auth))
+        summary = step.result.summary()
+        per_request = cpu_per_request(step.usage, successes(step.result.to_frame()))
         rows.append(
             {
                 "topology": topology,
@@ -103,9 +96,9 @@ def run_topology(
                 "p50": summary["p50"],
                 "p99": summary["p99"],
                 "error_rate": summary["error_rate"],
-                "cpu_per_request_us": cpu / ok * 1e6 if ok else math.nan,
-                "valid": result.valid,
-                "invalid_reasons": "; ".join(result.invalid_reasons),
+                "cpu_per_request_us": per_request["total"] * 1e6,
+                "valid": step.result.valid,
+                "invalid_reasons": "; ".join(step.result.invalid_reasons),
             }
         )
     return {"security": pd.DataFrame(rows)}

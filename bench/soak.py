@@ -29,8 +29,8 @@ import psutil
 
 from bench import stats
 from bench.deploy import deploy
-from bench.loadgen import LoadResult, LoadSpec, Request, Workload, run_load_sync
-from bench.workload import ShopWorkload
+from bench.loadgen import LoadResult, LoadSpec, run_load_sync
+from bench.workload import ShopWorkload, StartsOnFirstRequest
 from shop.seed import SeedSpec
 
 __all__ = [
@@ -164,24 +164,6 @@ def _sample(name: str, process: psutil.Process, t_seconds: float) -> Sample | No
         return None
 
 
-class _StartsSampler:
-    """A workload that starts the sampler when the generator asks for its first request, its time zero.
-
-    The generator opens its connections before its clock starts; starting the sampler then puts both on one clock.
-    """
-
-    def __init__(self, inner: Workload, sampler: ProcessSampler) -> None:
-        self.inner, self.sampler = inner, sampler
-
-    def next_request(self) -> Request:
-        if not self.sampler.started:
-            self.sampler.start()
-        return self.inner.next_request()
-
-    def on_response(self, request: Request, status: int, body: bytes) -> None:
-        self.inner.on_response(request, status, body)
-
-
 def run_topology(
     topology: str,
     params: SoakParams,
@@ -208,7 +190,7 @@ def run_topology(
         sampler = ProcessSampler(deployment.supervisor.pids(), params.sample_interval)
         progress(f"{topology}: soak, {rate:g} req/s for {params.duration:g} s", params.planned_seconds())
         try:
-            result = run_load_sync(deployment.public_url, _StartsSampler(workload, sampler), spec)
+            result = run_load_sync(deployment.public_url, StartsOnFirstRequest(workload, sampler.start), spec)
         finally:
             samples = sampler.stop()
     # A sample taken after the last request (connections closing) is not under load: leave it out.

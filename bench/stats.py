@@ -62,6 +62,11 @@ def latencies(frame: pd.DataFrame) -> pd.Series:
     return frame["done"] - frame["intended"]
 
 
+def successes(frame: pd.DataFrame) -> int:
+    """How many rows got a response below 400 (warm-up included: CPU is metered over the whole run)."""
+    return int((frame["error"].astype(str) == "").sum())
+
+
 def error_counts(frame: pd.DataFrame) -> dict[str, int]:
     """How many rows failed, by error class; every class is present, with 0 when it did not occur."""
     counts = frame["error"].astype(str).value_counts()

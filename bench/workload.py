@@ -22,12 +22,12 @@ import contextlib
 import itertools
 import random
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 import msgspec
 
-from bench.loadgen import Request
+from bench.loadgen import Request, Workload
 
 OPS: Final = ("browse", "product", "user", "checkout", "order")
 
@@ -135,3 +135,36 @@ class ShopWorkload:
         )
         key = ("Idempotency-Key", f"{self._key_prefix}-{next(self._keys)}")
         return Request("checkout", "POST", "/orders", _encode(body), (_JSON, key, *self._headers))
+
+
+class HelloWorkload:
+    """``GET /`` forever: the trivial endpoint of the baselines."""
+
+    request: Final = Request("hello", "GET", "/")
+
+    def next_request(self) -> Request:
+        return self.request
+
+    def on_response(self, request: Request, status: int, body: bytes) -> None:
+        pass
+
+
+class StartsOnFirstRequest:
+    """Wraps a workload and calls ``start`` when the generator asks for the first request: its time zero.
+
+    The generator opens its connections before its clock starts; something started here (a fault timer, a sampler)
+    shares the generator's clock.
+    """
+
+    def __init__(self, inner: Workload, start: Callable[[], None]) -> None:
+        self.inner, self._start = inner, start
+        self.started = False
+
+    def next_request(self) -> Request:
+        if not self.started:
+            self.started = True
+            self._start()
+        return self.inner.next_request()
+
+    def on_response(self, request: Request, status: int, body: bytes) -> None:
+        self.inner.on_response(request, status, body)
