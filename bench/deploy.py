@@ -18,7 +18,7 @@ from bench.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing.auth import API_KEY_HEADER, API_KEYS_ENV, SERVICE_SECRET_ENV
 from plumbing.client import DEFAULT_STACK
 from plumbing.faults import TOKEN_ENV
-from plumbing.topology import PUBLIC, RunConfig, layout, make_config
+from plumbing.topology import RunConfig, layout, make_config
 from shop.seed import SeedSpec
 
 CONFIG_FILE = "topology.json"
@@ -50,10 +50,6 @@ class Deployment:
 
     def process_names(self) -> list[str]:
         return [p.name for p in self.config.processes]
-
-    def public_process(self) -> str:
-        """The process that serves the public API (the monolith, or the gateway's process)."""
-        return self.config.process_of(PUBLIC[self.config.topology]).name
 
 
 def default_run_dir(topology: str, base: Path = Path("runs")) -> Path:
