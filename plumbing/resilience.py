@@ -350,7 +350,10 @@ async def _before(deadline: float, awaitable: Awaitable[T]) -> T:
 
 
 def _server_error(reply: Reply) -> bool:
-    return reply.status >= 500
+    """Whether a reply says the dependency itself failed. A 503 that names an unavailable dependency of ITS own is not
+    counted: the dependency answered correctly, and counting it opened the breaker on healthy operations too (seen:
+    a hung payments service cut order views to 60% through the gateway's breaker for orders)."""
+    return reply.status >= 500 and not (reply.status == 503 and b'"dependency_unavailable"' in reply.body)
 
 
 class ResilientTransport:

@@ -34,8 +34,8 @@ NOT_FOUND = Reply(404, b'{"error": "not_found", "detail": "no"}', {})
 
 
 def server_error() -> Reply:
-    """A new 5xx reply each time, so a test can check which one came back."""
-    return Reply(503, b'{"error": "dependency_unavailable", "detail": "down"}', {})
+    """A new 5xx reply each time, so a test can check which one came back: the dependency itself failed."""
+    return Reply(500, b'{"error": "injected_fault", "detail": "down"}', {})
 
 
 class Hang:
@@ -244,7 +244,7 @@ async def test_post_marked_idempotent_is_retried() -> None:
 async def test_get_marked_not_idempotent_is_not_retried() -> None:
     fake = FakeTransport(server_error())
     reply = await resilient(fake).request("GET", "/x", idempotent=False)
-    assert reply.status == 503
+    assert reply.status == 500
     assert len(fake.sent) == 1
 
 
@@ -409,7 +409,7 @@ async def test_half_open_lets_one_trial_through_and_a_failed_trial_reopens() -> 
     with pytest.raises(Rejected):  # a second call while the trial is in flight fails fast
         await transport.request("GET", "/x")
     gate.opened.set()
-    assert (await trial).status == 503
+    assert (await trial).status == 500
     assert state(transport) == "open"
     assert len(fake.sent) == 4
 
@@ -434,10 +434,10 @@ async def test_the_breaker_counts_calls_not_attempts() -> None:
     policy = Policy(timeout=0.05, retries=5, backoff_base=0, backoff_max=0, breaker_failures=2)
     transport = resilient(fake, policy)
     reply = await transport.request("GET", "/x")
-    assert reply.status == 503
+    assert reply.status == 500
     assert len(fake.sent) == 6  # every retry was sent: retries absorb a partial error rate without tripping
     assert state(transport) == "closed"
-    assert (await transport.request("GET", "/x")).status == 503
+    assert (await transport.request("GET", "/x")).status == 500
     assert state(transport) == "open"  # two failed calls
     with pytest.raises(Rejected):
         await transport.request("GET", "/x")
@@ -571,3 +571,14 @@ async def test_over_the_asgi_stack_5xx_is_retried_and_a_hang_is_cut() -> None:
         assert transport.counters.retries == 2
     finally:
         await transport.aclose()  # cancels the calls still hanging in the app
+
+
+async def test_a_dependency_reporting_its_own_dependency_down_does_not_open_the_breaker() -> None:
+    body = b'{"error":"dependency_unavailable","detail":"payments did not answer"}'
+    fake = FakeTransport(then=Reply(503, body, {}))
+    policy = Policy(timeout=0.05, retries=2, backoff_base=0, backoff_max=0, breaker_failures=2)
+    transport = resilient(fake, policy)
+    for _ in range(5):
+        assert (await transport.request("POST", "/orders", idempotent=False)).status == 503
+    assert state(transport) == "closed"
+    assert len(fake.sent) == 5  # answered, so not retried either
