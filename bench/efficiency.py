@@ -24,8 +24,9 @@ from typing import Any
 
 from bench.deploy import deploy
 from bench.hops import server_spec
-from bench.loadgen import LoadSpec, Workload, run_load_sync
-from bench.resources import ResourceMeter, cpu_per_request, default_cpu_split, pin_self
+from bench.loadgen import LoadSpec, Workload
+from bench.network import metered_run
+from bench.resources import cpu_per_request, default_cpu_split, pin_self
 from bench.stats import successes
 from bench.supervisor import Supervisor, shutdown_on_signals
 from bench.workload import HelloWorkload, ShopWorkload
@@ -58,12 +59,8 @@ def rates(start: float, factor: float = 1.3, maximum: float = 40_000) -> Iterato
 
 
 def measure(url: str, pids: dict[str, int], workload: Workload, rate: float, step: float) -> Point:
-    meter = ResourceMeter(pids, interval=3600.0)
-    meter.start()
-    try:
-        result = run_load_sync(url, workload, LoadSpec(rate=rate, duration=step, warmup=0.5, seed=1, timeout=2.0))
-    finally:
-        usage = meter.stop()
+    spec = LoadSpec(rate=rate, duration=step, warmup=0.5, seed=1, timeout=2.0)
+    result, usage = metered_run(url, pids, workload, spec)
     summary = result.summary()
     per_request = cpu_per_request(usage, successes(result.to_frame()))
     return Point(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -107,15 +107,23 @@ class CyclingWorkload:
         self.workloads[request.op].on_response(request, status, body)
 
 
-def measure(deployment: Deployment, workload: Any, spec: LoadSpec, phase: str, step: int) -> Step:
+def metered_run(
+    url: str, pids: Mapping[str, int], workload: Any, spec: LoadSpec
+) -> tuple[LoadResult, dict[str, Usage]]:
+    """One load run with the CPU and peak RSS of ``pids`` metered around it."""
     # The kernel keeps the exact peak RSS (VmHWM), so a slow sampler loses nothing and steals little from the
     # generator running in this process.
-    meter = ResourceMeter(deployment.supervisor.pids(), interval=1.0)
+    meter = ResourceMeter(pids, interval=1.0)
     meter.start()
     try:
-        result = run_load_sync(deployment.public_url, workload, spec)
+        result = run_load_sync(url, workload, spec)
     finally:
         usage = meter.stop()
+    return result, usage
+
+
+def measure(deployment: Deployment, workload: Any, spec: LoadSpec, phase: str, step: int) -> Step:
+    result, usage = metered_run(deployment.public_url, deployment.supervisor.pids(), workload, spec)
     return Step(phase, step, result, usage)
 
 
