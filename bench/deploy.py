@@ -18,7 +18,7 @@ from bench.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing.auth import API_KEY_HEADER, API_KEYS_ENV, SERVICE_SECRET_ENV
 from plumbing.client import DEFAULT_STACK
 from plumbing.faults import TOKEN_ENV
-from plumbing.topology import RunConfig, layout, make_config
+from plumbing.topology import RunConfig, layout, make_config, replica_names
 from shop.seed import SeedSpec
 
 CONFIG_FILE = "topology.json"
@@ -60,7 +60,7 @@ def process_spec(
     config: RunConfig, config_path: Path, name: str, cpus: frozenset[int] | None, env: Mapping[str, str]
 ) -> ProcessSpec:
     argv = [sys.executable, "-m", "plumbing.host", "--config", str(config_path), "--process", name]
-    return ProcessSpec(name, argv, port=config.process(name).port, cpus=cpus, env=env)
+    return ProcessSpec(name, argv, port=config.process(name).control_port, cpus=cpus, env=env)
 
 
 @dataclass(frozen=True)
@@ -96,23 +96,33 @@ def deploy(
     admin_token: str | None = None,
     profile: str = "naive",
     auth: bool = True,
+    replicas: Mapping[str, int] | None = None,
 ) -> Iterator[Deployment]:
     """Start ``topology`` in ``run_dir`` and yield it once every process answers ``/readyz``; stop all on exit.
 
     With ``admin_token``, every process serves the fault-injection endpoint guarded by that token; without, none does.
+    ``replicas`` (process name of the layout -> count) runs several replicas of a process (see
+    :func:`plumbing.topology.make_config`); the first replica of each starts (and creates and seeds its database)
+    before the others.
     """
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     names = [name for name, _ in layout(topology)]
-    ports = {name: free_port() for name in names}
-    config = make_config(topology, run_dir, ports, seed or SeedSpec(), stack, public_port, call_timeout, profile, auth)
+    replicas = dict(replicas or {})
+    ports = {proc: free_port() for name in names for proc in {name, *replica_names(name, replicas.get(name, 1))}}
+    config = make_config(
+        topology, run_dir, ports, seed or SeedSpec(), stack, public_port, call_timeout, profile, auth, replicas
+    )
     credentials = Secrets.generate(admin_token)
     config_path = run_dir / CONFIG_FILE
     config.save(config_path)
+    first = [replica_names(name, replicas.get(name, 1))[0] for name in names]
+    others = [p.name for p in config.processes if p.name not in first]
     with Supervisor(run_dir) as supervisor:
         started = time.monotonic()
-        for name in names:
-            supervisor.start(process_spec(config, config_path, name, cpus, credentials.env()))
-        supervisor.wait_ready(timeout=ready_timeout)
+        for batch in (first, others):
+            for name in batch:
+                supervisor.start(process_spec(config, config_path, name, cpus, credentials.env()))
+            supervisor.wait_ready(batch, timeout=ready_timeout)
         api_key = credentials.api_key if auth else None
         yield Deployment(config, supervisor, time.monotonic() - started, admin_token, api_key, credentials)

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plumbing import tracing
 from plumbing.auth import AuthConfig
+from plumbing.balance import BalancedTransport
 from plumbing.client import Transport, open_transport
 from plumbing.resilience import Policy, wrap_transport
 from plumbing.topology import COMPONENTS, ProcessConfig, RunConfig
@@ -72,11 +74,15 @@ class ComponentContext:
     def peer(self, component: str, policy: Policy | None = None) -> Transport:
         """A transport to ``component``: in-process ASGI when it lives here, HTTP on the configured stack otherwise,
         wrapped by the run's resilience profile (one breaker per caller and dependency)."""
-        url = self.config.url_of(component)
+        urls = self.config.urls_of(component)
+        inner: Transport
         if component in self.local:
-            inner = open_transport("asgi", url, app=self.local[component].app, timeout=self.config.call_timeout)
-        else:
-            inner = open_transport(self.config.stack, url, timeout=self.config.call_timeout)
+            inner = open_transport("asgi", urls[0], app=self.local[component].app, timeout=self.config.call_timeout)
+        elif len(urls) == 1:
+            inner = open_transport(self.config.stack, urls[0], timeout=self.config.call_timeout)
+        else:  # several replicas, each on its own port: balanced by the caller
+            replicas = [open_transport(self.config.stack, url, timeout=self.config.call_timeout) for url in urls]
+            inner = BalancedTransport(replicas)
         transport = wrap_transport(inner, component, self.config.profile, policy)
         self.transports.append(transport)
         return transport
@@ -145,14 +151,34 @@ class ComponentFactory(Protocol):
     def __call__(self, ctx: ComponentContext) -> Component: ...
 
 
+def listen(host: str, port: int, *, shared: bool) -> socket.socket:
+    """A listening socket; ``shared`` lets replicas listen on the same port, the kernel spreading connections."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(config: RunConfig, process: ProcessConfig) -> None:
-    """Serve ``process`` until SIGINT or SIGTERM (uvicorn shuts down gracefully)."""
+    """Serve ``process`` until SIGINT or SIGTERM.
+
+    On SIGTERM uvicorn stops gracefully: it closes its listening sockets (so a replica sharing the port gets the new
+    connections), closes idle keep-alive connections, and lets requests in progress finish (up to 5 s).
+    """
     tracing.configure(Path(config.run_dir) / "spans" / f"{process.name}.jsonl")
     app = ProcessApp(config, process)
+    host = config.bind or config.host
+    sockets = None
+    if process.own_port is not None:
+        sockets = [listen(host, process.port, shared=True), listen(host, process.own_port, shared=False)]
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            host=config.bind or config.host,
+            host=host,
             port=process.port,
             loop="uvloop",
             http="httptools",
@@ -163,7 +189,7 @@ def serve(config: RunConfig, process: ProcessConfig) -> None:
             backlog=2048,
         )
     )
-    server.run()
+    server.run(sockets=sockets)
     if not server.started:
         sys.exit(3)
 

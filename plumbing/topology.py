@@ -26,11 +26,20 @@ class ProcessConfig:
     name: str
     port: int
     components: tuple[str, ...]
+    # Replicas of the public component share ``port`` (SO_REUSEPORT: the kernel spreads connections over them, as
+    # ``uvicorn --workers`` does over one socket); each then also listens on a port of its own, so that it can be
+    # probed and given faults on its own.
+    own_port: int | None = None
 
     @property
     def front(self) -> str:
         """The component served on this process's port."""
         return self.components[0]
+
+    @property
+    def control_port(self) -> int:
+        """Where this very process answers (probes, /admin), even when it shares ``port`` with replicas."""
+        return self.own_port if self.own_port is not None else self.port
 
 
 @dataclass(frozen=True)
@@ -61,10 +70,21 @@ class RunConfig:
         raise KeyError(f"no process named {name!r} in topology {self.topology!r}")
 
     def url_of(self, component: str) -> str:
-        for name, url in self.peer_urls:
-            if name == component:
-                return url
-        return f"http://{self.host}:{self.process_of(component).port}"
+        return self.urls_of(component)[0]
+
+    def urls_of(self, component: str) -> list[str]:
+        """Every address of ``component``: one per replica listening on a port of its own, in replica order."""
+        urls = [url for name, url in self.peer_urls if name == component]
+        if not urls:
+            ports = [p.port for p in self.processes if component in p.components]
+            if not ports:
+                raise KeyError(f"no process hosts component {component!r} in topology {self.topology!r}")
+            urls = [f"http://{self.host}:{port}" for port in dict.fromkeys(ports)]
+        return urls
+
+    def replicas_of(self, component: str) -> list[ProcessConfig]:
+        """The processes that serve ``component`` on their port (its replicas)."""
+        return [p for p in self.processes if p.front == component]
 
     def db_path(self, component: str) -> Path:
         return Path(self.run_dir) / f"{component}.db"
@@ -82,7 +102,10 @@ class RunConfig:
         return cls(
             topology=raw["topology"],
             run_dir=raw["run_dir"],
-            processes=tuple(ProcessConfig(p["name"], int(p["port"]), tuple(p["components"])) for p in raw["processes"]),
+            processes=tuple(
+                ProcessConfig(p["name"], int(p["port"]), tuple(p["components"]), p.get("own_port"))
+                for p in raw["processes"]
+            ),
             seed=SeedSpec(**raw["seed"]),
             stack=raw["stack"],
             host=raw["host"],
@@ -143,22 +166,48 @@ def layout(topology: str) -> list[tuple[str, tuple[str, ...]]]:
     raise ValueError(f"unknown topology {topology!r}; choose one of {', '.join(TOPOLOGIES)}")
 
 
+def replica_names(name: str, count: int) -> list[str]:
+    """Process names of ``count`` replicas of the process ``name`` of a layout: the name itself when alone."""
+    return [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
+
+
 def make_config(
     topology: str,
     run_dir: Path,
-    ports: dict[str, int],
+    ports: Mapping[str, int],
     seed: SeedSpec,
     stack: str,
     public_port: int | None = None,
     call_timeout: float = 2.0,
     profile: str = "naive",
     auth: bool = False,
+    replicas: Mapping[str, int] | None = None,
 ) -> RunConfig:
-    """A configuration for ``topology`` whose processes listen on ``ports`` (process name -> port)."""
+    """A configuration for ``topology`` whose processes listen on ``ports`` (process name -> port).
+
+    ``replicas`` (layout process name -> count, default 1) runs several identical processes of one layout entry, named
+    ``NAME-1`` .. ``NAME-k``, sharing its database files. The public one's replicas share the public port (its port in
+    ``ports`` under the layout name) and each listens on ``ports[NAME-i]`` too; the others' each listen on
+    ``ports[NAME-i]``, and their callers balance over them.
+    """
+    replicas = dict(replicas or {})
+    unknown = set(replicas) - {name for name, _ in layout(topology)}
+    if unknown:
+        raise ValueError(f"no process {sorted(unknown)} to replicate in topology {topology!r}")
+    if any(count < 1 for count in replicas.values()):
+        raise ValueError(f"a replica count must be at least 1: {replicas}")
     procs = []
     for name, components in layout(topology):
-        port = public_port if public_port is not None and PUBLIC[topology] in components else ports[name]
-        procs.append(ProcessConfig(name, port, components))
+        public = PUBLIC[topology] in components
+        names = replica_names(name, replicas.get(name, 1))
+        shared = public_port if public and public_port is not None else None
+        for proc_name in names:
+            if len(names) == 1:
+                procs.append(ProcessConfig(proc_name, shared or ports[name], components))
+            elif public:
+                procs.append(ProcessConfig(proc_name, shared or ports[name], components, own_port=ports[proc_name]))
+            else:
+                procs.append(ProcessConfig(proc_name, ports[proc_name], components))
     return RunConfig(
         topology, str(run_dir), tuple(procs), seed, stack, call_timeout=call_timeout, profile=profile, auth=auth
     )
