@@ -478,7 +478,11 @@ class _Run:
         self.status = array("h", bytes(2 * n))
         self.error = array("b", bytes(n))  # _OK is 0
         self.next_index = 0
-        self.idle: list[_Conn | None] = []  # free slots, LIFO so that hot connections are reused; None = no conn
+        # Free slots (None = no connection yet), used oldest first: each request goes out on the connection idle the
+        # longest, as if from one of many independent users. A LIFO pool would put a light load on a few hot
+        # connections, and a server whose workers or replicas share a port (the kernel spreads connections, not
+        # requests) would then see it on one worker only.
+        self.idle: deque[_Conn | None] = deque()
         self.queue: deque[tuple[int, Request, bytes]] = deque()
         self.inflight: dict[int, _InFlight] = {}  # insertion order = index order (sends happen in order)
         self.connections: set[_Conn] = set()
@@ -500,7 +504,7 @@ class _Run:
     async def open_pool(self, size: int) -> None:
         """Open ``size`` connections before the clock starts; a slot that fails to connect is kept empty."""
         results = await asyncio.gather(*(self._connect() for _ in range(size)), return_exceptions=True)
-        self.idle = [conn if isinstance(conn, _Conn) else None for conn in results]
+        self.idle = deque(conn if isinstance(conn, _Conn) else None for conn in results)
 
     async def _open_for(self, index: int, request: Request, payload: bytes) -> None:
         try:
@@ -590,7 +594,7 @@ class _Run:
         self.ops[index] = self._op_code(request.op)
         payload = self._encode(request)
         if self.idle:  # an idle slot implies an empty queue: release() drains the queue first
-            self._send(index, request, payload, self.idle.pop())
+            self._send(index, request, payload, self.idle.popleft())
         else:
             self.queue.append((index, request, payload))
         return True

@@ -1,0 +1,275 @@
+"""The independent-deployment experiment: what a restart of one part costs users, under the same steady load.
+
+Four scenarios, each on a fresh deployment pinned to the same CPUs, each under the same open-loop load:
+
+* ``rolling``: microservices, one service (inventory by default) with two replicas, restarted one replica at a time:
+  graceful stop (the replica stops accepting, finishes its requests in progress, closes idle keep-alive connections;
+  its callers' balancer sets it aside on the first refused connect), start, ready, readmitted, then the next;
+* ``single``: microservices, the same service with one replica, restarted;
+* ``monolith-1``: the monolith with one worker, restarted (the whole system);
+* ``monolith-n``: the monolith with N workers sharing the port, restarted one worker at a time (graceful).
+
+Each scenario records every request (errors and latency from the intended send time, so a stall shows), the times of
+the stop/start/ready events on the same clock, and derives: errors during the disruption, p99 before and during, the
+restart time, and the time to steady state (until the end of the last disturbed 0.5 s bin: one with a failed request,
+or with p99 above max(2 x p99 before, p99 before + 5 ms)).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench import stats
+from bench.deploy import Deployment, deploy
+from bench.loadgen import LoadResult, LoadSpec, run_load_sync
+from bench.workload import ShopWorkload, StartsOnFirstRequest
+from plumbing.topology import replica_names
+from shop.seed import SeedSpec
+
+SCENARIOS = ("rolling", "single", "monolith-1", "monolith-n")
+#: Error classes that a user sees as a failure (a 4xx is the shop answering, e.g. out of stock).
+FAILURES = ("refused", "reset", "timeout", "5xx")
+
+
+@dataclass(frozen=True)
+class DeploymentParams:
+    """Rates in requests per second, times in seconds from the start of the load."""
+
+    rate: float = 200.0
+    duration: float = 20.0
+    warmup: float = 1.0
+    restart_at: float = 6.0
+    service: str = "inventory"
+    workers: int = 2  # of the monolith in the "monolith-n" scenario
+    readmit: float = 1.0  # pause after a replica is ready before the next one stops (its callers readmit it)
+    bin: float = 0.5
+    mix: str = "default"
+    arrival: str = "poisson"
+    seed: int = 1
+    products: int = 1000
+    users: int = 200
+
+    def planned_seconds(self) -> float:
+        return len(SCENARIOS) * (self.warmup + self.duration + 3.0)
+
+
+QUICK_DEPLOYMENT = DeploymentParams(rate=100.0, duration=8.0, warmup=0.5, restart_at=2.5)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    topology: str
+    component: str
+    replicas: int
+    description: str
+
+    def restarted(self) -> list[str]:
+        """The processes restarted, in order."""
+        layout_name = "monolith" if self.topology == "monolith" else self.component
+        return replica_names(layout_name, self.replicas)
+
+
+def scenarios(params: DeploymentParams, topologies: Sequence[str]) -> list[Scenario]:
+    service, workers = params.service, params.workers
+    every = [
+        Scenario(
+            "rolling",
+            "microservices",
+            service,
+            2,
+            f"{service} runs as 2 replicas, restarted one at a time (graceful stop, start, ready, readmitted)",
+        ),
+        Scenario("single", "microservices", service, 1, f"{service} runs as 1 replica, restarted (graceful stop)"),
+        Scenario("monolith-1", "monolith", "monolith", 1, "the monolith with 1 worker, restarted (graceful stop)"),
+        Scenario(
+            "monolith-n",
+            "monolith",
+            "monolith",
+            workers,
+            f"the monolith with {workers} workers sharing the port, restarted one worker at a time (graceful)",
+        ),
+    ]
+    return [s for s in every if s.topology in topologies]
+
+
+class Restarter:
+    """Restarts the scenario's processes one after the other from ``at`` seconds on the load's clock, on a thread."""
+
+    def __init__(self, deployment: Deployment, processes: Sequence[str], at: float, readmit: float) -> None:
+        self.deployment, self.processes, self.at, self.readmit = deployment, list(processes), at, readmit
+        self.events: list[tuple[float, str]] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="archbench-restart", daemon=True)
+        self._t0 = math.nan
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._thread.start()
+
+    def _event(self, what: str) -> None:
+        self.events.append((time.monotonic() - self._t0, what))
+
+    def _run(self) -> None:
+        supervisor = self.deployment.supervisor
+        try:
+            time.sleep(max(0.0, self.at - (time.monotonic() - self._t0)))
+            for index, name in enumerate(self.processes):
+                if index:
+                    time.sleep(self.readmit)
+                self._event(f"stop {name}")
+                supervisor.stop(name)  # SIGTERM: uvicorn drains; SIGKILL only after 5 s
+                self._event(f"{name} stopped")
+                supervisor.restart(name)  # not running any more: starts it and waits until /readyz says ready
+                self._event(f"{name} ready")
+        except BaseException as exc:  # surfaced by finish() in the main thread
+            self.error = exc
+
+    def finish(self) -> list[tuple[float, str]]:
+        if self._thread.ident is not None:  # it was started
+            self._thread.join()
+        if self.error is not None:
+            raise RuntimeError(f"the restart failed: {self.error}") from self.error
+        return self.events
+
+
+Progress = Callable[[str, float], None]
+
+
+def run_scenario(
+    scenario: Scenario,
+    params: DeploymentParams,
+    run_dir: Path,
+    sut_cpus: frozenset[int] | None,
+    stack: str,
+) -> tuple[LoadResult, list[tuple[float, str]]]:
+    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+    layout_name = "monolith" if scenario.topology == "monolith" else scenario.component
+    with deploy(
+        scenario.topology,
+        run_dir,
+        seed=seed,
+        cpus=sut_cpus,
+        stack=stack,
+        replicas={layout_name: scenario.replicas},
+    ) as deployment:
+        workload = ShopWorkload(
+            params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=deployment.auth_headers
+        )
+        restarter = Restarter(deployment, scenario.restarted(), params.restart_at, params.readmit)
+        spec = LoadSpec(
+            rate=params.rate,
+            duration=params.duration,
+            warmup=params.warmup,
+            arrival=params.arrival,
+            seed=params.seed,
+        )
+        try:
+            result = run_load_sync(deployment.public_url, StartsOnFirstRequest(workload, restarter.start), spec)
+        finally:
+            events = restarter.finish()
+    return result, events
+
+
+def timeline(frame: pd.DataFrame, width: float) -> pd.DataFrame:
+    """Requests, failures (see :data:`FAILURES`), p50 and p99 per ``width`` seconds of intended send time."""
+    frame = frame.assign(
+        bin_index=np.floor(frame["intended"] / width).astype(int),
+        failed=frame["error"].astype(str).isin(FAILURES),
+        latency=frame["done"] - frame["intended"],
+    )
+    rows = []
+    for index, group in frame.groupby("bin_index", sort=True):
+        latency = group["latency"].to_numpy()
+        rows.append(
+            {
+                "t": int(str(index)) * width,
+                "bin": width,
+                "requests": len(group),
+                "errors": int(group["failed"].sum()),
+                "p50": stats.percentile(latency, 50.0),
+                "p99": stats.percentile(latency, 99.0),
+            }
+        )
+    return pd.DataFrame(rows, columns=["t", "bin", "requests", "errors", "p50", "p99"])
+
+
+def disruption(
+    frame: pd.DataFrame, bins: pd.DataFrame, events: Sequence[tuple[float, str]], warmup: float
+) -> dict[str, Any]:
+    """The figures of one scenario (see the module docstring) from its requests, bins and events."""
+    begin = events[0][0] if events else math.nan
+    ready = events[-1][0] if events else math.nan
+    latency = frame["done"] - frame["intended"]
+    before = frame[(frame["intended"] >= warmup) & (frame["intended"] < begin)]
+    p50_before = stats.percentile(latency[before.index], 50.0)
+    p99_before = stats.percentile(latency[before.index], 99.0)
+    limit = max(2.0 * p99_before, p99_before + 0.005)
+    after_start = bins[bins["t"] + bins["bin"] > begin]
+    disturbed = after_start[(after_start["errors"] > 0) | (after_start["p99"] > limit)]
+    steady_at = float((disturbed["t"] + disturbed["bin"]).max()) if len(disturbed) else begin
+    steady_at = max(steady_at, ready)
+    during = frame[(frame["intended"] >= begin) & (frame["intended"] < steady_at)]
+    failed = int(during["error"].astype(str).isin(FAILURES).sum())
+    return {
+        "requests": int((frame["intended"] >= warmup).sum()),
+        "errors_during": failed,
+        "error_rate_during": failed / len(during) if len(during) else 0.0,
+        "p50_before": p50_before,
+        "p99_before": p99_before,
+        "p99_during": stats.percentile(latency[during.index], 99.0),
+        "max_during": stats.percentile(latency[during.index], 100.0),
+        "restart_seconds": ready - begin,
+        "time_to_steady_s": steady_at - begin,
+    }
+
+
+def run_experiment(
+    topologies: Sequence[str],
+    params: DeploymentParams,
+    out_dir: Path,
+    sut_cpus: frozenset[int] | None,
+    stack: str,
+    progress: Progress,
+) -> dict[str, pd.DataFrame]:
+    """Run every scenario whose topology is among ``topologies``; returns the three tables."""
+    summary: list[dict[str, Any]] = []
+    bins: list[pd.DataFrame] = []
+    marks: list[dict[str, Any]] = []
+    for scenario in scenarios(params, topologies):
+        progress(f"deployment: {scenario.name} ({scenario.topology})", params.warmup + params.duration + 3.0)
+        result, events = run_scenario(scenario, params, out_dir / f"deployment-{scenario.name}", sut_cpus, stack)
+        frame = result.to_frame()
+        scenario_bins = timeline(frame, params.bin)
+        figures = disruption(frame, scenario_bins, events, params.warmup)
+        summary.append(
+            {
+                "scenario": scenario.name,
+                "topology": scenario.topology,
+                "component": scenario.component,
+                "replicas": scenario.replicas,
+                "description": scenario.description,
+                "rate": params.rate,
+                **figures,
+                "valid": result.valid,
+                "invalid_reasons": "; ".join(result.invalid_reasons),
+            }
+        )
+        bins.append(scenario_bins.assign(scenario=scenario.name, topology=scenario.topology))
+        marks.extend({"scenario": scenario.name, "topology": scenario.topology, "t": t, "event": e} for t, e in events)
+    if not summary:
+        return {}
+    return {
+        "deployment": pd.DataFrame(summary),
+        "deployment_timeline": pd.concat(bins, ignore_index=True),
+        "deployment_events": pd.DataFrame(marks, columns=["scenario", "topology", "t", "event"]),
+    }
