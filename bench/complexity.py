@@ -10,14 +10,19 @@ Static: nothing is built or started. For each topology (``monolith``, ``microser
 - ``config_entries``: what an operator writes in Kubernetes: ConfigMap and Secret keys plus each container's ``env``;
   ``env_vars``: environment variables the processes receive, summed over compose services (after YAML merges);
 - ``compose_lines``, ``k8s_lines``: non-blank, non-comment lines; ``k8s_objects``: Kubernetes objects.
+
+:func:`live_counts` counts the same kind of figures from a running deployment instead (processes, listening ports,
+open databases, connections between the processes), for the report to set beside the files' figures.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 import yaml
 
 from bench.codebase import count_lines
@@ -138,3 +143,39 @@ def complexity_table(repo_root: Path) -> pd.DataFrame:
         k8s = k8s_counts(k8s_files(repo_root, topology))
         rows.append({"topology": topology, **compose, **k8s})
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+LIVE_COLUMNS = ("topology", "live_processes", "live_listening_ports", "live_databases", "live_connections")
+
+
+def live_counts(topology: str, pids: Mapping[str, int]) -> dict[str, Any]:
+    """What a running deployment of ``topology`` holds, counted by the kernel from its processes' ``pids``.
+
+    ``live_listening_ports``: TCP ports the processes listen on; ``live_databases``: distinct SQLite files they hold
+    open; ``live_connections``: TCP connections established between two of them (the call graph's open edges).
+    """
+    listening: set[int] = set()
+    databases: set[str] = set()
+    local_ends: set[tuple[str, int]] = set()
+    remote_ends: list[tuple[str, int]] = []
+    for pid in pids.values():
+        try:
+            process = psutil.Process(pid)
+            connections = process.net_connections(kind="tcp")
+            files = process.open_files()
+        except psutil.Error:  # gone meanwhile: counted as nothing
+            continue
+        for conn in connections:
+            if conn.status == psutil.CONN_LISTEN:
+                listening.add(conn.laddr.port)
+            elif conn.status == psutil.CONN_ESTABLISHED and conn.raddr:
+                local_ends.add((conn.laddr.ip, conn.laddr.port))
+                remote_ends.append((conn.raddr.ip, conn.raddr.port))
+        databases.update(f.path for f in files if f.path.endswith(".db"))
+    return {
+        "topology": topology,
+        "live_processes": len(pids),
+        "live_listening_ports": len(listening),
+        "live_databases": len(databases),
+        "live_connections": sum(end in local_ends for end in remote_ends),
+    }
