@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 
-from bench import charts
+from bench import charts, usl
 from bench.results import Results, load_results
 from bench.stats import percentile
 
@@ -63,7 +64,7 @@ class Context:
         listed = results.meta.get("parameters", {}).get("topologies") or []
         seen = [
             str(t)
-            for name in ("steps", "failure_impact", "consistency")
+            for name in ("steps", "failure_impact", "consistency", "scaling", "deployment")
             for t in results.table(name).get("topology", pd.Series(dtype=str)).unique()
         ]
         topologies = list(dict.fromkeys([*listed, *seen]))
@@ -238,6 +239,16 @@ def audit_anchor(topology: str, fault: str) -> str:
     return "audit-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{topology}-{fault}")
 
 
+def scaling_anchor(topology: str, mix: str, replicas: int) -> str:
+    """The id of a scaling step's row in the table of steps."""
+    return "scale-" + re.sub(r"[^A-Za-z0-9_-]", "_", f"{topology}-{mix}-{replicas}")
+
+
+def deployment_anchor(scenario: str) -> str:
+    """The id of a restart scenario's row in the deployment table."""
+    return "deploy-" + re.sub(r"[^A-Za-z0-9_-]", "_", scenario)
+
+
 # -- formatting ------------------------------------------------------------------------------------------------------
 
 
@@ -396,6 +407,8 @@ ASPECTS: Final[dict[str, str]] = {
 
 NETWORK: Final = "archbench run --experiments network"
 FAILURE: Final = "archbench run --experiments failure"
+SCALING: Final = "archbench run --experiments scaling"
+DEPLOYMENT: Final = "archbench run --experiments deployment"
 
 
 def low_op_latency(op: str, column: str) -> Fill:
@@ -671,8 +684,8 @@ def complexity_fill(ctx: Context) -> dict[str, Cell]:
     table = ctx.table("complexity")
     out: dict[str, Cell] = {}
     for topology in ctx.topologies:
-        rows = table[table["topology"] == topology]
-        if rows.empty:
+        rows = table[(table["topology"] == topology) & table["compose_lines"].notna()]
+        if rows.empty:  # no deployment files (colocated), only the counts of its running processes
             continue
         row = rows.iloc[0]
         lines = int(row["compose_lines"]) + int(row["k8s_lines"])
@@ -720,6 +733,158 @@ def soak_fill(ctx: Context) -> dict[str, Cell]:
     return out
 
 
+# Scaling and deployment (issue 6): the rows of the verdict, and the lookups their sections share.
+
+#: The mixes of the scaling experiment in the report's order (any other follows).
+MIXES: Final = ("browse-heavy", "checkout-heavy")
+#: The restart scenarios in the report's order: each topology with one replica, then with several.
+RESTARTS: Final = ("monolith-1", "monolith-n", "single", "rolling")
+
+
+def scaling_model(ctx: Context) -> pd.DataFrame:
+    """The ``scaling_model`` table as the run wrote it, else fitted here from ``scaling`` by the same function."""
+    model = ctx.table("scaling_model")
+    return model if not model.empty else usl.model_frame(ctx.table("scaling"))
+
+
+def scaling_mixes(ctx: Context) -> list[str]:
+    seen = [str(m) for m in ctx.table("scaling").get("mix", pd.Series(dtype=str)).unique()]
+    return [m for m in MIXES if m in seen] + [m for m in seen if m not in MIXES]
+
+
+def scaling_topologies(ctx: Context) -> list[str]:
+    seen = {str(t) for t in ctx.table("scaling").get("topology", pd.Series(dtype=str)).unique()}
+    return [t for t in ctx.topologies if t in seen]
+
+
+def scaling_rows(ctx: Context, topology: str, mix: str) -> pd.DataFrame:
+    """One topology's steps of one mix, by replicas."""
+    scaling = ctx.table("scaling")
+    if scaling.empty:
+        return scaling
+    return scaling[(scaling["topology"] == topology) & (scaling["mix"] == mix)].sort_values("replicas")
+
+
+def model_row(models: pd.DataFrame, topology: str, mix: str) -> pd.Series | None:
+    if models.empty:
+        return None
+    rows = models[(models["topology"] == topology) & (models["mix"] == mix)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def replica_noun(scaled: str) -> str:
+    """A monolith scales by workers (processes of the one app), a service by replicas."""
+    return "worker" if scaled == "monolith" else "replica"
+
+
+def replicas_text(count: int, scaled: str) -> str:
+    """``2 workers`` (the monolith), ``2 replicas of inventory`` (a service)."""
+    text = plural(count, replica_noun(scaled))
+    return text if scaled == "monolith" else f"{text} of {scaled}"
+
+
+def scaling_invalid(rows: pd.DataFrame) -> tuple[str, ...]:
+    """The anchors of the invalid steps among ``rows`` (of ``scaling``)."""
+    bad = rows[~rows["valid"].astype(bool)]
+    return tuple(scaling_anchor(str(r["topology"]), str(r["mix"]), int(r["replicas"])) for _, r in bad.iterrows())
+
+
+def peak_text(model: pd.Series | None, noun: str) -> str:
+    """Where the fitted model peaks, said as a model's figure."""
+    if model is None or str(model["kind"]) == "none":
+        return "too few points for a model"
+    peak = float(model["peak_n"])
+    if math.isinf(peak):
+        return "the model does not peak (κ = 0)"
+    rate = usl.model_of(model).predict(peak)
+    return f"the model peaks at {num(peak)} {noun}s ({num(rate)} req/s)"
+
+
+def scaling_fill(mix: str) -> Fill:
+    """Per topology, in ``mix``: throughput from the fewest to the most replicas measured, per added replica, and
+    where the fitted model peaks."""
+
+    def fill(ctx: Context) -> dict[str, Cell]:
+        models = scaling_model(ctx)
+        out = {}
+        for topology in ctx.topologies:
+            rows = scaling_rows(ctx, topology, mix)
+            if len(rows):
+                out[topology] = scaling_cell(rows, model_row(models, topology, mix))
+        return out
+
+    return fill
+
+
+def scaling_cell(rows: pd.DataFrame, model: pd.Series | None) -> Cell:
+    measured = rows[rows["sustainable_rps"].notna()]
+    if measured.empty:
+        return Cell(None, "no rate met the SLO at any replica count", scaling_invalid(rows))
+    first, last = measured.iloc[0], measured.iloc[-1]
+    ends = measured.iloc[[0, -1]]
+    low, high = float(first["sustainable_rps"]), float(last["sustainable_rps"])
+    n_low, n_high = int(first["replicas"]), int(last["replicas"])
+    scaled = str(last["scaled"])
+    at = replicas_text(n_high, scaled)
+    shared = "; the load generator shared the SUT's CPUs" if ends["generator_shares_cpu"].astype(bool).any() else ""
+    if n_high == n_low:
+        return Cell(None, f"{low:,.0f} req/s at {at} (one step){shared}", scaling_invalid(ends))
+    per = (high - low) / (n_high - n_low)
+    start = f"{low:,.0f}" if n_low == 1 else f"{low:,.0f} req/s at {n_low}"
+    text = (
+        f"{charts.signed(per)} req/s per added {replica_noun(scaled)}: {start} → {high:,.0f} req/s at {at} "
+        f"({ratio_text(high / low)}); {peak_text(model, replica_noun(scaled))}{shared}"
+    )
+    return Cell(per, text, scaling_invalid(ends))
+
+
+def restart_order(ctx: Context) -> list[pd.Series]:
+    """The rows of ``deployment`` in the order of :data:`RESTARTS` (then any other scenario)."""
+    table = ctx.table("deployment")
+    rank = {s: i for i, s in enumerate(RESTARTS)}
+    return sorted((r for _, r in table.iterrows()), key=lambda r: (rank.get(str(r["scenario"]), len(rank)), r.name))
+
+
+def restarted_text(row: pd.Series) -> str:
+    """What a scenario restarted: ``the whole app (1 worker)``, ``inventory, 2 replicas one at a time``."""
+    component, count = str(row["component"]), int(row["replicas"])
+    what = "the whole app" if component == "monolith" else component
+    if count <= 1:
+        return f"{what} (1 {replica_noun(component)})"
+    return f"{what}, {count} {replica_noun(component)}s one at a time"
+
+
+def steady_text(seconds: float) -> str:
+    """The time to steady state, as the experiment records it (no disturbed bin: nothing to wait for)."""
+    if not math.isfinite(seconds):
+        return "time to steady state unknown"
+    if seconds <= 0:
+        return "no disturbed bin"
+    return f"steady after {duration_text(seconds)}"
+
+
+def restart_fill(*scenarios: str) -> Fill:
+    """Per topology, its scenario among ``scenarios``: the failed requests during the restart and the time until
+    latency was steady again."""
+
+    def fill(ctx: Context) -> dict[str, Cell]:
+        out = {}
+        for row in restart_order(ctx):
+            if str(row["scenario"]) in scenarios:
+                out[str(row["topology"])] = restart_cell(row)
+        return out
+
+    return fill
+
+
+def restart_cell(row: pd.Series) -> Cell:
+    errors = int(row["errors_during"])
+    rate = f" ({float(row['error_rate_during']):.2%})" if errors else ""
+    text = f"{errors:,} errors{rate} restarting {restarted_text(row)}; {steady_text(float(row['time_to_steady_s']))}"
+    invalid = () if bool(row["valid"]) else (deployment_anchor(str(row["scenario"])),)
+    return Cell(float(errors), text, invalid)
+
+
 def _not_yet(experiment: str) -> str:
     return f"archbench run --experiments {experiment}"
 
@@ -736,9 +901,17 @@ VERDICT: Final[list[Metric]] = [
     ),
     Metric(
         "Deployment",
-        "errors and time to steady state when one part is redeployed",
+        "restart with one replica / worker: failed requests, and time until latency is steady again",
         ("deployment",),
-        _not_yet("deployment"),
+        DEPLOYMENT,
+        restart_fill("monolith-1", "single"),
+    ),
+    Metric(
+        "Deployment",
+        "restart with several, one at a time (rolling): failed requests, and time until steady",
+        ("deployment",),
+        DEPLOYMENT,
+        restart_fill("monolith-n", "rolling"),
     ),
     Metric(
         "Scaling",
@@ -748,11 +921,15 @@ VERDICT: Final[list[Metric]] = [
         sustainable,
         headline=True,
     ),
-    Metric(
-        "Scaling",
-        "throughput per added replica / worker, scaling only what saturates",
-        ("scaling",),
-        _not_yet("scaling"),
+    *(
+        Metric(
+            "Scaling",
+            f"throughput per added replica / worker, scaling only what saturates ({mix} mix)",
+            ("scaling",),
+            SCALING,
+            scaling_fill(mix),
+        )
+        for mix in MIXES
     ),
     Metric(
         "Failure impact",
@@ -1321,6 +1498,230 @@ def section_decomposition(ctx: Context) -> str:
     return chart + html_table(header, rows, left=1, row_attrs=attrs)
 
 
+# -- scaling ---------------------------------------------------------------------------------------------------------
+
+#: The model is drawn out to this many times the most replicas measured, and at least to MODEL_MIN_REPLICAS.
+MODEL_REACH: Final = 4.0
+MODEL_MIN_REPLICAS: Final = 8.0
+
+
+def model_curve(model: pd.Series | None, reach: float) -> list[tuple[float, float]]:
+    """The fitted model from 1 replica to ``reach`` (nothing without a model)."""
+    if model is None or str(model["kind"]) == "none":
+        return []
+    grid = np.linspace(1.0, reach, 64)
+    return list(zip(grid.tolist(), usl.model_of(model).predict(grid).tolist(), strict=True))
+
+
+def scaling_points(rows: pd.DataFrame, column: str, scale: float = 1.0) -> list[charts.ReplicaPoint]:
+    return [
+        charts.ReplicaPoint(float(r["replicas"]), float(r[column]) / scale, bool(r["valid"]))
+        for _, r in rows.iterrows()
+    ]
+
+
+def throughput_panels(ctx: Context, models: pd.DataFrame) -> list[tuple[str, list[charts.ReplicaLine]]]:
+    scaling = ctx.table("scaling")
+    reach = max(MODEL_MIN_REPLICAS, MODEL_REACH * float(scaling["replicas"].max()))
+    panels = []
+    for mix in scaling_mixes(ctx):
+        lines = [
+            charts.ReplicaLine(
+                topology,
+                scaling_points(scaling_rows(ctx, topology, mix), "sustainable_rps"),
+                model_curve(model_row(models, topology, mix), reach),
+            )
+            for topology in scaling_topologies(ctx)
+            if len(scaling_rows(ctx, topology, mix))
+        ]
+        panels.append((f"{mix} mix", lines))
+    return panels
+
+
+def memory_lines(ctx: Context, column: str) -> list[charts.ReplicaLine]:
+    """Per topology, ``column`` (bytes) against replicas, the higher of the mixes at each replica count."""
+    scaling, lines = ctx.table("scaling"), []
+    for topology in scaling_topologies(ctx):
+        mine = scaling[scaling["topology"] == topology]
+        per = mine.groupby("replicas").agg(value=(column, "max"), valid=("valid", "all")).reset_index()
+        lines.append(charts.ReplicaLine(topology, scaling_points(per, "value", MIB)))
+    return lines
+
+
+def section_scaling(ctx: Context) -> str:
+    models = scaling_model(ctx)
+    svg = charts.svg_of(
+        charts.replicas_chart(throughput_panels(ctx, models), "sustainable throughput (req/s)", "replicas / workers"),
+        "scaling",
+        "sustainable throughput against replicas, measured and modelled",
+    )
+    caption = (
+        "Each marker is a measured step: the highest offered rate whose p99 met the SLO with errors under budget, "
+        "with k workers of the monolith, or k replicas of the microservice that saturated first (the other services "
+        "once), on k CPU cores. The dashed lines are the Universal Scalability Law fitted to those steps and drawn "
+        f"beyond them (shaded): <b>{esc(charts.MODEL_LABEL)}</b>; its coefficients are in the table below. Hollow "
+        "markers are steps whose deciding runs were invalid."
+    )
+    memory = charts.svg_of(
+        charts.replicas_chart(
+            [
+                ("all processes of the system under test (peak RSS)", memory_lines(ctx, "rss_total_bytes")),
+                ("per replica of the scaled component (mean peak RSS)", memory_lines(ctx, "rss_per_replica_bytes")),
+            ],
+            "MiB",
+            "replicas / workers",
+        ),
+        "scaling-memory",
+        "memory against replicas",
+    )
+    return (
+        generator_note(ctx)
+        + figure(svg, caption)
+        + "<h3>The model, fitted to the measured steps</h3>"
+        + model_table(ctx, models)
+        + '<h3 id="scaling-steps">CPU and memory at each step</h3>'
+        + figure(memory, "Peak resident memory against replicas: the higher of the two mixes at each step.")
+        + scaling_table(ctx)
+        + "<h3>Which process saturates</h3>"
+        + saturation_table(ctx)
+    )
+
+
+def generator_note(ctx: Context) -> str:
+    shared = ctx.table("scaling")["generator_shares_cpu"].astype(bool)
+    if not shared.any():
+        return ""
+    return (
+        f'<p class="banner">In {shared.sum()} of {len(shared)} steps the load generator ran on one of the cores '
+        "given to the system under test (a small machine has no spare core): those steps measured the system and "
+        "the generator competing for the same CPU, so their throughput is a lower bound.</p>"
+    )
+
+
+def coefficient(value: float) -> str:
+    """A model coefficient: three significant digits, however small (κ is often under 0.001)."""
+    if not math.isfinite(value):
+        return "—"
+    return "0" if value == 0 else f"{value:.3g}"
+
+
+def rounded(value: float) -> str:
+    """A figure in whole units (an RMSE of 2e-12 req/s is 0 req/s)."""
+    return f"{value:,.0f}" if math.isfinite(value) else "—"
+
+
+def model_table(ctx: Context, models: pd.DataFrame) -> str:
+    header = ["topology", "mix", "model", "λ req/s", "σ", "κ", "points", "peak", "RMSE req/s", "note"]
+    rows = []
+    for topology in scaling_topologies(ctx):
+        for mix in scaling_mixes(ctx):
+            model, steps = model_row(models, topology, mix), scaling_rows(ctx, topology, mix)
+            if model is None or steps.empty:
+                continue
+            noun = replica_noun(str(steps["scaled"].iloc[-1]))
+            rows.append(
+                [
+                    topo_head(topology),
+                    esc(mix),
+                    esc(model["kind"]),
+                    num(float(model["lambda_rps"])),
+                    coefficient(float(model["sigma"])),
+                    coefficient(float(model["kappa"])),
+                    str(int(model["points"])),
+                    esc(peak_text(model, noun).removeprefix("the model ")),
+                    rounded(float(model["rmse_rps"])),
+                    esc(model["note"]),
+                ]
+            )
+    note = (
+        "<p class=note>X(N) = λN / (1 + σ(N − 1) + κN(N − 1)): λ is the throughput of one replica, σ the share of "
+        "the work that does not parallelise (contention), κ the cost of keeping replicas coherent (crosstalk), which "
+        "makes throughput peak at √((1 − σ)/κ) replicas and then fall. <i>usl</i>: σ and κ fitted (3 points or "
+        "more); <i>amdahl</i>: two points, κ fixed at 0; <i>none</i>: fewer. Fitted by least squares with σ, κ ≥ 0; "
+        "with as many points as coefficients the fit is exact and says nothing about its own error.</p>"
+    )
+    return html_table(header, rows, left=2, text=(2, 7, 9)) + note
+
+
+def scaling_table(ctx: Context) -> str:
+    header = [
+        "topology",
+        "mix",
+        "replicas",
+        "CPUs",
+        "scaled",
+        "sustainable req/s",
+        "CPU µs/request",
+        "processes",
+        "RSS, all MiB",
+        "RSS per replica MiB",
+        "generator on SUT CPUs",
+        "valid",
+        "note",
+    ]
+    rows, attrs = [], []
+    for topology in scaling_topologies(ctx):
+        for mix in scaling_mixes(ctx):
+            for _, r in scaling_rows(ctx, topology, mix).iterrows():
+                valid, rate = bool(r["valid"]), float(r["sustainable_rps"])
+                rows.append(
+                    [
+                        topo_head(topology),
+                        esc(mix),
+                        str(int(r["replicas"])),
+                        str(int(r["cpus"])),
+                        esc(r["scaled"]),
+                        num(rate) if math.isfinite(rate) else '<span class="nm">no rate met the SLO</span>',
+                        num(float(r["cpu_per_request_us"])),
+                        str(int(r["processes"])),
+                        num(float(r["rss_total_bytes"]) / MIB),
+                        num(float(r["rss_per_replica_bytes"]) / MIB),
+                        "yes" if bool(r["generator_shares_cpu"]) else "no",
+                        "yes" if valid else '<span class="flag">INVALID</span>',
+                        f'<div class="desc">{esc(r.get("note", "") or "")}</div>',
+                    ]
+                )
+                anchor = scaling_anchor(topology, mix, int(r["replicas"]))
+                attrs.append(f' id="{anchor}"' + ("" if valid else ' class="invalid"'))
+    note = (
+        "<p class=note>CPU per request: CPU seconds of every process of the system under test at the highest rate "
+        "that met the SLO, over its successful requests. RSS: peak resident memory at that rate, of every process "
+        "and, per replica, the mean of the scaled component's processes.</p>"
+    )
+    return html_table(header, rows, left=2, text=(4, len(header) - 1), row_attrs=attrs, css="wide") + note
+
+
+def saturation_table(ctx: Context) -> str:
+    processes = ctx.table("scaling_processes")
+    if processes.empty:
+        return f'<p class="nm">Per-process CPU not in this run: <code>{esc(SCALING)}</code></p>'
+    found = [str(c) for c in processes["component"].unique()]
+    components = [c for c in COMPONENT_ORDER if c in found] + sorted(set(found) - set(COMPONENT_ORDER))
+    header = ["topology", "mix", "replicas", "busiest process", *map(esc, components)]
+    rows = []
+    for topology in scaling_topologies(ctx):
+        for mix in scaling_mixes(ctx):
+            mine = processes[(processes["topology"] == topology) & (processes["mix"] == mix)]
+            for replicas, step in mine.groupby("replicas", sort=True):
+                rows.append([topo_head(topology), esc(mix), str(replicas), *saturation_cells(step, components)])
+    note = (
+        "<p class=note>Share of the system's CPU seconds at the highest rate that met the SLO, per component (the "
+        "number of its processes in brackets when more than one). The busiest process is the one that saturates "
+        "first: the one worth scaling.</p>"
+    )
+    return html_table(header, rows, left=2, text=(3,)) + note
+
+
+def saturation_cells(step: pd.DataFrame, components: Sequence[str]) -> list[str]:
+    busiest = step.sort_values("cpu_share", kind="stable").iloc[-1]
+    cells = [f"<b>{esc(busiest['process'])}</b> {float(busiest['cpu_share']):.0%}"]
+    for component in components:
+        mine = step[step["component"] == component]
+        count = f" ({len(mine)})" if len(mine) > 1 else ""
+        cells.append(f"{float(mine['cpu_share'].sum()):.0%}{count}" if len(mine) else "—")
+    return cells
+
+
 # -- failure impact --------------------------------------------------------------------------------------------------
 
 #: As ``bench.failure.HEALTHY_SUCCESS`` (not imported: the report never imports the harness): an operation under this
@@ -1580,6 +1981,138 @@ def invariant_table(ctx: Context, columns: list[str]) -> str:
     return "<h3>Anomalies per invariant, over every audit</h3>" + html_table(header, rows, left=2, row_attrs=attrs)
 
 
+# -- deployment ------------------------------------------------------------------------------------------------------
+
+
+def restart_timeline(ctx: Context, row: pd.Series) -> charts.RestartTimeline:
+    """One scenario's bins and events, from ``deployment_timeline`` and ``deployment_events``."""
+    scenario = str(row["scenario"])
+    bins, events = ctx.table("deployment_timeline"), ctx.table("deployment_events")
+    bins = bins[bins["scenario"] == scenario].sort_values("t") if not bins.empty else bins
+    events = events[events["scenario"] == scenario].sort_values("t") if not events.empty else events
+    marks = [(float(t), str(e)) for t, e in zip(events.get("t", []), events.get("event", []), strict=True)]
+    before = float(row["p99_before"])
+    steady = float(row["time_to_steady_s"])
+    disturbed = None
+    if marks and math.isfinite(steady) and steady > 0:
+        disturbed = (marks[0][0], marks[0][0] + steady)
+    return charts.RestartTimeline(
+        f"{scenario}: {row['description']}",
+        str(row["topology"]),
+        [float(t) for t in bins.get("t", [])],
+        float(bins["bin"].iloc[0]) if len(bins) else 0.5,
+        [float(v) for v in bins.get("p99", [])],
+        [int(v) for v in bins.get("errors", [])],
+        marks,
+        disturbed,
+        max(2 * before, before + 0.005) if math.isfinite(before) else None,
+        bool(row["valid"]),
+    )
+
+
+def section_deployment(ctx: Context) -> str:
+    rows = restart_order(ctx)
+    chart = f'<p class="nm">No bin-by-bin timeline in this run: <code>{esc(DEPLOYMENT)}</code></p>'
+    if ctx.has("deployment_timeline"):
+        timelines = [restart_timeline(ctx, row) for row in rows]
+        svg = charts.svg_of(charts.restart_chart(timelines), "restart", "latency and errors during each restart")
+        caption = (
+            "Each scenario restarts one part under a steady open-loop load; each bin is 0.5 s of requests, counted by "
+            "their intended send time. Vertical lines: the harness's events (a stop signal, a replica ready again). "
+            "Shaded: from the restart's start to steady state, the end of the last disturbed bin (a bin with a "
+            "failed request, or with its p99 above the dotted line: twice the p99 before the restart, or 5 ms more "
+            "if that is higher). A restart is graceful: uvicorn stops accepting, finishes the requests in flight and "
+            "closes idle keep-alive connections before it exits."
+        )
+        chart = figure(svg, caption)
+    return chart + '<h3 id="deployment-runs">Each restart</h3>' + deployment_table(rows)
+
+
+def deployment_table(rows: Sequence[pd.Series]) -> str:
+    header = [
+        "scenario",
+        "topology",
+        "rate /s",
+        "requests",
+        "errors during",
+        "p99 before ms",
+        "p99 during ms",
+        "max during ms",
+        "restart",
+        "to steady state",
+        "valid",
+        "reasons",
+    ]
+    body, attrs = [], []
+    for row in rows:
+        valid = bool(row["valid"])
+        body.append(
+            [
+                f'<b>{esc(row["scenario"])}</b><div class="desc">{esc(row["description"])}</div>',
+                topo_head(str(row["topology"])),
+                num(float(row["rate"])),
+                f"{int(row['requests']):,}",
+                f"{int(row['errors_during']):,} ({float(row['error_rate_during']):.2%})",
+                ms(float(row["p99_before"])),
+                ms(float(row["p99_during"])),
+                ms(float(row["max_during"])),
+                nowrap(duration_text(float(row["restart_seconds"]))),
+                nowrap(steady_text(float(row["time_to_steady_s"])).removeprefix("steady after ")),
+                "yes" if valid else '<span class="flag">INVALID</span>',
+                f'<div class="desc">{esc(row.get("invalid_reasons", "") or "")}</div>',
+            ]
+        )
+        attrs.append(f' id="{deployment_anchor(str(row["scenario"]))}"' + ("" if valid else ' class="invalid"'))
+    note = (
+        "<p class=note><i>During</i>: from the first stop signal until steady state. <i>Restart</i>: from the first "
+        "stop signal until the last restarted replica was ready again. <i>To steady state</i>: until the end of the "
+        "last disturbed bin.</p>"
+    )
+    return html_table(header, body, left=2, text=(len(header) - 1,), row_attrs=attrs, css="wide") + note
+
+
+# -- operational complexity ------------------------------------------------------------------------------------------
+
+#: The columns of the ``complexity`` table, in the reader's words.
+COMPLEXITY_COLUMNS: Final = (
+    ("processes", "processes (compose services)"),
+    ("replicas", "pods the Kubernetes Deployments ask for"),
+    ("listening_ports", "listening ports (container ports)"),
+    ("exposed_ports", "ports exposed outside the cluster"),
+    ("databases", "databases (volume claims, one SQLite file each)"),
+    ("volumes", "compose volumes"),
+    ("config_entries", "configuration entries (ConfigMap and Secret keys, container env)"),
+    ("env_vars", "environment variables (compose)"),
+    ("compose_lines", "compose file lines"),
+    ("k8s_lines", "Kubernetes manifest lines"),
+    ("k8s_objects", "Kubernetes objects"),
+    # Counted by the kernel from a running deployment (bench.complexity.live_counts), when the run has them.
+    ("live_processes", "processes running (counted live)"),
+    ("live_listening_ports", "ports listening (counted live)"),
+    ("live_databases", "databases held open (counted live)"),
+    ("live_connections", "TCP connections between its processes (counted live)"),
+)
+
+
+def section_complexity(ctx: Context) -> str:
+    table = ctx.table("complexity")
+    topologies = [t for t in ctx.topologies if t in set(table["topology"])]
+    topologies += [str(t) for t in table["topology"] if str(t) not in topologies]
+    header = ["to run and configure", *(topo_head(t) for t in topologies)]
+    rows = []
+    for column, label in COMPLEXITY_COLUMNS:
+        if column not in table:
+            continue
+        values = [table.loc[table["topology"] == t, column].dropna() for t in topologies]
+        rows.append([esc(label), *(f"{int(v.iloc[0]):,}" if len(v) else "—" for v in values)])
+    note = (
+        "<p class=note>Counted from the deployment files in <code>deploy/</code> (compose and Kubernetes), and, "
+        "where marked, from a running deployment. Lines are non-blank, non-comment lines. Colocated is a local-only "
+        "topology with no deployment files of its own.</p>"
+    )
+    return html_table(header, rows) + note
+
+
 # -- method and environment ------------------------------------------------------------------------------------------
 
 
@@ -1633,7 +2166,7 @@ def section_method(ctx: Context) -> str:
         "<li>Warm-up requests are discarded; percentiles are nearest-rank; errors count in the latency with the time "
         "they took.</li>"
         "<li>The system under test and the generator run on disjoint CPUs, the same for every topology.</li>"
-        "</ul>"
+        f"{experiment_methods(ctx)}</ul>"
     )
     return (
         principles
@@ -1642,6 +2175,8 @@ def section_method(ctx: Context) -> str:
         + '<div class="cols"><div><h3>Hardware and software</h3>'
         + kv_table(hardware)
         + failure_parameters(ctx)
+        + experiment_parameters(ctx, "scaling")
+        + experiment_parameters(ctx, "deployment")
         + "</div>"
         + "<div><h3>Pinning and topologies</h3>"
         + kv_table(pinning)
@@ -1656,6 +2191,41 @@ def ran(ctx: Context, experiment: str) -> bool:
     """Whether this run made ``experiment`` (meta records the parameters of every experiment, run or not)."""
     experiments = ctx.meta.get("parameters", {}).get("experiments")
     return experiments is None or experiment in experiments
+
+
+#: How the experiments of issue 6 measure, in a sentence each; shown when the run has their tables.
+METHODS: Final = (
+    (
+        "scaling",
+        "<li><b>Scaling</b>: step k runs on k CPUs for both topologies: the monolith runs k workers; the "
+        "microservices run every service once and k replicas of the one that saturates first (the process that used "
+        "the most CPU in step 1). At each step open-loop runs search the highest rate that still meets the SLO. On "
+        "a machine with few cores the generator may share a CPU of the budget: such steps are flagged, and their "
+        "throughput is a lower bound. The Universal Scalability Law fitted to the steps is drawn beyond them as a "
+        "model, never as a measurement.</li>",
+    ),
+    (
+        "deployment",
+        "<li><b>Independent deployment</b>: under a steady open-loop load, one part is restarted: the monolith (all "
+        "of it, with one worker, or N workers one at a time) or one service (one replica, or two one at a time). A "
+        "restart is graceful: uvicorn stops accepting, finishes the requests in flight and closes idle keep-alive "
+        "connections; the next replica stops only once the previous one is ready again. Failed requests and "
+        "latency are counted in 0.5 s bins.</li>",
+    ),
+)
+
+
+def experiment_methods(ctx: Context) -> str:
+    return "".join(text for table, text in METHODS if ctx.has(table))
+
+
+def experiment_parameters(ctx: Context, experiment: str) -> str:
+    """The parameters meta records for ``experiment``, when this run made it."""
+    params = ctx.meta.get("parameters", {}).get(experiment)
+    if not isinstance(params, dict) or not params or not ran(ctx, experiment):
+        return ""
+    pairs = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in params.items()]
+    return f"<h3>Parameters of the {esc(experiment)} experiment</h3>" + kv_table(pairs)
 
 
 def failure_parameters(ctx: Context) -> str:
@@ -1743,6 +2313,13 @@ SECTIONS: Final[list[Section]] = [
         "decomposition", "Decomposition: monolith → colocated → microservices", section_decomposition, ("steps", "ops")
     ),
     Section(
+        "scaling",
+        "Scaling: throughput against replicas, measured and modelled",
+        section_scaling,
+        ("scaling",),
+        SCALING,
+    ),
+    Section(
         "failure-heatmap",
         "Failure impact: availability per fault and operation",
         section_failure_heatmap,
@@ -1754,6 +2331,20 @@ SECTIONS: Final[list[Section]] = [
     ),
     Section("recovery", "Blast radius and recovery", section_recovery, ("failure_impact",), FAILURE),
     Section("consistency", "Data consistency after each fault", section_consistency, ("consistency",), FAILURE),
+    Section(
+        "deployment",
+        "Independent deployment: restarting one part under load",
+        section_deployment,
+        ("deployment",),
+        DEPLOYMENT,
+    ),
+    Section(
+        "complexity",
+        "Operational complexity: what there is to run and configure",
+        section_complexity,
+        ("complexity",),
+        "archbench run (from the files in deploy/)",
+    ),
     Section("method", "Method and environment", section_method),
 ]
 
@@ -1793,6 +2384,7 @@ th{background:#f6f7fa;font-weight:600}
 .l{text-align:left}
 .nw{white-space:nowrap}
 .why{min-width:300px}
+.desc{min-width:220px;white-space:normal;font-size:11.5px;color:#555}
 table.wide{font-size:12px}
 table.verdict{width:100%;table-layout:fixed}
 table.verdict thead th:nth-child(1){width:13%}table.verdict thead th:nth-child(2){width:27%}
@@ -1852,6 +2444,14 @@ def invalid_banner(ctx: Context) -> str:
         invalid = int((~impact["load_valid"].astype(bool)).sum())
         if invalid:
             counts.append(f'{invalid} of {len(impact)} fault runs (<a href="#recovery">recovery table</a>)')
+    for table, what, anchor in (
+        ("scaling", "scaling steps", "scaling-steps"),
+        ("deployment", "restarts", "deployment-runs"),
+    ):
+        frame = ctx.table(table)
+        invalid = int((~frame["valid"].astype(bool)).sum()) if "valid" in frame else 0
+        if invalid:
+            counts.append(f'{invalid} of {len(frame)} {what} (<a href="#{anchor}">table</a>)')
     if not counts:
         return ""
     return (
