@@ -14,18 +14,31 @@ from typing import NoReturn
 from rich.console import Console
 
 from bench.deploy import default_run_dir, deploy
+from bench.deployment import QUICK_DEPLOYMENT, DeploymentParams
 from bench.failure import QUICK_FAILURE, FailureParams
 from bench.network import QUICK, NetworkParams
 from bench.report import render_report
 from bench.resources import default_cpu_split
 from bench.results import load_results
 from bench.run import DEFAULT_EXPERIMENTS, EXPERIMENTS, RunOptions, run, summary_tables
+from bench.scaling import QUICK_SCALING, ScalingParams
 from bench.security import QUICK_SECURITY, SecurityParams
 from bench.soak import QUICK_SOAK, SoakParams
 from bench.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
+from bench.target import DEFAULT_EXPERIMENTS as TARGET_EXPERIMENTS
+from bench.target import EXPERIMENTS as ON_TARGETS
+from bench.target import (
+    FILE_FORMAT,
+    ExternalDeployment,
+    TargetError,
+    TargetSpec,
+    check_experiments,
+    connect,
+    load_targets,
+)
 from plumbing.client import DEFAULT_STACK, STACKS
 from plumbing.resilience import PROFILES
-from plumbing.topology import TOPOLOGIES
+from plumbing.topology import SERVICES, TOPOLOGIES
 from shop.seed import SeedSpec
 
 
@@ -34,6 +47,25 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class Formatter(argparse.HelpFormatter):
+    """Fills paragraphs as usual, and keeps those whose lines are indented (examples) as they are written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text
+        return "\n\n".join(b if b.startswith(" ") else fill(b, width, indent) for b in text.split("\n\n"))
+
+
+TARGET_HELP = f"""\
+Against a system deployed elsewhere (the compose files or Kubernetes manifests in deploy/, another machine), \
+nothing is started here: --target URL with --topologies NAME gives its public URL and topology, --targets FILE \
+describes it, with the admin URL of each process for dependency faults. Experiments: {", ".join(ON_TARGETS)}. \
+Process faults (kill, pause), CPU and memory per process, the per-hop breakdown and the consistency audit need \
+processes and files on this machine: they are skipped, and the notes table of the results says so. The API key \
+and the admin token come from the environment (ARCHBENCH_API_KEY, ARCHBENCH_ADMIN_TOKEN by default).
+
+{FILE_FORMAT}"""
 
 
 def positive_int(text: str) -> int:
@@ -90,20 +122,20 @@ def build_parser() -> Parser:
         "generator on the other CPUs, stop everything, and write tidy results (Parquet + meta.json). "
         "--quick takes about a minute and a half; the default run about nine minutes (the soak, opt-in, ten "
         "more per topology).",
+        epilog=TARGET_HELP,
+        formatter_class=Formatter,
     )
     run.add_argument("--quick", action="store_true", help="short phases and a short sweep (about 90 s)")
     run.add_argument(
         "--topologies",
         type=names_of(TOPOLOGIES),
-        default=list(TOPOLOGIES),
-        help=f"comma-separated, from {','.join(TOPOLOGIES)} (default: all)",
+        help=f"comma-separated, from {','.join(TOPOLOGIES)} (default: all; with --target, the one deployed)",
     )
     run.add_argument(
         "--experiments",
         type=names_of(EXPERIMENTS),
-        default=list(DEFAULT_EXPERIMENTS),
-        help=f"comma-separated, from {','.join(EXPERIMENTS)} (default: {','.join(DEFAULT_EXPERIMENTS)}; the soak "
-        "runs 10 minutes per topology, 20 s with --quick)",
+        help=f"comma-separated, from {','.join(EXPERIMENTS)} (default: {','.join(DEFAULT_EXPERIMENTS)}, against a "
+        f"target {','.join(TARGET_EXPERIMENTS)}; the soak runs 10 minutes per topology, 20 s with --quick)",
     )
     run.add_argument("--out", type=Path, help="results directory (default: results/run-<time>)")
     run.add_argument("--seed", type=int, default=1, help="seed of the catalog, users and workload (default 1)")
@@ -113,9 +145,24 @@ def build_parser() -> Parser:
     run.add_argument(
         "--profiles",
         type=names_of(PROFILES),
-        default=list(PROFILES),
         help=f"resilience profiles the failure experiment compares, from {','.join(PROFILES)} (default: both)",
     )
+    run.add_argument(
+        "--scale-to",
+        type=positive_int,
+        metavar="N",
+        help="scaling: measure 1..N workers / replicas on 1..N CPUs (default: the system's CPUs, at least 2; beyond "
+        "them the generator shares a CPU, and the results say so)",
+    )
+    run.add_argument(
+        "--restart-service",
+        choices=SERVICES,
+        default="inventory",
+        help="deployment: the microservice restarted alone and in a rolling restart of 2 replicas (default inventory)",
+    )
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--target", metavar="URL", help="measure the system deployed at URL (see below)")
+    where.add_argument("--targets", metavar="FILE", type=Path, help="measure the system FILE describes (see below)")
     run.add_argument("--no-report", action="store_true", help="do not render the HTML report at the end")
     add_stack_argument(run)
     report = sub.add_parser(
@@ -165,11 +212,24 @@ def cpu_set(text: str) -> frozenset[int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    sut, gen = default_cpu_split()
-    sut_cpus, gen_cpus = args.sut_cpus or sut, args.generator_cpus or gen
     console = Console(stderr=True)
-    if sut_cpus & gen_cpus:
-        console.print(f"warning: the generator shares CPUs {sorted(sut_cpus & gen_cpus)} with the system under test")
+    external = args.target is not None or args.targets is not None
+    experiments = args.experiments or list(TARGET_EXPERIMENTS if external else DEFAULT_EXPERIMENTS)
+    try:
+        target = external_target(args, experiments) if external else None
+    except TargetError as exc:
+        print(f"archbench: error: {exc}", file=sys.stderr)
+        return 2
+    sut_cpus: frozenset[int] | None
+    gen_cpus: frozenset[int] | None
+    if target is None:
+        sut, gen = default_cpu_split()
+        sut_cpus, gen_cpus = args.sut_cpus or sut, args.generator_cpus or gen
+        if sut_cpus & gen_cpus:
+            shared = sorted(sut_cpus & gen_cpus)
+            console.print(f"warning: the generator shares CPUs {shared} with the system under test")
+    else:  # the system runs elsewhere: the generator may have this whole machine
+        sut_cpus, gen_cpus = None, args.generator_cpus
     params = replace(QUICK if args.quick else NetworkParams(), seed=args.seed, slo_p99=args.slo_ms / 1000)
     out: Path = args.out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
@@ -179,13 +239,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         QUICK_FAILURE if args.quick else FailureParams(),
         seed=args.seed,
         slo_p99=args.slo_ms / 1000,
-        profiles=tuple(args.profiles),
+        profiles=tuple(args.profiles or PROFILES),
     )
     sec = replace(QUICK_SECURITY if args.quick else SecurityParams(), seed=args.seed)
     soak_params = replace(QUICK_SOAK if args.quick else SoakParams(), seed=args.seed)
+    scale = replace(
+        QUICK_SCALING if args.quick else ScalingParams(),
+        seed=args.seed,
+        slo_p99=args.slo_ms / 1000,
+        max_replicas=args.scale_to or 0,
+    )
+    if sut_cpus is not None and "scaling" in experiments:
+        wanted, have = scale.replicas(sorted(sut_cpus)), len(sut_cpus | (gen_cpus or frozenset()))
+        if wanted > have:
+            print(
+                f"archbench: error: scaling to {wanted} replicas needs {wanted} CPUs; {have} are available",
+                file=sys.stderr,
+            )
+            return 2
+    restarts = replace(
+        QUICK_DEPLOYMENT if args.quick else DeploymentParams(), seed=args.seed, service=args.restart_service
+    )
+    topologies = args.topologies or list(TOPOLOGIES)
+    if target is not None:  # seeded as it was deployed, and run with the profile it was deployed with
+        products, users = target.spec.products, target.spec.users
+        params = replace(params, products=products, users=users)
+        soak_params = replace(soak_params, products=products, users=users)
+        fail = replace(fail, profiles=(target.spec.profile,), products=products, users=users)
+        topologies = [target.topology]
+        console.print(f"external target: {target.topology} at {target.public_url}; nothing is started here")
     options = RunOptions(
-        args.topologies,
-        args.experiments,
+        topologies,
+        experiments,
         out,
         params,
         fail,
@@ -195,6 +280,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         gen_cpus,
         args.stack,
         args.quick,
+        target,
+        scale,
+        restarts,
     )
     try:
         with shutdown_on_signals():
@@ -212,6 +300,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         print(f"report: {render_report(path)}")
     return 0
+
+
+def external_target(args: argparse.Namespace, experiments: Sequence[str]) -> ExternalDeployment:
+    """The system that --target or --targets names, once it answers; a :class:`TargetError` says what is wrong."""
+    for option, value in (("--sut-cpus", args.sut_cpus), ("--profiles", args.profiles)):
+        if value is not None:
+            raise TargetError(f"{option} does not apply to an external target: it was set where it was deployed")
+    if args.targets is not None:
+        spec = load_targets(args.targets)
+        if args.topologies not in (None, [spec.topology]):
+            raise TargetError(f"--topologies {','.join(args.topologies)} but {args.targets} says {spec.topology}")
+    elif not args.topologies:
+        raise TargetError(
+            "--target needs the topology deployed there: add --topologies monolith|colocated|microservices"
+        )
+    elif len(args.topologies) > 1:
+        raise TargetError(f"--target is one deployed system: give one topology, not {','.join(args.topologies)}")
+    else:
+        spec = TargetSpec.from_url(args.target, args.topologies[0])
+    check_experiments(experiments)
+    return connect(spec, faults="failure" in experiments)
 
 
 def startup_failure(exc: StartupError) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from bench.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing.auth import API_KEY_HEADER, API_KEYS_ENV, SERVICE_SECRET_ENV
@@ -22,6 +23,40 @@ from plumbing.topology import RunConfig, layout, make_config, replica_names
 from shop.seed import SeedSpec
 
 CONFIG_FILE = "topology.json"
+
+
+class Deployed(Protocol):
+    """What the experiments use of a running system: a :class:`Deployment` started here, or an external target
+    (:class:`bench.target.ExternalDeployment`) that was deployed elsewhere and that nothing here starts or stops.
+
+    ``supervisor`` and ``run_dir`` are None for a target: no process to kill, pause or meter, no file to read.
+    """
+
+    @property
+    def topology(self) -> str: ...
+
+    @property
+    def public_url(self) -> str: ...
+
+    @property
+    def auth_headers(self) -> tuple[tuple[str, str], ...]: ...
+
+    @property
+    def admin_token(self) -> str | None: ...
+
+    @property
+    def supervisor(self) -> Supervisor | None: ...
+
+    @property
+    def run_dir(self) -> Path | None: ...
+
+    def process_of(self, component: str) -> str:
+        """The name of the process that hosts ``component``."""
+        ...
+
+    def admin_url(self, process: str) -> str | None:
+        """The base URL where ``process`` serves its admin endpoints (None when unknown)."""
+        ...
 
 
 @dataclass
@@ -38,7 +73,11 @@ class Deployment:
     @property
     def auth_headers(self) -> tuple[tuple[str, str], ...]:
         """What a client of the public API sends to be let in (nothing when auth is off)."""
-        return ((API_KEY_HEADER, self.api_key),) if self.api_key else ()
+        return api_key_headers(self.api_key)
+
+    @property
+    def topology(self) -> str:
+        return self.config.topology
 
     @property
     def public_url(self) -> str:
@@ -50,6 +89,18 @@ class Deployment:
 
     def process_names(self) -> list[str]:
         return [p.name for p in self.config.processes]
+
+    def process_of(self, component: str) -> str:
+        return self.config.process_of(component).name
+
+    def admin_url(self, process: str) -> str:
+        # The process's own port: a replica of the public process shares the public port with its siblings.
+        return f"http://{self.config.host}:{self.config.process(process).control_port}"
+
+
+def api_key_headers(api_key: str | None) -> tuple[tuple[str, str], ...]:
+    """The headers that present ``api_key`` to the public API (none without a key)."""
+    return ((API_KEY_HEADER, api_key),) if api_key else ()
 
 
 def default_run_dir(topology: str, base: Path = Path("runs")) -> Path:

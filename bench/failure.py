@@ -29,9 +29,10 @@ import pandas as pd
 
 from bench import stats
 from bench.audit import AuditReport, audit
-from bench.deploy import deploy
+from bench.deploy import Deployed, deploy
 from bench.faults import FaultPlan, Injector
 from bench.loadgen import LoadSpec, run_load_sync
+from bench.target import notes, running
 from bench.workload import ShopWorkload, StartsOnFirstRequest, resolve_mix
 from shop.seed import SeedSpec
 
@@ -90,24 +91,42 @@ def run_topology(
     stack: str,
     progress: Progress,
     token: str,
+    target: Deployed | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every fault of the matrix on ``topology``, under each resilience profile; returns its tables.
 
     Per profile one deployment takes every fault in turn; between two faults it is audited until consistent, so each
     fault starts from a settled system.
+
+    With ``target`` (already running elsewhere, deployed with the one profile of ``params``), the faults that cannot
+    reach it are skipped and nothing is audited (its databases are not here); the ``notes`` table says so.
     """
     timelines: list[pd.DataFrame] = []
     impacts: list[dict[str, object]] = []
     audits: list[dict[str, object]] = []
+    skipped: list[tuple[str, str]] = []
     for profile in params.profiles:
         run_profile(
-            topology, profile, params, run_dir / profile, sut_cpus, stack, progress, token, timelines, impacts, audits
+            topology,
+            profile,
+            params,
+            run_dir / profile,
+            sut_cpus,
+            stack,
+            progress,
+            token,
+            timelines,
+            impacts,
+            audits,
+            skipped,
+            target,
         )
-    return {
-        "failure_timeline": pd.concat(timelines, ignore_index=True),
-        "failure_impact": pd.DataFrame(impacts),
-        "consistency": pd.DataFrame(audits),
-    }
+    tables = {"notes": notes(topology, "failure", skipped)} if skipped else {}
+    if impacts:  # at least one fault ran
+        tables |= {"failure_timeline": pd.concat(timelines, ignore_index=True), "failure_impact": pd.DataFrame(impacts)}
+    if audits:
+        tables["consistency"] = pd.DataFrame(audits)
+    return tables
 
 
 def run_profile(
@@ -122,21 +141,33 @@ def run_profile(
     timelines: list[pd.DataFrame],
     impacts: list[dict[str, object]],
     audits: list[dict[str, object]],
+    skipped: list[tuple[str, str]],
+    target: Deployed | None = None,
 ) -> None:
-    """The fault matrix on one deployment of ``topology`` with the resilience ``profile``; appends its rows."""
+    """The fault matrix on one deployment of ``topology`` with the resilience ``profile`` (or on ``target``); appends
+    its rows, and ``(subject, why)`` to ``skipped`` for what it could not do."""
     seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
-    with deploy(
-        topology,
-        run_dir,
-        seed=seed,
-        cpus=sut_cpus,
-        stack=stack,
-        call_timeout=params.call_timeout,
-        admin_token=token,
-        profile=profile,
+    with running(
+        target,
+        lambda: deploy(
+            topology,
+            run_dir,
+            seed=seed,
+            cpus=sut_cpus,
+            stack=stack,
+            call_timeout=params.call_timeout,
+            admin_token=token,
+            profile=profile,
+        ),
     ) as deployment:
         injector = Injector(deployment)
+        if deployment.run_dir is None:
+            skipped.append(("consistency", "not audited: the target's databases are not on this machine"))
         for index, plan in enumerate(params.faults):
+            why = injector.unsupported(plan)
+            if why is not None:
+                skipped.append((plan.name, why))
+                continue
             progress(
                 f"{topology}: {profile}, fault {plan.name}",
                 params.warmup + params.before + params.window + params.after,
@@ -166,7 +197,9 @@ def run_profile(
             finally:
                 schedule.finish()
             load_end = time.monotonic()
-            converged, report = settle(run_dir, topology, params.settle_timeout)
+            settled = None  # a target's databases are not here: nothing to audit
+            if deployment.run_dir is not None:  # right away: the convergence is timed from the load's end
+                settled = settle(deployment.run_dir, topology, params.settle_timeout)
             frame = result.to_frame()
             # The window as it really was (the admin call or the kill takes a moment), on the generator's clock.
             start, end = schedule.window_on_load_clock()
@@ -185,6 +218,9 @@ def run_profile(
                     "load_invalid_reasons": "; ".join(result.invalid_reasons),
                 }
             )
+            if settled is None:
+                continue
+            converged, report = settled
             audits.append(
                 {
                     "topology": topology,

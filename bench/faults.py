@@ -1,5 +1,6 @@
 """Inject the same faults into every topology: process faults through the supervisor, dependency faults through the
-admin endpoint of the process that hosts the target.
+admin endpoint of the process that hosts the target. On an external target (:mod:`bench.target`) there is no
+supervisor: only dependency faults apply, through the admin URLs the target gives.
 
 Targets are components (``gateway``, ``users``, ``inventory``, ``payments``, ``notifications``, ``orders``). In the
 monolith a process fault takes down the one process, and a dependency fault hits the module the service would hold;
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from bench.deploy import Deployment
+from bench.deploy import Deployed
+from bench.supervisor import Supervisor
 from plumbing.faults import TOKEN_HEADER
 from plumbing.topology import SERVICES
 
@@ -38,20 +41,27 @@ class FaultPlan:
 
 
 class Injector:
-    def __init__(self, deployment: Deployment) -> None:
+    def __init__(self, deployment: Deployed) -> None:
         self.deployment = deployment
 
     def process_of(self, target: str) -> str:
         """The process that holds ``target`` (for the monolith, the monolith)."""
-        config = self.deployment.config
-        component = "monolith" if config.topology == "monolith" else target
-        return config.process_of(component).name
+        return self.deployment.process_of("monolith" if self.deployment.topology == "monolith" else target)
+
+    def unsupported(self, plan: FaultPlan) -> str | None:
+        """Why ``plan`` cannot be applied to this deployment (an external target), or None when it can."""
+        if plan.kind in PROCESS_FAULTS and self.deployment.supervisor is None:
+            return "skipped: a process fault needs the harness's supervisor, and this target was not started here"
+        process = self.process_of(plan.target)
+        if plan.kind in DEPENDENCY_FAULTS and self.deployment.admin_url(process) is None:
+            return f"skipped: no admin URL for process {process} (add it to the targets file)"
+        return None
 
     def begin(self, plan: FaultPlan) -> None:
         if plan.kind == "kill":
-            self.deployment.supervisor.kill(self.process_of(plan.target))
+            self._supervisor().kill(self.process_of(plan.target))
         elif plan.kind == "pause":
-            self.deployment.supervisor.pause(self.process_of(plan.target))
+            self._supervisor().pause(self.process_of(plan.target))
         elif plan.kind in DEPENDENCY_FAULTS:
             self._admin(
                 "POST", self.process_of(plan.target), {"component": plan.target, "kind": plan.kind, "value": plan.value}
@@ -63,29 +73,44 @@ class Injector:
         """Lift the fault; returns the seconds until the target is ready again (restart time after a kill)."""
         process = self.process_of(plan.target)
         if plan.kind == "kill":
-            return self.deployment.supervisor.restart(process)
+            return self._supervisor().restart(process)
         if plan.kind == "pause":
-            self.deployment.supervisor.resume(process)
+            self._supervisor().resume(process)
         else:
             self._admin("DELETE", process, None)
         return 0.0
+
+    def _supervisor(self) -> Supervisor:
+        if self.deployment.supervisor is None:
+            raise RuntimeError("process faults need the harness's supervisor: this deployment was not started here")
+        return self.deployment.supervisor
 
     def _admin(self, method: str, process: str, payload: object) -> None:
         token = self.deployment.admin_token
         if not token:
             raise RuntimeError("this deployment was started without an admin token: dependency faults are disabled")
-        port = self.deployment.config.process(process).port
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/admin/faults", data=data, method=method, headers={TOKEN_HEADER: token}
-        )
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                with urllib.request.urlopen(request, timeout=2) as reply:
-                    reply.read()
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        url = self.deployment.admin_url(process)
+        if url is None:
+            raise RuntimeError(f"no admin URL for process {process}")
+        admin_faults(url, token, method, payload)
+
+
+def admin_faults(url: str, token: str, method: str, payload: object = None, retry_seconds: float = 5.0) -> object:
+    """Call ``/admin/faults`` of the process at ``url`` (its base URL) with ``token``; returns the decoded reply.
+
+    A refused or failed connection is retried for ``retry_seconds`` (a process just restarted may not listen yet);
+    an HTTP error status is raised at once (:class:`urllib.error.HTTPError`).
+    """
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(f"{url}/admin/faults", data=data, method=method, headers={TOKEN_HEADER: token})
+    deadline = time.monotonic() + retry_seconds
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=2) as reply:
+                return json.loads(reply.read() or b"null")
+        except urllib.error.HTTPError:
+            raise
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

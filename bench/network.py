@@ -24,9 +24,11 @@ from typing import Any
 import pandas as pd
 
 from bench import stats
-from bench.deploy import Deployment, deploy
+from bench.complexity import live_counts
+from bench.deploy import Deployed, deploy
 from bench.loadgen import LoadResult, LoadSpec, Request, run_load_sync
 from bench.resources import ResourceMeter, Usage, cpu_per_request
+from bench.target import NOT_METERED, notes, running
 from bench.traces import load_spans, spans_frame, summarize
 from bench.workload import OPS, ShopWorkload
 from plumbing import tracing
@@ -110,7 +112,9 @@ class CyclingWorkload:
 def metered_run(
     url: str, pids: Mapping[str, int], workload: Any, spec: LoadSpec
 ) -> tuple[LoadResult, dict[str, Usage]]:
-    """One load run with the CPU and peak RSS of ``pids`` metered around it."""
+    """One load run with the CPU and peak RSS of ``pids`` metered around it (no usage at all without pids)."""
+    if not pids:
+        return run_load_sync(url, workload, spec), {}
     # The kernel keeps the exact peak RSS (VmHWM), so a slow sampler loses nothing and steals little from the
     # generator running in this process.
     meter = ResourceMeter(pids, interval=1.0)
@@ -122,8 +126,10 @@ def metered_run(
     return result, usage
 
 
-def measure(deployment: Deployment, workload: Any, spec: LoadSpec, phase: str, step: int) -> Step:
-    result, usage = metered_run(deployment.public_url, deployment.supervisor.pids(), workload, spec)
+def measure(deployment: Deployed, workload: Any, spec: LoadSpec, phase: str, step: int) -> Step:
+    """One load run; its processes are metered when they run here (an external target's are not)."""
+    pids = deployment.supervisor.pids() if deployment.supervisor is not None else {}
+    result, usage = metered_run(deployment.public_url, pids, workload, spec)
     return Step(phase, step, result, usage)
 
 
@@ -134,11 +140,16 @@ def run_topology(
     sut_cpus: frozenset[int] | None,
     stack: str,
     progress: Progress,
+    target: Deployed | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Deploy ``topology``, run the three phases, and return its tables."""
+    """Deploy ``topology`` (or use ``target``, already running elsewhere), run the phases, and return its tables.
+
+    On a target the traced phase is skipped (the span files are on its hosts) and CPU and memory are not metered
+    (NaN): the ``notes`` table says so.
+    """
     seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
     progress(f"{topology}: starting", 3.0)
-    with deploy(topology, run_dir, seed=seed, cpus=sut_cpus, stack=stack) as deployment:
+    with running(target, lambda: deploy(topology, run_dir, seed=seed, cpus=sut_cpus, stack=stack)) as deployment:
         auth = deployment.auth_headers
         workload = ShopWorkload(params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=auth)
         spec = LoadSpec(
@@ -151,12 +162,16 @@ def run_topology(
         )
         progress(f"{topology}: low load, {params.low_rate:g} req/s", params.warmup + params.low_duration)
         steps = [measure(deployment, workload, spec, "low", 0)]
+        # Counted now: every process is up and has made the connections that the mix makes.
+        live = live_counts(topology, deployment.supervisor.pids()) if deployment.supervisor is not None else None
 
-        traced_wl = CyclingWorkload(params.users, params.products, params.seed, workload.order_ids, auth)
-        count = params.traced_per_op * len(OPS)
-        progress(f"{topology}: {count} traced requests", count / 50.0 + 1.0)
-        traced_spec = LoadSpec(rate=50.0, duration=count / 50.0, warmup=0.0, seed=params.seed, arrival="constant")
-        traced_step = measure(deployment, traced_wl, traced_spec, "traced", 0)
+        traced: tuple[Step, CyclingWorkload] | None = None
+        if deployment.run_dir is not None:  # the spans are written there
+            traced_wl = CyclingWorkload(params.users, params.products, params.seed, workload.order_ids, auth)
+            count = params.traced_per_op * len(OPS)
+            progress(f"{topology}: {count} traced requests", count / 50.0 + 1.0)
+            traced_spec = LoadSpec(rate=50.0, duration=count / 50.0, warmup=0.0, seed=params.seed, arrival="constant")
+            traced = measure(deployment, traced_wl, traced_spec, "traced", 0), traced_wl
 
         for index, rate in enumerate(params.sweep_rates):
             progress(f"{topology}: sweep {rate:g} req/s", params.step_duration + params.step_warmup)
@@ -175,8 +190,27 @@ def run_topology(
             summary = step.result.summary()
             if not summary["p99"] <= params.slo_p99 or summary["error_rate"] >= params.error_budget:
                 break  # past saturation every higher rate is worse: stop here, the knee is measured
-        time.sleep(0.2)  # let the last span lines reach their files
-        spans = load_spans(run_dir / "spans")
+        spans: list[tracing.Span] = []
+        if deployment.run_dir is not None:
+            time.sleep(0.2)  # let the last span lines reach their files
+            spans = load_spans(deployment.run_dir / "spans")
+        skipped = [] if deployment.supervisor is not None else [("resources", NOT_METERED)]
+    tables = tidy(topology, steps if traced is None else [*steps, traced[0]])
+    if traced is None:
+        skipped.append(("traced", "per-hop breakdown skipped: the span files are on the target's hosts"))
+    else:
+        tables |= hop_tables(topology, *traced, spans)
+    if skipped:
+        tables["notes"] = notes(topology, "network", skipped)
+    if live is not None:
+        tables["complexity_live"] = pd.DataFrame([live])
+    return tables
+
+
+def hop_tables(
+    topology: str, traced_step: Step, traced_wl: CyclingWorkload, spans: list[tracing.Span]
+) -> dict[str, pd.DataFrame]:
+    """The per-hop breakdown of the traced requests, from the spans their processes wrote."""
     traced_frame = traced_step.result.to_frame()
     traced = [
         (str(op), trace_id, (done - intended) * 1e6)
@@ -186,11 +220,11 @@ def run_topology(
         if not math.isnan(done)
     ]
     trace_rows, hop_rows = summarize(spans, traced)
-    tables = tidy(topology, [*steps, traced_step])
-    tables["traces"] = trace_rows.assign(topology=topology)
-    tables["hops"] = hop_rows.assign(topology=topology)
-    tables["spans"] = spans_frame(spans).assign(topology=topology)
-    return tables
+    return {
+        "traces": trace_rows.assign(topology=topology),
+        "hops": hop_rows.assign(topology=topology),
+        "spans": spans_frame(spans).assign(topology=topology),
+    }
 
 
 def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
@@ -203,6 +237,8 @@ def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
         errors = summary.pop("errors")
         reasons = summary.pop("invalid_reasons")
         all_ok = stats.successes(frame)
+        # No usage: the processes were not metered (an external target's are elsewhere): NaN, never a zero.
+        metered = bool(s.usage)
         cpu_total = sum(u.cpu_seconds for u in s.usage.values())
         per_request = cpu_per_request(s.usage, all_ok)
         summaries.append(
@@ -214,9 +250,9 @@ def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
                 **{f"errors_{k}": v for k, v in errors.items()},
                 "invalid_reasons": "; ".join(reasons),
                 "successes_in_window": all_ok,
-                "cpu_seconds": cpu_total,
-                "cpu_per_request_us": per_request["total"] * 1e6,
-                "peak_rss_bytes": sum(u.peak_rss_bytes for u in s.usage.values()),
+                "cpu_seconds": cpu_total if metered else math.nan,
+                "cpu_per_request_us": per_request["total"] * 1e6 if metered else math.nan,
+                "peak_rss_bytes": sum(u.peak_rss_bytes for u in s.usage.values()) if metered else math.nan,
             }
         )
         for process, usage in s.usage.items():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import os
 import secrets
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +17,24 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench import failure, network, security, soak
+from bench import deployment, failure, network, scaling, security, soak
 from bench.codebase import codebase_table
 from bench.complexity import complexity_table
+from bench.deployment import DeploymentParams
 from bench.failure import FailureParams
 from bench.network import NetworkParams
 from bench.resources import pin_self
 from bench.results import environment, save
+from bench.scaling import ScalingParams
 from bench.security import SecurityParams
 from bench.soak import SoakParams
+from bench.target import ExternalDeployment, check_experiments
 
-EXPERIMENTS = ("network", "failure", "security", "soak")
+EXPERIMENTS = ("network", "failure", "security", "scaling", "deployment", "soak")
 #: What ``archbench run`` measures unless told otherwise: the soak is long by nature and runs only when asked for.
-DEFAULT_EXPERIMENTS = ("network", "failure", "security")
+DEFAULT_EXPERIMENTS = ("network", "failure", "security", "scaling", "deployment")
+#: Experiments that compare the topologies within themselves: they run once, after the per-topology ones.
+WHOLE_RUN = ("scaling", "deployment")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,9 @@ class RunOptions:
     gen_cpus: frozenset[int] | None
     stack: str
     quick: bool
+    target: ExternalDeployment | None = None  # a system deployed elsewhere: nothing is started (bench.target)
+    scaling: ScalingParams = field(default_factory=ScalingParams)
+    deployment: DeploymentParams = field(default_factory=DeploymentParams)
 
 
 class PhaseProgress:
@@ -57,7 +67,9 @@ class PhaseProgress:
 
 
 def run(options: RunOptions, console: Console) -> Path:
-    """Run every experiment on every topology; returns the results directory."""
+    """Run every experiment on every topology (or on the target); returns the results directory."""
+    if options.target is not None:
+        check_experiments(options.experiments)
     pin_self(options.gen_cpus)
     started = time.monotonic()
     collected: dict[str, list[pd.DataFrame]] = defaultdict(list)
@@ -70,6 +82,13 @@ def run(options: RunOptions, console: Console) -> Path:
         planned += options.security.planned_seconds()
     if "soak" in options.experiments:
         planned += options.soak.planned_seconds() + 3.0
+    sut_cpus = sorted(options.sut_cpus or os.sched_getaffinity(0))
+    gen_cpus = sorted(options.gen_cpus or ())
+    whole = 0.0
+    if "scaling" in options.experiments:
+        whole += options.scaling.planned_seconds(sut_cpus, options.topologies)
+    if "deployment" in options.experiments:
+        whole += options.deployment.planned_seconds()
     token = secrets.token_hex(16)  # enables the fault endpoints of this run's processes, and only of them
     columns = (
         TextColumn("{task.description:<48}"),
@@ -80,19 +99,22 @@ def run(options: RunOptions, console: Console) -> Path:
     )
     # One refresh a second: the bar is drawn by a thread of this process, which also generates the load.
     with Progress(*columns, console=console, transient=False, refresh_per_second=1) as bar:
-        task = bar.add_task("starting", total=planned * len(options.topologies))
+        task = bar.add_task("starting", total=planned * len(options.topologies) + whole)
         for index, topology in enumerate(options.topologies):
             tables: dict[str, pd.DataFrame] = {}
             phases = PhaseProgress(bar, task)
             if "network" in options.experiments:
-                tables |= network.run_topology(
-                    topology, options.params, options.out / "runs" / topology, options.sut_cpus, options.stack, phases
+                run_dir = options.out / "runs" / topology
+                found = network.run_topology(
+                    topology, options.params, run_dir, options.sut_cpus, options.stack, phases, options.target
                 )
+                add_tables(tables, found)
             if "failure" in options.experiments:
                 run_dir = options.out / "runs" / f"{topology}-faults"
-                tables |= failure.run_topology(
-                    topology, options.failure, run_dir, options.sut_cpus, options.stack, phases, token
+                found = failure.run_topology(
+                    topology, options.failure, run_dir, options.sut_cpus, options.stack, phases, token, options.target
                 )
+                add_tables(tables, found)
             if "security" in options.experiments:
                 run_dir = options.out / "runs" / f"{topology}-security"
                 steps = tables.get("steps")
@@ -117,14 +139,38 @@ def run(options: RunOptions, console: Console) -> Path:
             for name, frame in tables.items():
                 collected[name].append(frame)
             bar.update(task, completed=planned * (index + 1), description=f"{topology}: done")
+        phases = PhaseProgress(bar, task)
+        runs = options.out / "runs"
+        if "scaling" in options.experiments:
+            for name, frame in scaling.run_experiment(
+                options.topologies, options.scaling, runs, sut_cpus, gen_cpus, options.stack, phases
+            ).items():
+                collected[name].append(frame)
+        if "deployment" in options.experiments:
+            for name, frame in deployment.run_experiment(
+                options.topologies, options.deployment, runs, options.sut_cpus, options.stack, phases
+            ).items():
+                collected[name].append(frame)
+        bar.update(task, completed=planned * len(options.topologies) + whole, description="done")
     frames = {name: pd.concat(parts, ignore_index=True) for name, parts in collected.items()}
     frames["codebase"] = codebase_table()  # static: counted from the sources, no deployment needed
     deploy_files = Path(__file__).resolve().parents[1]
     if (deploy_files / "deploy").is_dir():  # a source checkout: count what it takes to deploy each topology
         frames["complexity"] = complexity_table(deploy_files)
+    if "complexity_live" in frames:  # counted from the running processes by the network experiment
+        live = frames.pop("complexity_live")
+        files = frames.get("complexity", pd.DataFrame({"topology": pd.Series(dtype=str)}))
+        frames["complexity"] = files.merge(live, on="topology", how="outer", sort=False)
     meta = metadata(options, frames, time.monotonic() - started)
     save(options.out, frames, meta)
     return options.out
+
+
+def add_tables(tables: dict[str, pd.DataFrame], new: dict[str, pd.DataFrame]) -> None:
+    """Add an experiment's tables to those of the topology; the ``notes`` of every experiment are kept together."""
+    if "notes" in tables and "notes" in new:
+        new = new | {"notes": pd.concat([tables["notes"], new["notes"]], ignore_index=True)}
+    tables |= new
 
 
 def metadata(options: RunOptions, frames: dict[str, pd.DataFrame], seconds: float) -> dict[str, Any]:
@@ -135,13 +181,16 @@ def metadata(options: RunOptions, frames: dict[str, pd.DataFrame], seconds: floa
             "topologies": list(options.topologies),
             "experiments": list(options.experiments),
             "quick": options.quick,
-            "stack": options.stack,
+            "stack": options.stack if options.target is None else None,  # a target's is set where it runs
             "sut_cpus": sorted(options.sut_cpus) if options.sut_cpus else None,
             "generator_cpus": sorted(options.gen_cpus) if options.gen_cpus else None,
             "network": network.params_dict(options.params),
             "failure": asdict(options.failure),
             "security": asdict(options.security),
             "soak": asdict(options.soak),
+            "scaling": asdict(options.scaling),
+            "deployment": asdict(options.deployment),
+            "target": options.target.spec.describe() if options.target is not None else None,
         },
         "sustainable_throughput": network.sustainable(steps, options.params) if steps is not None else {},
         "invalid_runs": invalid_runs(frames),
@@ -168,6 +217,24 @@ def invalid_runs(frames: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
         runs = frames["soak_summary"].drop_duplicates("topology")
         for row in runs[~runs["valid"].astype(bool)].to_dict(orient="records"):
             out.append({"experiment": "soak", "topology": row["topology"], "reasons": row["invalid_reasons"]})
+    if "scaling_steps" in frames:
+        probes = frames["scaling_steps"]
+        for row in probes[~probes["valid"].astype(bool)].to_dict(orient="records"):
+            run = f"{row['mix']}, {row['replicas']} replicas, {row['target_rate']:g} req/s"
+            out.append(
+                {"experiment": "scaling", "topology": row["topology"], "run": run, "reasons": row["invalid_reasons"]}
+            )
+    if "deployment" in frames:
+        restarts = frames["deployment"]
+        for row in restarts[~restarts["valid"].astype(bool)].to_dict(orient="records"):
+            out.append(
+                {
+                    "experiment": "deployment",
+                    "topology": row["topology"],
+                    "run": row["scenario"],
+                    "reasons": row["invalid_reasons"],
+                }
+            )
     if "security" in frames:
         sec = frames["security"]
         for row in sec[~sec["valid"].astype(bool)].to_dict(orient="records"):
@@ -187,7 +254,62 @@ def summary_tables(frames: dict[str, pd.DataFrame], meta: dict[str, Any]) -> lis
         tables.append(failure_table(frames))
     if "soak_summary" in frames:
         tables.append(soak_table(frames))
+    if "scaling" in frames:
+        tables.append(scaling_table(frames))
+    if "deployment" in frames:
+        tables.append(deployment_table(frames))
+    if "notes" in frames:
+        tables.append(notes_table(frames))
     return tables
+
+
+def notes_table(frames: dict[str, pd.DataFrame]) -> Table:
+    table = Table(title="archbench: not measured on the external target")
+    for column in ("topology", "experiment", "subject", "note"):
+        table.add_column(column)
+    for row in frames["notes"].itertuples(index=False):
+        table.add_row(*(str(value) for value in row))
+    return table
+
+
+def scaling_table(frames: dict[str, pd.DataFrame]) -> Table:
+    table = Table(title="archbench: scaling (sustainable throughput on k CPUs; the monolith runs k workers, the "
+                  "microservices k replicas of the service that saturates first)")  # fmt: skip
+    for column in ("mix", "topology", "scaled", "replicas", "req/s", "CPU/req us", "RSS MB", "RSS/replica MB"):
+        table.add_column(column, justify="left" if column in ("mix", "topology", "scaled") else "right")
+    for row in frames["scaling"].to_dict(orient="records"):
+        flags = ("" if row["valid"] else " (invalid)") + (" *" if row["generator_shares_cpu"] else "")
+        rate = row["sustainable_rps"]
+        table.add_row(
+            str(row["mix"]),
+            str(row["topology"]) + flags,
+            str(row["scaled"]),
+            str(row["replicas"]),
+            "none met the SLO" if math.isnan(rate) else f"{rate:,.0f}",
+            "-" if math.isnan(row["cpu_per_request_us"]) else f"{row['cpu_per_request_us']:.0f}",
+            f"{row['rss_total_bytes'] / 2**20:.0f}",
+            "-" if math.isnan(row["rss_per_replica_bytes"]) else f"{row['rss_per_replica_bytes'] / 2**20:.0f}",
+        )
+    if frames["scaling"]["generator_shares_cpu"].any():
+        table.caption = "* the generator shared a CPU with the system at this step (too few CPUs on this machine)"
+    return table
+
+
+def deployment_table(frames: dict[str, pd.DataFrame]) -> Table:
+    table = Table(title="archbench: independent deployment (a restart under steady load)")
+    for column in ("scenario", "topology", "restarted", "errors", "p99 before ms", "p99 during ms", "steady after s"):
+        table.add_column(column, justify="left" if column in ("scenario", "topology", "restarted") else "right")
+    for row in frames["deployment"].to_dict(orient="records"):
+        table.add_row(
+            str(row["scenario"]) + ("" if row["valid"] else " (invalid)"),
+            str(row["topology"]),
+            f"{row['component']} x{row['replicas']}",
+            f"{row['errors_during']} ({row['error_rate_during']:.1%})",
+            f"{row['p99_before'] * 1e3:.1f}",
+            f"{row['p99_during'] * 1e3:.1f}",
+            f"{row['time_to_steady_s']:.2f}",
+        )
+    return table
 
 
 def soak_table(frames: dict[str, pd.DataFrame]) -> Table:
@@ -221,10 +343,14 @@ def failure_table(frames: dict[str, pd.DataFrame]) -> Table:
     )
     for column in columns:
         table.add_column(column, justify="left" if column in ("topology", "fault", "profile") else "right")
-    audits = {(a["topology"], a["profile"], a["fault"]): a for a in frames["consistency"].to_dict(orient="records")}
+    audited = frames["consistency"].to_dict(orient="records") if "consistency" in frames else []  # none on a target
+    audits = {(a["topology"], a["profile"], a["fault"]): a for a in audited}
     for row in frames["failure_impact"].to_dict(orient="records"):
-        audit_row = audits[(row["topology"], row["profile"], row["fault"])]
-        consistent = f"{audit_row['convergence_seconds']:.1f}" if audit_row["consistent"] else "ANOMALIES"
+        audit_row = audits.get((row["topology"], row["profile"], row["fault"]))
+        if audit_row is None:
+            consistent = "not audited"
+        else:
+            consistent = f"{audit_row['convergence_seconds']:.1f}" if audit_row["consistent"] else "ANOMALIES"
         table.add_row(
             str(row["topology"]) + ("" if row["load_valid"] else " (invalid)"),
             str(row["fault"]),
@@ -256,7 +382,7 @@ def network_table(frames: dict[str, pd.DataFrame], meta: dict[str, Any]) -> Tabl
             f"{low['p99'] * 1e3:.2f}",
             f"{checkout['p50'].iloc[0] * 1e3:.2f}" if len(checkout) else "-",
             f"{rate:g}" if rate is not None else "none met the SLO",
-            f"{low['cpu_per_request_us']:.0f}",
-            f"{sweep['peak_rss_bytes'].max() / 2**20:.0f}" if len(sweep) else "-",
+            "-" if math.isnan(low["cpu_per_request_us"]) else f"{low['cpu_per_request_us']:.0f}",
+            f"{sweep['peak_rss_bytes'].max() / 2**20:.0f}" if sweep["peak_rss_bytes"].notna().any() else "-",
         )
     return table
