@@ -127,7 +127,7 @@ def run(options: RunOptions, console: Console) -> Path:
             if "soak" in options.experiments:
                 steps = tables.get("steps")
                 known = network.sustainable(steps, options.params).get(topology) if steps is not None else None
-                tables |= soak.run_topology(
+                found = soak.run_topology(
                     topology,
                     options.soak,
                     options.out / "runs" / f"{topology}-soak",
@@ -135,7 +135,9 @@ def run(options: RunOptions, console: Console) -> Path:
                     options.stack,
                     phases,
                     sustainable_rate=known,
+                    target=options.target,
                 )
+                add_tables(tables, found)
             for name, frame in tables.items():
                 collected[name].append(frame)
             bar.update(task, completed=planned * (index + 1), description=f"{topology}: done")

@@ -28,8 +28,9 @@ import pandas as pd
 import psutil
 
 from bench import stats
-from bench.deploy import deploy
+from bench.deploy import Deployed, deploy
 from bench.loadgen import LoadResult, LoadSpec, run_load_sync
+from bench.target import NOT_METERED, notes, running
 from bench.workload import ShopWorkload, StartsOnFirstRequest
 from shop.seed import SeedSpec
 
@@ -172,6 +173,7 @@ def run_topology(
     stack: str,
     progress: Progress,
     sustainable_rate: float | None = None,
+    target: Deployed | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Deploy ``topology``, soak it, and return its ``soak``, ``soak_summary`` and ``soak_load`` tables.
 
@@ -180,14 +182,15 @@ def run_topology(
     rate = params.rate_for(sustainable_rate)
     seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
     progress(f"{topology}: starting", 3.0)
-    with deploy(topology, run_dir, seed=seed, cpus=sut_cpus, stack=stack) as deployment:
+    with running(target, lambda: deploy(topology, run_dir, seed=seed, cpus=sut_cpus, stack=stack)) as deployment:
         workload = ShopWorkload(
             params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=deployment.auth_headers
         )
         spec = LoadSpec(
             rate=rate, duration=params.duration, warmup=params.warmup, arrival=params.arrival, seed=params.seed
         )
-        sampler = ProcessSampler(deployment.supervisor.pids(), params.sample_interval)
+        pids = deployment.supervisor.pids() if deployment.supervisor is not None else {}
+        sampler = ProcessSampler(pids, params.sample_interval)
         progress(f"{topology}: soak, {rate:g} req/s for {params.duration:g} s", params.planned_seconds())
         try:
             result = run_load_sync(deployment.public_url, StartsOnFirstRequest(workload, sampler.start), spec)
@@ -197,10 +200,13 @@ def run_topology(
     kept = [s for s in samples if s.t_seconds <= spec.warmup + spec.duration]
     frame = pd.DataFrame(kept, columns=["process", "t_seconds", "rss_bytes", "open_fds", "cpu_seconds"])
     frame.insert(0, "topology", topology)
+    load = load_over_time(result, params.sample_interval).assign(topology=topology)
+    if not pids:  # a target's processes are elsewhere: latency over time only
+        return {"soak_load": load, "notes": notes(topology, "soak", [("resources", NOT_METERED)])}
     return {
         "soak": frame,
         "soak_summary": summarize(frame, result, params.warmup).assign(target_rate=rate),
-        "soak_load": load_over_time(result, params.sample_interval).assign(topology=topology),
+        "soak_load": load,
     }
 
 

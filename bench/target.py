@@ -41,7 +41,7 @@ from shop.seed import SeedSpec
 
 API_KEY_ENV = "ARCHBENCH_API_KEY"
 #: The experiments that make sense on a system that was deployed elsewhere; the others start systems themselves.
-EXPERIMENTS = ("network", "failure")
+EXPERIMENTS = ("network", "failure", "soak")
 DEFAULT_EXPERIMENTS = ("network", "failure")
 NOTE_COLUMNS = ("topology", "experiment", "subject", "note")
 NOT_METERED = "not measured: the target's processes are not on this machine"

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from bench import soak
 from bench.cli import main
 from bench.deploy import Deployment, deploy
 from bench.faults import admin_faults
 from bench.results import load_results
+from bench.soak import SoakParams
 from bench.supervisor import free_port
-from bench.target import TargetSpec, load_targets
+from bench.target import TargetSpec, connect, load_targets
 from shop.seed import SeedSpec
 
 pytestmark = pytest.mark.sockets
@@ -207,3 +209,15 @@ def test_the_targets_file_in_toml_or_json_and_the_example_in_deploy(tmp_path: Pa
     assert example.public_url == "http://127.0.0.1:8000"  # the gateway's port in deploy/compose/microservices.yaml
     assert example.known_admin_urls() == {"gateway": "http://127.0.0.1:8000"}
     assert (example.products, example.users) == (1000, 200)  # ARCHBENCH_PRODUCTS and ARCHBENCH_USERS there
+
+
+def test_a_soak_on_the_target_records_latency_over_time_and_notes_the_memory_it_cannot_see(
+    shop: Deployment, credentials: None, tmp_path: Path
+) -> None:
+    target = connect(TargetSpec.from_url(shop.public_url, "microservices"), faults=False)
+    params = SoakParams(duration=2.0, warmup=0.5, sample_interval=0.5, rate=50.0, products=60, users=20)
+    tables = soak.run_topology("microservices", params, tmp_path, None, "raw", lambda *_: None, target=target)
+    assert "soak" not in tables  # no process of the target is visible from here
+    load = tables["soak_load"]
+    assert load["requests"].sum() >= 0.9 * 50.0 * 2.5
+    assert (tables["notes"]["experiment"] == "soak").all()
