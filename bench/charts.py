@@ -895,8 +895,9 @@ def _replicas_line(ax: Any, line: ReplicaLine, label_above: bool) -> None:
 
 @dataclass(frozen=True)
 class RestartTimeline:
-    """One restart scenario: bins (start seconds, p99 seconds, errors) of width ``width``, the events (seconds,
-    text), the disturbed span (restart start, steady state) and the p99 above which a bin counts as disturbed."""
+    """One restart scenario: bins (start seconds, p99 and p90 seconds, errors) of width ``width``, the events
+    (seconds, text), the disturbed span (restart start, steady state) and the p90 above which a bin counts as
+    disturbed."""
 
     title: str
     topology: str
@@ -908,6 +909,7 @@ class RestartTimeline:
     disturbed: tuple[float, float] | None = None
     threshold: float | None = None
     valid: bool = True
+    p90: list[float] = field(default_factory=list)
 
 
 def restart_chart(rows: Sequence[RestartTimeline]) -> Figure:
@@ -934,7 +936,8 @@ def restart_chart(rows: Sequence[RestartTimeline]) -> Figure:
         handles: list[Any] = [
             Line2D([], [], color="#444444", linewidth=0.9, label="event (stop, ready)"),
             Patch(facecolor=WINDOW_COLOR, alpha=0.12, label="restart start → steady state"),
-            Line2D([], [], color="#444444", linestyle=":", label="p99 above this: disturbed"),
+            Line2D([], [], color="#888888", linewidth=0.9, linestyle="--", label="p90"),
+            Line2D([], [], color="#444444", linestyle=":", label="p90 above this: disturbed"),
         ]
         fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
     return fig
@@ -953,9 +956,14 @@ def _restart_latency(ax: Any, row: RestartTimeline) -> None:
             marker=topology_marker(row.topology),
             markersize=2.5,
         )
+    p90 = [
+        (t + row.width / 2, max(v * 1e3, 1e-3)) for t, v in zip(row.starts, row.p90, strict=False) if math.isfinite(v)
+    ]
+    if p90:
+        ax.plot([x for x, _ in p90], [y for _, y in p90], color="#888888", linewidth=0.9, linestyle="--")
     ax.set_yscale("log")
-    ax.set_ylabel("p99 ms (log)")
-    values = [y for _, y in points] + ([row.threshold * 1e3] if row.threshold is not None else [])
+    ax.set_ylabel("p99, p90 ms (log)")
+    values = [y for _, y in points + p90] + ([row.threshold * 1e3] if row.threshold is not None else [])
     _log_ticks(ax.yaxis)
     if values:
         # A third of a decade of room either side, so that a flat line shows at least one labelled tick.

@@ -2007,6 +2007,7 @@ def restart_timeline(ctx: Context, row: pd.Series) -> charts.RestartTimeline:
         disturbed,
         max(2 * before, before + 0.005) if math.isfinite(before) else None,
         bool(row["valid"]),
+        [float(v) for v in bins.get("p90", [])],
     )
 
 
@@ -2020,8 +2021,9 @@ def section_deployment(ctx: Context) -> str:
             "Each scenario restarts one part under a steady open-loop load; each bin is 0.5 s of requests, counted by "
             "their intended send time. Vertical lines: the harness's events (a stop signal, a replica ready again). "
             "Shaded: from the restart's start to steady state, the end of the last disturbed bin (a bin with a "
-            "failed request, or with its p99 above the dotted line: twice the p99 before the restart, or 5 ms more "
-            "if that is higher). A restart is graceful: uvicorn stops accepting, finishes the requests in flight and "
+            "failed request, or with its p90 above the dotted line: twice the p99 before the restart, or 5 ms more "
+            "if that is higher; the p90, so that one slow request in a bin, which happens without a restart too, "
+            "does not count). A restart is graceful: uvicorn stops accepting, finishes the requests in flight and "
             "closes idle keep-alive connections before it exits."
         )
         chart = figure(svg, caption)

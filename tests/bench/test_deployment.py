@@ -50,6 +50,14 @@ def test_a_slow_bin_after_the_restart_counts_as_disturbed_and_a_4xx_is_not_a_fai
     assert figures["max_during"] == pytest.approx(0.2)
 
 
+def test_one_slow_request_in_a_bin_does_not_make_it_disturbed() -> None:
+    frame = requests([i / 100 for i in range(1000)])
+    frame.loc[800, "done"] = frame.loc[800, "intended"] + 0.2  # a lone GC pause, as happens without any restart
+    figures = disruption(frame, timeline(frame, 0.5), [(5.0, "stop x"), (5.3, "x ready")], warmup=0.5)
+    assert figures["time_to_steady_s"] == pytest.approx(0.3)  # steady as soon as x is back
+    assert figures["max_during"] == pytest.approx(0.001)
+
+
 def test_an_undisturbed_restart_is_steady_when_the_last_replica_is_ready() -> None:
     frame = requests([i / 100 for i in range(1000)])
     figures = disruption(frame, timeline(frame, 0.5), [(5.0, "stop a"), (5.2, "a ready"), (6.4, "b ready")], 0.5)
