@@ -63,7 +63,7 @@ class DeploymentParams:
         return len(SCENARIOS) * (self.warmup + self.duration + 3.0)
 
 
-QUICK_DEPLOYMENT = DeploymentParams(rate=100.0, duration=8.0, warmup=0.5, restart_at=2.5)
+QUICK_DEPLOYMENT = DeploymentParams(rate=100.0, duration=6.0, warmup=0.5, restart_at=2.0)
 
 
 @dataclass(frozen=True)

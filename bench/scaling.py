@@ -10,7 +10,7 @@ For each mix (browse-heavy, checkout-heavy) and each topology, step k = 1..N run
 
 At each step the sustainable throughput is searched with open-loop runs: rates rise by ``growth`` from the previous
 step's result until a run misses the SLO (p99, error budget, or the generator could not send the offered rate), then
-one run halfway between the last pass and the first miss refines it. Each run meters CPU and peak RSS per process.
+runs halfway between the last pass and the first miss refine it. Each run meters CPU and peak RSS per process.
 On a small machine N is small; :mod:`bench.usl` fits the Universal Scalability Law to the measured points, and the
 report draws its extrapolation as a model, never as a measurement.
 
@@ -51,6 +51,7 @@ class ScalingParams:
     max_replicas: int = 0  # 0: as many as the system's CPUs, at least 2 (see the module docstring)
     start_rate: float = 300.0
     growth: float = 1.3
+    refine: int = 1  # runs that halve the gap between the highest pass and the lowest miss
     max_runs: int = 12  # per step, a bound on the search
     step_duration: float = 4.0
     step_warmup: float = 1.0
@@ -72,7 +73,9 @@ class ScalingParams:
         return steps * (7 * (self.step_duration + self.step_warmup + self.pause) + 2.0)
 
 
-QUICK_SCALING = ScalingParams(step_duration=1.5, step_warmup=0.5, pause=0.3, start_rate=400.0, growth=1.5)
+QUICK_SCALING = ScalingParams(
+    step_duration=1.0, step_warmup=0.3, pause=0.2, start_rate=500.0, growth=2.0, refine=2, max_runs=8
+)
 
 Progress = Callable[[str, float], None]
 
@@ -126,7 +129,8 @@ def probe(deployment: Deployment, workload: ShopWorkload, rate: float, params: S
 def search(
     deployment: Deployment, workload: ShopWorkload, start: float, params: ScalingParams, report: Callable[[str], None]
 ) -> list[Probe]:
-    """Runs at rising rates until one misses the SLO, then one run between the last pass and the miss."""
+    """Runs at rising rates until one misses the SLO, then ``refine`` runs halving the gap between the last pass and
+    the first miss."""
     probes: list[Probe] = []
     rate = start
     while len(probes) < params.max_runs:
@@ -135,13 +139,17 @@ def search(
         if not probes[-1].met_slo:
             break
         rate = round(rate * params.growth, -1)
-    passed = [p.rate for p in probes if p.met_slo]
-    failed = [p.rate for p in probes if not p.met_slo]
-    if passed and failed and len(probes) < params.max_runs:
+    for _ in range(params.refine):
+        passed = [p.rate for p in probes if p.met_slo]
+        failed = [p.rate for p in probes if not p.met_slo]
+        if not (passed and failed and len(probes) < params.max_runs):
+            break
         middle = round((max(passed) + min(failed)) / 2, -1)
-        if max(passed) < middle < min(failed):
-            report(f"{middle:,.0f} req/s")
-            probes.append(probe(deployment, workload, middle, params, len(probes)))
+        if not max(passed) < middle < min(failed):
+            break
+        report(f"{middle:,.0f} req/s")
+        probes.append(probe(deployment, workload, middle, params, len(probes)))
+    passed = [p.rate for p in probes if p.met_slo]
     if not passed and start > params.start_rate / 8:  # even the first rate failed: look lower once
         probes.extend(search(deployment, workload, round(start / 3, -1), params, report))
     return probes
