@@ -120,12 +120,12 @@ def build_parser() -> Parser:
         help="measure the topologies and write a results directory",
         description="Start each topology in turn on the same pinned CPUs, run the experiments with the open-loop "
         "generator on the other CPUs, stop everything, and write tidy results (Parquet + meta.json). "
-        "--quick takes about a minute and a half; the default run about nine minutes (the soak, opt-in, ten "
+        "--quick takes about three and a half minutes on 2 cores; the default run about sixteen (the soak, opt-in, ten "
         "more per topology).",
         epilog=TARGET_HELP,
         formatter_class=Formatter,
     )
-    run.add_argument("--quick", action="store_true", help="short phases and a short sweep (about 90 s)")
+    run.add_argument("--quick", action="store_true", help="short phases, sweeps and searches (3.5 minutes on 2 cores)")
     run.add_argument(
         "--topologies",
         type=names_of(TOPOLOGIES),

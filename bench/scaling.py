@@ -50,8 +50,8 @@ class ScalingParams:
     mixes: tuple[str, ...] = MIXES
     max_replicas: int = 0  # 0: as many as the system's CPUs, at least 2 (see the module docstring)
     start_rate: float = 300.0
-    growth: float = 1.3
-    refine: int = 1  # runs that halve the gap between the highest pass and the lowest miss
+    growth: float = 2.0
+    refine: int = 3  # runs that halve the gap between the highest pass and the lowest miss: 2x / 2^3, about 12%
     max_runs: int = 12  # per step, a bound on the search
     step_duration: float = 4.0
     step_warmup: float = 1.0
@@ -73,9 +73,7 @@ class ScalingParams:
         return steps * (7 * (self.step_duration + self.step_warmup + self.pause) + 2.0)
 
 
-QUICK_SCALING = ScalingParams(
-    step_duration=1.0, step_warmup=0.3, pause=0.2, start_rate=500.0, growth=2.0, refine=2, max_runs=8
-)
+QUICK_SCALING = ScalingParams(step_duration=1.0, step_warmup=0.3, pause=0.2, start_rate=500.0, refine=2, max_runs=8)
 
 Progress = Callable[[str, float], None]
 
