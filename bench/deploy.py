@@ -51,7 +51,11 @@ class Deployed(Protocol):
     def run_dir(self) -> Path | None: ...
 
     def process_of(self, component: str) -> str:
-        """The name of the process that hosts ``component``."""
+        """The name of the process that hosts ``component`` (its first replica when it has several)."""
+        ...
+
+    def replicas_of(self, component: str) -> list[str]:
+        """The names of every process that hosts ``component``."""
         ...
 
     def admin_url(self, process: str) -> str | None:
@@ -92,6 +96,9 @@ class Deployment:
 
     def process_of(self, component: str) -> str:
         return self.config.process_of(component).name
+
+    def replicas_of(self, component: str) -> list[str]:
+        return [p.name for p in self.config.processes if component in p.components]
 
     def admin_url(self, process: str) -> str:
         # The process's own port: a replica of the public process shares the public port with its siblings.

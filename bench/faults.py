@@ -45,8 +45,16 @@ class Injector:
         self.deployment = deployment
 
     def process_of(self, target: str) -> str:
-        """The process that holds ``target`` (for the monolith, the monolith)."""
-        return self.deployment.process_of("monolith" if self.deployment.topology == "monolith" else target)
+        """The process that holds ``target`` (for the monolith, the monolith); a process fault takes down this one
+        when the target has several replicas (one pod of several dies)."""
+        return self.deployment.process_of(self.component_of(target))
+
+    def replicas_of(self, target: str) -> list[str]:
+        """Every process that holds ``target``."""
+        return self.deployment.replicas_of(self.component_of(target))
+
+    def component_of(self, target: str) -> str:
+        return "monolith" if self.deployment.topology == "monolith" else target
 
     def unsupported(self, plan: FaultPlan) -> str | None:
         """Why ``plan`` cannot be applied to this deployment (an external target), or None when it can."""
@@ -63,9 +71,9 @@ class Injector:
         elif plan.kind == "pause":
             self._supervisor().pause(self.process_of(plan.target))
         elif plan.kind in DEPENDENCY_FAULTS:
-            self._admin(
-                "POST", self.process_of(plan.target), {"component": plan.target, "kind": plan.kind, "value": plan.value}
-            )
+            fault = {"component": plan.target, "kind": plan.kind, "value": plan.value}
+            for process in self.replicas_of(plan.target):  # a dependency fault hits every replica of the target
+                self._admin("POST", process, fault)
         else:
             raise ValueError(f"unknown fault {plan.kind!r}")
 
@@ -77,7 +85,8 @@ class Injector:
         if plan.kind == "pause":
             self._supervisor().resume(process)
         else:
-            self._admin("DELETE", process, None)
+            for replica in self.replicas_of(plan.target):
+                self._admin("DELETE", replica, None)
         return 0.0
 
     def _supervisor(self) -> Supervisor:

@@ -226,6 +226,9 @@ class ExternalDeployment:
                 return name
         raise KeyError(f"no process hosts component {component!r} in topology {self.topology!r}")
 
+    def replicas_of(self, component: str) -> list[str]:
+        return [self.process_of(component)]  # a replicated process is one admin URL behind its balancer
+
     def admin_url(self, process: str) -> str | None:
         return self.spec.admin_url(process)
 

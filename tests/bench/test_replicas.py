@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from bench.deploy import Deployment, deploy
+from bench.faults import FaultPlan, Injector
 from plumbing.topology import RunConfig, make_config
 from shop.seed import SeedSpec
 
@@ -74,3 +76,24 @@ def test_a_service_replica_stopped_and_started_while_the_other_serves(tmp_path: 
             assert get(deployment, "/products/4") == 200
             time.sleep(0.05)
         assert served(config, "inventory-1", "GET /products/{product_id}") > 0
+
+
+def status_of(deployment: Deployment, path: str) -> int:
+    try:
+        return get(deployment, path)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_a_dependency_fault_hits_every_replica_and_a_process_fault_one(tmp_path: Path) -> None:
+    with deploy("microservices", tmp_path, seed=SMALL, replicas={"inventory": 2}, admin_token="tok") as deployment:
+        injector = Injector(deployment)
+        errors = FaultPlan("error", "inventory", 1.0)
+        injector.begin(errors)
+        assert {status_of(deployment, "/products/1") for _ in range(6)} == {503}  # both replicas fail
+        injector.end(errors)
+        assert {status_of(deployment, "/products/1") for _ in range(6)} == {200}
+        kill = FaultPlan("kill", "inventory")
+        injector.begin(kill)  # one replica of two dies: its callers go on with the other
+        assert {status_of(deployment, "/products/1") for _ in range(6)} == {200}
+        assert injector.end(kill) > 0
