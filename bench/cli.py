@@ -38,7 +38,7 @@ from bench.target import (
 )
 from plumbing.client import DEFAULT_STACK, STACKS
 from plumbing.resilience import PROFILES
-from plumbing.topology import SERVICES, TOPOLOGIES
+from plumbing.topology import SERVICES, TOPOLOGIES, layout
 from shop.seed import SeedSpec
 
 
@@ -114,6 +114,14 @@ def build_parser() -> Parser:
     serve.add_argument("--products", type=positive_int, default=1000, help="catalog size (default 1000)")
     serve.add_argument("--users", type=positive_int, default=200, help="seeded, funded users (default 200)")
     serve.add_argument("--run-dir", type=Path, help="run directory (default: runs/<topology>-<time>)")
+    serve.add_argument(
+        "--replicas",
+        type=replica_counts,
+        default={},
+        metavar="NAME=N[,NAME=N]",
+        help="run N replicas of a process, e.g. monolith=2 or inventory=2,gateway=2: the public one's share its "
+        "port, the others' callers balance over them; `kill -TERM` one (pids.json) to restart it by hand",
+    )
     add_stack_argument(serve)
     run = sub.add_parser(
         "run",
@@ -333,7 +341,26 @@ def startup_failure(exc: StartupError) -> str:
     return f"{what}: {last} (log: {exc.log_path})" if last else f"{what} (log: {exc.log_path})"
 
 
+def replica_counts(text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, count = item.partition("=")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"not NAME=N: {item!r}")
+        counts[name.strip()] = positive_int(count.strip())
+    return counts
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    names = [name for name, _ in layout(args.topology)]
+    unknown = sorted(set(args.replicas) - set(names))
+    if unknown:
+        print(
+            f"archbench: error: {args.topology} has no process {', '.join(unknown)} to replicate "
+            f"(its processes: {', '.join(names)})",
+            file=sys.stderr,
+        )
+        return 2
     run_dir: Path = args.run_dir or default_run_dir(args.topology)
     if run_dir.exists() and any(run_dir.glob("*.db")):
         print(f"archbench: error: {run_dir} already holds databases; choose another --run-dir", file=sys.stderr)
@@ -342,7 +369,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with (
             shutdown_on_signals(),
-            deploy(args.topology, run_dir, seed=seed, stack=args.stack, public_port=args.port) as d,
+            deploy(
+                args.topology, run_dir, seed=seed, stack=args.stack, public_port=args.port, replicas=args.replicas
+            ) as d,
         ):
             print(f"public URL: {d.public_url}", flush=True)
             if d.api_key:

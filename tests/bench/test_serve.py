@@ -241,8 +241,19 @@ def test_a_process_failing_at_start_stops_the_others(tmp_path: Path) -> None:
         ["monolith", "--port", "0"],
         ["monolith", "--port", "70000"],
         ["monolith", "--products", "-1"],
+        ["monolith", "--replicas", "monolith"],
+        ["monolith", "--replicas", "monolith=0"],
+        ["monolith", "--replicas", "inventory=2"],
     ],
-    ids=["unknown-topology", "port-0", "port-70000", "negative-products"],
+    ids=[
+        "unknown-topology",
+        "port-0",
+        "port-70000",
+        "negative-products",
+        "replicas-no-count",
+        "replicas-0",
+        "replicas-of-nothing",
+    ],
 )
 def test_bad_arguments_get_one_line_and_status_2(tmp_path: Path, args: list[str]) -> None:
     run_dir = tmp_path / "run"
@@ -266,3 +277,18 @@ def test_run_dir_holding_databases_is_refused(tmp_path: Path) -> None:
     assert str(run_dir) in assert_one_line_error(result.stderr)
     assert (run_dir / "monolith.db").read_bytes() == b"earlier results"
     assert sorted(path.name for path in run_dir.iterdir()) == ["monolith.db"]
+
+
+def test_serves_replicas_and_stops_them_all(tmp_path: Path) -> None:
+    with launched(tmp_path, "microservices", *SMALL_SHOP, "--replicas", "inventory=2,gateway=2") as launch:
+        url, run_dir = launch.wait_banner()
+        key = re.search(r"^API key: (\S+)$", launch.stdout, re.MULTILINE)
+        assert key is not None, launch.stdout
+        assert http_get(url, "/products/1", {"X-API-Key": key.group(1)})[0] == 200
+        pids = read_pids(run_dir)
+        expected = PROCESSES["microservices"] - {"inventory", "gateway"}
+        assert set(pids) == expected | {"inventory-1", "inventory-2", "gateway-1", "gateway-2"}
+        processes = [psutil.Process(pid) for pid in pids.values()]
+        launch.proc.send_signal(signal.SIGINT)
+        assert launch.wait_exit(STOP_TIMEOUT) == 0, launch.stderr
+        assert [proc for proc in processes if not is_gone(proc)] == []
