@@ -1560,7 +1560,10 @@ def section_scaling(ctx: Context) -> str:
         "with k workers of the monolith, or k replicas of the microservice that saturated first (the other services "
         "once), on k CPU cores. The dashed lines are the Universal Scalability Law fitted to those steps and drawn "
         f"beyond them (shaded): <b>{esc(charts.MODEL_LABEL)}</b>; its coefficients are in the table below. Hollow "
-        "markers are steps whose deciding runs were invalid."
+        "markers are steps whose deciding runs were invalid. Replicas share their component's database: the "
+        "monolith's workers one SQLite file for everything, a service's replicas its own file. SQLite lets one "
+        "writer in at a time and a waiting writer sleeps in steps of milliseconds, so a write-heavy mix gains less "
+        "from more processes on one file than a read-heavy one; a client-server database would move that limit."
     )
     memory = charts.svg_of(
         charts.replicas_chart(
