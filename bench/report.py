@@ -1641,7 +1641,10 @@ def model_table(ctx: Context, models: pd.DataFrame) -> str:
         "the work that does not parallelise (contention), κ the cost of keeping replicas coherent (crosstalk), which "
         "makes throughput peak at √((1 − σ)/κ) replicas and then fall. <i>usl</i>: σ and κ fitted (3 points or "
         "more); <i>amdahl</i>: two points, κ fixed at 0; <i>none</i>: fewer. Fitted by least squares with σ, κ ≥ 0; "
-        "with as many points as coefficients the fit is exact and says nothing about its own error.</p>"
+        "with as many points as coefficients the fit is exact and says nothing about its own error. With two "
+        "points the curve is set by one ratio and cannot bend down: it is a what-if drawn from that ratio, not a "
+        "forecast; a machine with more cores (<code>--scale-to N</code>) gives the points that show where scaling "
+        "stops.</p>"
     )
     return html_table(header, rows, left=2, text=(2, 7, 9)) + note
 
