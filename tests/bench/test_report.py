@@ -23,6 +23,7 @@ from bench.faults import FaultPlan
 from bench.report import HEALTHY_SUCCESS, INVARIANTS, detect_text, ms, recover_text, render_report
 from bench.results import load_results
 from plumbing.topology import TOPOLOGIES
+from tests.bench.pages import section, verdict_row
 
 pytestmark = pytest.mark.sockets  # the tiny_results fixture runs every topology for real
 
@@ -296,18 +297,6 @@ def with_failure(
     for name in drop:
         (copy / f"{name}.parquet").unlink()
     return copy
-
-
-def section(page: str, section_id: str) -> str:
-    match = re.search(rf'<section id="{section_id}">.*?</section>', page, re.DOTALL)
-    assert match, section_id
-    return match.group(0)
-
-
-def verdict_row(page: str, name: str) -> str:
-    verdict = section(page, "verdict")
-    row = verdict[verdict.find(name) :]
-    return row[: row.find("</tr>")]
 
 
 @pytest.fixture(scope="module")

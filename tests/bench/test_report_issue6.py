@@ -14,6 +14,7 @@ from bench import usl
 from bench.charts import MODEL_LABEL
 from bench.report import render_report
 from bench.results import save
+from tests.bench.pages import section, verdict_row
 
 TOPOLOGIES = ("monolith", "microservices")
 SCALING_COMMAND = "archbench run --experiments scaling"
@@ -44,18 +45,6 @@ def render(tmp_path: Path, tables: dict[str, pd.DataFrame], experiments: tuple[s
 def page(tmp_path_factory: pytest.TempPathFactory, issue6_tables: dict[str, pd.DataFrame]) -> str:
     tables = issue6_tables | {"complexity": COMPLEXITY}
     return render(tmp_path_factory.mktemp("issue6"), tables, ("scaling", "deployment"))
-
-
-def section(page: str, section_id: str) -> str:
-    match = re.search(rf'<section id="{section_id}">.*?</section>', page, re.DOTALL)
-    assert match, section_id
-    return match.group(0)
-
-
-def verdict_row(page: str, name: str) -> str:
-    verdict = section(page, "verdict")
-    row = verdict[verdict.find(name) :]
-    return row[: row.find("</tr>")]
 
 
 def row_of(page: str, anchor: str) -> str:
