@@ -21,7 +21,7 @@ from bench.report import render_report
 from bench.resources import default_cpu_split
 from bench.results import load_results
 from bench.run import DEFAULT_EXPERIMENTS, EXPERIMENTS, RunOptions, run, summary_tables
-from bench.scaling import QUICK_SCALING, ScalingParams
+from bench.scaling import QUICK_SCALING, ScalingParams, budget
 from bench.security import QUICK_SECURITY, SecurityParams
 from bench.soak import QUICK_SOAK, SoakParams
 from bench.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
@@ -258,12 +258,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_replicas=args.scale_to or 0,
     )
     if sut_cpus is not None and "scaling" in experiments:
-        wanted, have = scale.replicas(sorted(sut_cpus)), len(sut_cpus | (gen_cpus or frozenset()))
-        if wanted > have:
-            print(
-                f"archbench: error: scaling to {wanted} replicas needs {wanted} CPUs; {have} are available",
-                file=sys.stderr,
-            )
+        try:  # before anything runs: the last step must find its CPUs
+            budget(scale.replicas(sorted(sut_cpus)), sorted(sut_cpus), sorted(gen_cpus or ()))
+        except ValueError as exc:
+            print(f"archbench: error: scaling: {exc}", file=sys.stderr)
             return 2
     restarts = replace(
         QUICK_DEPLOYMENT if args.quick else DeploymentParams(), seed=args.seed, service=args.restart_service

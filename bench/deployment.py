@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from bench import stats
@@ -74,10 +73,14 @@ class Scenario:
     replicas: int
     description: str
 
+    @property
+    def layout_name(self) -> str:
+        """The process of the topology's layout that is replicated and restarted."""
+        return "monolith" if self.topology == "monolith" else self.component
+
     def restarted(self) -> list[str]:
         """The processes restarted, in order."""
-        layout_name = "monolith" if self.topology == "monolith" else self.component
-        return replica_names(layout_name, self.replicas)
+        return replica_names(self.layout_name, self.replicas)
 
 
 def scenarios(params: DeploymentParams, topologies: Sequence[str]) -> list[Scenario]:
@@ -154,14 +157,13 @@ def run_scenario(
     stack: str,
 ) -> tuple[LoadResult, list[tuple[float, str]]]:
     seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
-    layout_name = "monolith" if scenario.topology == "monolith" else scenario.component
     with deploy(
         scenario.topology,
         run_dir,
         seed=seed,
         cpus=sut_cpus,
         stack=stack,
-        replicas={layout_name: scenario.replicas},
+        replicas={scenario.layout_name: scenario.replicas},
     ) as deployment:
         workload = ShopWorkload(
             params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=deployment.auth_headers
@@ -183,26 +185,9 @@ def run_scenario(
 
 def timeline(frame: pd.DataFrame, width: float) -> pd.DataFrame:
     """Requests, failures (see :data:`FAILURES`), p50, p90 and p99 per ``width`` seconds of intended send time."""
-    frame = frame.assign(
-        bin_index=np.floor(frame["intended"] / width).astype(int),
-        failed=frame["error"].astype(str).isin(FAILURES),
-        latency=frame["done"] - frame["intended"],
-    )
-    rows = []
-    for index, group in frame.groupby("bin_index", sort=True):
-        latency = group["latency"].to_numpy()
-        rows.append(
-            {
-                "t": int(str(index)) * width,
-                "bin": width,
-                "requests": len(group),
-                "errors": int(group["failed"].sum()),
-                "p50": stats.percentile(latency, 50.0),
-                "p90": stats.percentile(latency, 90.0),
-                "p99": stats.percentile(latency, 99.0),
-            }
-        )
-    return pd.DataFrame(rows, columns=["t", "bin", "requests", "errors", "p50", "p90", "p99"])
+    bins = stats.per_interval(frame, width, frame["error"].astype(str).isin(FAILURES).to_numpy())
+    bins.insert(1, "bin", width)
+    return bins
 
 
 def disruption(
@@ -215,7 +200,7 @@ def disruption(
     before = frame[(frame["intended"] >= warmup) & (frame["intended"] < begin)]
     p50_before = stats.percentile(latency[before.index], 50.0)
     p99_before = stats.percentile(latency[before.index], 99.0)
-    limit = max(2.0 * p99_before, p99_before + 0.005)
+    limit = stats.disturbed_above(p99_before)
     after_start = bins[bins["t"] + bins["bin"] > begin]
     disturbed = after_start[(after_start["errors"] > 0) | (after_start["p90"] > limit)]
     steady_at = float((disturbed["t"] + disturbed["bin"]).max()) if len(disturbed) else begin

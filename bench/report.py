@@ -33,7 +33,7 @@ import pandas as pd
 
 from bench import charts, usl
 from bench.results import Results, load_results
-from bench.stats import percentile
+from bench.stats import disturbed_above, percentile
 
 num = charts.num
 
@@ -2011,7 +2011,7 @@ def restart_timeline(ctx: Context, row: pd.Series) -> charts.RestartTimeline:
         [int(v) for v in bins.get("errors", [])],
         marks,
         disturbed,
-        max(2 * before, before + 0.005) if math.isfinite(before) else None,
+        disturbed_above(before) if math.isfinite(before) else None,
         bool(row["valid"]),
         [float(v) for v in bins.get("p90", [])],
     )

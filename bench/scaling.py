@@ -192,10 +192,9 @@ def run_step(
         workload = ShopWorkload(
             params.users, params.products, mix=mix, seed=params.seed, auth_headers=deployment.auth_headers
         )
-        expected = 5 * (params.step_duration + params.step_warmup + params.pause)
 
         def report(rate: str) -> None:
-            progress(f"{label}: {rate}", expected / 5)
+            progress(f"{label}: {rate}", params.step_duration + params.step_warmup + params.pause)
 
         probes = search(deployment, workload, start, params, report)
         component_of = {p.name: p.front for p in deployment.config.processes}

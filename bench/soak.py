@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import psutil
 
@@ -253,19 +252,5 @@ def summarize(samples: pd.DataFrame, result: LoadResult, warmup: float) -> pd.Da
 def load_over_time(result: LoadResult, interval: float) -> pd.DataFrame:
     """Per ``interval`` seconds of intended send time (warm-up included): requests, errors, p50 and p99."""
     frame = result.to_frame()
-    bins = np.floor(frame["intended"].to_numpy() / interval).astype(int)
-    failed = frame["error"].astype(str).to_numpy() != ""
-    latency = stats.latencies(frame).to_numpy()
-    rows = []
-    for index in np.unique(bins):
-        mask = bins == index
-        rows.append(
-            {
-                "t_seconds": float(index * interval),
-                "requests": int(mask.sum()),
-                "errors": int(failed[mask].sum()),
-                "p50": stats.percentile(latency[mask], 50.0),
-                "p99": stats.percentile(latency[mask], 99.0),
-            }
-        )
-    return pd.DataFrame(rows, columns=["t_seconds", "requests", "errors", "p50", "p99"])
+    bins = stats.per_interval(frame, interval, frame["error"].astype(str).to_numpy() != "")
+    return bins.rename(columns={"t": "t_seconds"})[["t_seconds", "requests", "errors", "p50", "p99"]]

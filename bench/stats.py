@@ -99,3 +99,30 @@ def sustainable_throughput(sweep: pd.DataFrame, slo_p99: float, error_budget: fl
     if passing.empty:
         return None
     return float(passing["target_rate"].max())
+
+
+def per_interval(frame: pd.DataFrame, width: float, failed: npt.NDArray[np.bool_]) -> pd.DataFrame:
+    """Per ``width`` seconds of intended send time: ``t`` (bin start), requests, errors (rows where ``failed``), and
+    the p50, p90 and p99 latency of the bin's requests. Bins without a request are absent."""
+    bins = np.floor(frame["intended"].to_numpy() / width).astype(int)
+    latency = latencies(frame).to_numpy()
+    rows = []
+    for index in np.unique(bins):
+        mask = bins == index
+        rows.append(
+            {
+                "t": float(index * width),
+                "requests": int(mask.sum()),
+                "errors": int(failed[mask].sum()),
+                "p50": percentile(latency[mask], 50.0),
+                "p90": percentile(latency[mask], 90.0),
+                "p99": percentile(latency[mask], 99.0),
+            }
+        )
+    return pd.DataFrame(rows, columns=["t", "requests", "errors", "p50", "p90", "p99"])
+
+
+def disturbed_above(p99_before: float) -> float:
+    """The latency above which a bin of a restart's timeline counts as disturbed (its p90 is compared), from the p99
+    before the restart: twice that p99, or 5 ms more if that is higher (bench.deployment)."""
+    return max(2.0 * p99_before, p99_before + 0.005)
