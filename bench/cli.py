@@ -13,21 +13,21 @@ from typing import NoReturn
 
 from rich.console import Console
 
-from bench.deploy import default_run_dir, deploy
-from bench.deployment import QUICK_DEPLOYMENT, DeploymentParams
-from bench.failure import QUICK_FAILURE, FailureParams
-from bench.network import QUICK, NetworkParams
+from bench.experiments.deployment import QUICK_DEPLOYMENT, DeploymentParams
+from bench.experiments.failure import QUICK_FAILURE, FailureParams
+from bench.experiments.network import QUICK, NetworkParams
+from bench.experiments.scaling import QUICK_SCALING, ScalingParams, budget
+from bench.experiments.security import QUICK_SECURITY, SecurityParams
+from bench.experiments.soak import QUICK_SOAK, SoakParams
 from bench.report import render_report
-from bench.resources import default_cpu_split
-from bench.results import load_results
+from bench.report.results import load_results
 from bench.run import DEFAULT_EXPERIMENTS, EXPERIMENTS, RunOptions, run, summary_tables
-from bench.scaling import QUICK_SCALING, ScalingParams, budget
-from bench.security import QUICK_SECURITY, SecurityParams
-from bench.soak import QUICK_SOAK, SoakParams
-from bench.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
-from bench.target import DEFAULT_EXPERIMENTS as TARGET_EXPERIMENTS
-from bench.target import EXPERIMENTS as ON_TARGETS
-from bench.target import (
+from bench.system.deploy import default_run_dir, deploy
+from bench.system.resources import default_cpu_split
+from bench.system.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
+from bench.system.target import DEFAULT_EXPERIMENTS as TARGET_EXPERIMENTS
+from bench.system.target import EXPERIMENTS as ON_TARGETS
+from bench.system.target import (
     FILE_FORMAT,
     ExternalDeployment,
     TargetError,

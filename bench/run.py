@@ -17,18 +17,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench import deployment, failure, network, scaling, security, soak
-from bench.codebase import codebase_table
-from bench.complexity import complexity_table
-from bench.deployment import DeploymentParams
-from bench.failure import FailureParams
-from bench.network import NetworkParams
-from bench.resources import pin_self
-from bench.results import environment, save
-from bench.scaling import ScalingParams
-from bench.security import SecurityParams
-from bench.soak import SoakParams
-from bench.target import ExternalDeployment, check_experiments
+from bench.experiments import deployment, failure, network, scaling, security, soak
+from bench.experiments.deployment import DeploymentParams
+from bench.experiments.failure import FailureParams
+from bench.experiments.network import NetworkParams
+from bench.experiments.scaling import ScalingParams
+from bench.experiments.security import SecurityParams
+from bench.experiments.soak import SoakParams
+from bench.report.results import environment, save
+from bench.system.codebase import codebase_table
+from bench.system.complexity import complexity_table
+from bench.system.resources import pin_self
+from bench.system.target import ExternalDeployment, check_experiments
 
 EXPERIMENTS = ("network", "failure", "security", "scaling", "deployment", "soak")
 #: What ``archbench run`` measures unless told otherwise: the soak is long by nature and runs only when asked for.
@@ -50,7 +50,7 @@ class RunOptions:
     gen_cpus: frozenset[int] | None
     stack: str
     quick: bool
-    target: ExternalDeployment | None = None  # a system deployed elsewhere: nothing is started (bench.target)
+    target: ExternalDeployment | None = None  # a system deployed elsewhere: nothing is started (bench.system.target)
     scaling: ScalingParams = field(default_factory=ScalingParams)
     deployment: DeploymentParams = field(default_factory=DeploymentParams)
 

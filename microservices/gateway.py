@@ -1,4 +1,4 @@
-"""The gateway: the public API of DESIGN.md in front of the services.
+"""The gateway: the public API (README) in front of the services.
 
 Replies whose shape the service already gives (catalog, products, orders) are passed through byte for byte; the others
 are composed from several services (a user and the wallet balance). Refusals of a service come back as the same domain

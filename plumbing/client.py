@@ -1,8 +1,8 @@
 """The one inter-service HTTP client of archbench, switchable between client stacks.
 
 Every service calls every other service through :func:`open_transport`. The stack is a parameter because the choice of
-HTTP client library can change the measured cost of a hop by 10x (see ``python -m bench.hops``): the report must measure
-an architecture, not a library.
+HTTP client library can change the measured cost of a hop by 10x (``python -m bench.calibration.hops``,
+docs/measurements.md): the report must measure an architecture, not a library.
 
 Two kinds of outcome, never mixed:
 
@@ -39,11 +39,11 @@ STACKS: Final[tuple[str, ...]] = ("raw", "aiohttp", "httpx", "httpx-aiohttp", "a
 """Valid values of ``stack``: archbench's own lean HTTP/1.1 client ("raw"), three client libraries, and an in-process
 ASGI caller without any socket ("asgi")."""
 
-# Chosen by `python -m bench.hops` on the 2-core dev machine (figures in the issue note): "raw" is the only network
-# stack near issue 2's budget of 150 us extra latency and CPU per hop at low load (about 175-190 us, against 260-330
-# for aiohttp, 510-560 for httpx-aiohttp and over 1000 for httpx), as close as the "floor" yardstick of the benchmark
-# (a relay over bare asyncio streams, about 220) allows, and it has the highest throughput at 32 concurrent calls
-# (about 2x aiohttp's; httpx.AsyncClient collapses there).
+# Chosen by `python -m bench.calibration.hops` (figures in docs/measurements.md): "raw" is the only network stack near
+# the budget of 150 us extra latency and CPU per hop at low load (about 165 us, against about 300 for aiohttp, 550 for
+# httpx-aiohttp and over 1000 for httpx), as close as the "floor" yardstick of the benchmark (a relay over bare asyncio
+# streams) allows, and it has the highest throughput at 32 concurrent calls (about 2x aiohttp's; httpx.AsyncClient
+# collapses there).
 DEFAULT_STACK: Final[str] = "raw"
 
 # Below uvicorn's default keep-alive (5 s): a pooled connection must expire on our side first, otherwise a request
@@ -223,9 +223,10 @@ class _LoopBound:
 # -- the lean network stack: archbench's own HTTP/1.1 client ----------------------------------------------------------
 #
 # Why a client of our own: on the 2-core dev machine aiohttp's ClientSession costs about 130 us more CPU per call than
-# a bare asyncio stream (this client: about 25 us), and `python -m bench.hops` measures about 300 us extra latency and
-# CPU for one hop through it, twice issue 2's budget of 150 us. Services only speak HTTP/1.1 to uvicorn servers over
-# loopback, so a keep-alive pool on asyncio protocols with httptools (the parser uvicorn itself uses) is enough.
+# a bare asyncio stream (this client: about 25 us), and `python -m bench.calibration.hops` measures about 300 us extra
+# latency and CPU for one hop through it, twice the budget of 150 us (docs/measurements.md). Services only speak
+# HTTP/1.1 to uvicorn servers over loopback, so a keep-alive pool on asyncio protocols with httptools (the parser
+# uvicorn itself uses) is enough.
 # Deliberately out of scope: TLS, proxies, redirects, compression, HTTP/2, request streaming, responses delimited by
 # closing the connection (uvicorn always frames with Content-Length or chunked encoding).
 
@@ -429,8 +430,9 @@ class _RawTransport(_LoopBound):
 
 # -- in-process stack -------------------------------------------------------------------------------------------------
 #
-# Hand-written rather than httpx.ASGITransport, by measurement (`python -m bench.hops`, table "in-process ASGI hop",
-# starlette hello world, 2-core dev machine): httpx.AsyncClient + ASGITransport costs about 150 us per call over the
+# Hand-written rather than httpx.ASGITransport, by measurement (`python -m bench.calibration.hops`, table "in-process
+# ASGI hop", starlette hello world, docs/measurements.md): httpx.AsyncClient + ASGITransport costs about 150 us per call
+# over the
 # bare app, this caller about 15 us. The colocated topology exists to show what serialization and data splitting cost
 # without the network; a caller that alone costs as much as a loopback round trip would hide exactly that.
 #

@@ -5,8 +5,9 @@
 
 * a timeout per attempt (:attr:`Policy.timeout`): a hung peer costs a bounded wait, not the caller's whole budget;
 * retries with full-jitter exponential backoff, for idempotent calls only: a call that failed may still have run
-  (STYLE.md 5), so only calls that are safe to repeat are repeated; the jitter keeps retries of many callers apart;
-* a circuit breaker (:class:`CircuitBreaker`): after :attr:`Policy.breaker_failures` consecutive failures, calls fail
+  (the saga relies on the same fact), so only calls that are safe to repeat are repeated; the jitter keeps retries of
+  many callers apart; a circuit breaker (:class:`CircuitBreaker`): after :attr:`Policy.breaker_failures` consecutive
+  failures, calls fail
   at once with :class:`Rejected` for :attr:`Policy.breaker_reset` seconds, then one trial call decides;
 * bounded concurrency (a bulkhead): at most :attr:`Policy.max_concurrency` calls in flight to the dependency; calls
   beyond it queue within their timeout and are then rejected, so a slow peer cannot tie up every task of the caller.

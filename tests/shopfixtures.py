@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from bench.audit import audit
-from bench.deploy import Deployment, deploy
+from bench.system.audit import audit
+from bench.system.deploy import Deployment, deploy
 from plumbing.host import ProcessApp
 from plumbing.topology import PUBLIC, layout, make_config
 from shop.seed import SeedSpec

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from bench.failure import FailureParams
-from bench.network import NetworkParams
-from bench.resources import default_cpu_split
+from bench.experiments.failure import FailureParams
+from bench.experiments.network import NetworkParams
+from bench.experiments.security import SecurityParams
+from bench.experiments.soak import SoakParams
 from bench.run import RunOptions, run
-from bench.security import SecurityParams
-from bench.soak import SoakParams
+from bench.system.resources import default_cpu_split
 from plumbing.client import DEFAULT_STACK
 from plumbing.topology import TOPOLOGIES
 
@@ -50,7 +50,7 @@ def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run(options, Console(quiet=True))
 
 
-# -- issue 6: the scaling and deployment tables (contract: /work/shared/notes/issue6-tables.md) -----------------------
+# -- the scaling and deployment tables, shaped as bench.experiments.scaling and .deployment write them -----------------
 
 MIB = 2**20
 #: (topology, mix, scaled, [(replicas, sustainable_rps or NaN, valid)]) of the synthetic scaling experiment.
@@ -204,7 +204,7 @@ def _deployment_tables() -> dict[str, pd.DataFrame]:
 
 
 @pytest.fixture(scope="session")
-def issue6_tables() -> dict[str, pd.DataFrame]:
+def scaling_deployment_tables() -> dict[str, pd.DataFrame]:
     """The tables of the scaling and deployment experiments, synthetic, with exactly the contract's columns (no
     ``scaling_model``: the report fits it when the run did not write it). Shared: copy a table before changing it."""
     return _scaling_tables() | _deployment_tables()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.audit import CHECKS, audit, database_paths
+from bench.system.audit import CHECKS, audit, database_paths
 from tests.shopfixtures import inprocess_shop, settled
 
 # Each corruption breaks exactly the invariant it is named after (context whose database is changed, SQL).

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.failure import FailureParams, run_topology
-from bench.faults import FaultPlan
-from bench.resources import default_cpu_split
+from bench.experiments.failure import FailureParams, run_topology
+from bench.system.faults import FaultPlan
+from bench.system.resources import default_cpu_split
 from plumbing.client import DEFAULT_STACK
 
 pytestmark = pytest.mark.sockets

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.complexity import live_counts
-from bench.deploy import Deployment, deploy
+from bench.system.complexity import live_counts
+from bench.system.deploy import Deployment, deploy
 from shop.seed import SeedSpec
 
 pytestmark = pytest.mark.sockets

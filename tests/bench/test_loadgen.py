@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import stats
-from bench.loadgen import (
+from bench.common import stats
+from bench.common.names import ERRORS
+from bench.load.loadgen import (
     ERROR_CLASSES,
     LoadResult,
     LoadSpec,
@@ -150,7 +151,7 @@ def test_a_stall_shows_in_the_open_loop_tail(server: Callable[[str], str]) -> No
     # About 40 requests were intended during the 200 ms stall; each waited for the rest of it.
     assert latency["max"] >= 0.15
     assert latency["p99"] >= 0.15
-    assert result.summary()["errors"] == dict.fromkeys(stats.ERROR_CLASSES, 0)
+    assert result.summary()["errors"] == dict.fromkeys(ERRORS, 0)
 
 
 @pytest.mark.sockets

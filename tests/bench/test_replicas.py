@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.deploy import Deployment, deploy
-from bench.faults import FaultPlan, Injector
+from bench.system.deploy import Deployment, deploy
+from bench.system.faults import FaultPlan, Injector
 from plumbing.topology import RunConfig, make_config
 from shop.seed import SeedSpec
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import failure
-from bench.audit import CHECKS
-from bench.charts import availability_text
-from bench.failure import FailureParams, impact, per_second
-from bench.faults import FaultPlan
-from bench.report import HEALTHY_SUCCESS, INVARIANTS, detect_text, ms, recover_text, render_report
-from bench.results import load_results
+from bench.common.names import INVARIANTS
+from bench.experiments.failure import FailureParams, impact, per_second
+from bench.report.charts import availability_text
+from bench.report.page import detect_text, ms, recover_text, render_report
+from bench.report.results import load_results
+from bench.system.audit import CHECKS
+from bench.system.faults import FaultPlan
 from plumbing.topology import TOPOLOGIES
 from tests.bench.pages import section, verdict_row
 
@@ -48,11 +48,11 @@ FORBIDDEN = (
     "microservices",
     "shop",
     "plumbing",
-    "bench.deploy",
-    "bench.network",
+    "bench.system.deploy",
+    "bench.experiments.network",
     "bench.run",
-    "bench.supervisor",
-    "bench.loadgen",
+    "bench.system.supervisor",
+    "bench.load.loadgen",
     "uvicorn",
     "starlette",
     "aiohttp",
@@ -458,4 +458,3 @@ def test_displayed_figures_never_flatter() -> None:
         "no unhealthy second",
     ]
     assert [recover_text(v) for v in (0.0, 1.0, 2.5)] == ["0 s", "≤ 1 s", "≤ 2.5 s"]
-    assert HEALTHY_SUCCESS == failure.HEALTHY_SUCCESS

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
-from bench.resources import ResourceMeter, Usage, cpu_per_request, default_cpu_split, pin_self
+from bench.system.resources import ResourceMeter, Usage, cpu_per_request, default_cpu_split, pin_self
 
 Spawn = Callable[[str], subprocess.Popen[str]]
 

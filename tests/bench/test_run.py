@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import load_results
+from bench.report.results import load_results
 from plumbing.topology import TOPOLOGIES
 
 pytestmark = pytest.mark.sockets

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scaling import ScalingParams, budget, busiest, run_experiment
+from bench.experiments.scaling import ScalingParams, budget, busiest, run_experiment
 from plumbing.client import DEFAULT_STACK
 
 
@@ -70,7 +70,7 @@ def test_scaling_runs_replicas_and_fits_a_model(tmp_path: Path) -> None:
 def test_the_busiest_process_is_the_one_scaled() -> None:
     class P:
         def __init__(self, rate: float, cpu: dict[str, float]) -> None:
-            from bench.resources import Usage
+            from bench.system.resources import Usage
 
             self.rate = rate
             self.usage = {name: Usage(seconds, 0) for name, seconds in cpu.items()}

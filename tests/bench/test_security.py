@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import security
-from bench.network import QUICK, NetworkParams
-from bench.resources import default_cpu_split
-from bench.security import QUICK_SECURITY, SecurityParams, same_load
+from bench.experiments import security
+from bench.experiments.network import QUICK, NetworkParams
+from bench.experiments.security import QUICK_SECURITY, SecurityParams, same_load
+from bench.system.resources import default_cpu_split
 from plumbing.client import DEFAULT_STACK
 
 pytestmark = pytest.mark.sockets

@@ -1,6 +1,6 @@
 """``archbench serve`` run as a user runs it: a real subprocess, stopped by a signal or failing at start.
 
-Issue 2: the launcher leaves no process behind after SIGINT, after SIGTERM, and when one of its services fails to
+The launcher leaves no process behind after SIGINT, after SIGTERM, and when one of its services fails to
 start; bad arguments get one line and exit status 2.
 """
 

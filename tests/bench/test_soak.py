@@ -13,8 +13,8 @@ import numpy as np
 import psutil
 import pytest
 
-from bench.resources import default_cpu_split
-from bench.soak import ProcessSampler, SoakParams, growth, run_topology
+from bench.experiments.soak import ProcessSampler, SoakParams, growth, run_topology
+from bench.system.resources import default_cpu_split
 from plumbing.client import DEFAULT_STACK
 
 MICROSERVICES = {"gateway", "users", "inventory", "payments", "notifications", "orders"}

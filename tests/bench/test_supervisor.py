@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.supervisor import (
+from bench.system.supervisor import (
     ProcessSpec,
     ShutdownRequested,
     StartupError,
@@ -336,7 +336,7 @@ def test_signal_during_cleanup_is_held_until_cleanup_ends(run_dir: Path) -> None
 HARNESS = r"""
 import json, signal, sys
 from pathlib import Path
-from bench.supervisor import ProcessSpec, Supervisor, free_port, shutdown_on_signals
+from bench.system.supervisor import ProcessSpec, Supervisor, free_port, shutdown_on_signals
 server = Path(sys.argv[2]).read_text()
 with shutdown_on_signals(), Supervisor(Path(sys.argv[1])) as sup:
     ports = {}

@@ -1,6 +1,6 @@
 """``archbench run --target/--targets``: the experiments against a shop deployed apart, over real sockets.
 
-The shop is started here by ``bench.deploy`` (as compose or Kubernetes would elsewhere) and the run gets only its
+The shop is started here by ``bench.system.deploy`` (as compose or Kubernetes would elsewhere) and the run gets only its
 URLs and, through the environment, its credentials: nothing is started by the run, dependency faults go through the
 admin URLs, and what cannot be done on a target (process faults, CPU and memory, traces, the audit) is a note.
 """
@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from bench import soak
 from bench.cli import main
-from bench.deploy import Deployment, deploy
-from bench.faults import admin_faults
-from bench.results import load_results
-from bench.soak import SoakParams
-from bench.supervisor import free_port
-from bench.target import TargetSpec, connect, load_targets
+from bench.experiments import soak
+from bench.experiments.soak import SoakParams
+from bench.report.results import load_results
+from bench.system.deploy import Deployment, deploy
+from bench.system.faults import admin_faults
+from bench.system.supervisor import free_port
+from bench.system.target import TargetSpec, connect, load_targets
 from shop.seed import SeedSpec
 
 pytestmark = pytest.mark.sockets

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.usl import MODEL_COLUMNS, UslModel, fit, model_frame, model_of
+from bench.common.usl import MODEL_COLUMNS, UslModel, fit, model_frame, model_of
 
 REPLICAS = np.arange(1.0, 9.0)
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from bench.loadgen import Request
-from bench.workload import MIXES, OPS, ShopWorkload, resolve_mix
+from bench.load.loadgen import Request
+from bench.load.workload import MIXES, OPS, ShopWorkload, resolve_mix
 
 
 def _created(workload: ShopWorkload, request: Request, order_id: int) -> None:

@@ -33,8 +33,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version  # type: ignore[import-untyped]
 
-from bench.complexity import COLUMNS, complexity_table
-from bench.supervisor import free_port
+from bench.system.complexity import COLUMNS, complexity_table
+from bench.system.supervisor import free_port
 from plumbing.auth import API_KEYS_ENV, SERVICE_SECRET_ENV
 from plumbing.faults import TOKEN_ENV
 from plumbing.topology import PUBLIC, SERVICES, RunConfig

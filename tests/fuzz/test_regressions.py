@@ -1,4 +1,4 @@
-"""Requests that fuzzing found answered wrongly, kept one by one as plain tests (issue 7, fuzzing).
+"""Requests that fuzzing found answered wrongly, kept one by one as plain tests.
 
 Found by schemathesis's ``unsupported_method`` and ``positive_data_acceptance`` checks, which a plain ``st run`` against
 ``/openapi.json`` runs. A case marked ``xfail(strict=True)`` is a known defect: the mark comes off with the fix, and

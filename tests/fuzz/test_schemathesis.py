@@ -1,6 +1,6 @@
 """Schemathesis against the OpenAPI document of every topology's public API and of every internal service.
 
-Issue 7 (fuzzing) and issue 2 ("no input, however malformed, gets a 500"). Each target's document is loaded from the
+No input, however malformed, gets a 500. Each target's document is loaded from the
 running app's own ``GET /openapi.json``; for every operation schemathesis generates schema-valid (positive) and
 schema-invalid (negative) requests, and every response is checked: no 5xx, a documented status, the documented content
 type and body schema, and invalid input refused with a 4xx.
@@ -44,7 +44,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from bench.deploy import Deployment, deploy
+from bench.system.deploy import Deployment, deploy
 from plumbing.auth import CREDENTIAL_HEADER, SERVICE_SECRET_ENV, AuthConfig
 from plumbing.host import ProcessApp
 from plumbing.topology import COMPONENTS, PUBLIC, SERVICES, TOPOLOGIES, layout, make_config

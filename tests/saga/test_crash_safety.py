@@ -23,8 +23,8 @@ import httpx
 import psutil
 import pytest
 
-from bench.audit import audit, database_paths
-from bench.supervisor import Supervisor
+from bench.system.audit import audit, database_paths
+from bench.system.supervisor import Supervisor
 from tests.bench.test_serve import PROCESSES, SMALL_SHOP, STOP_TIMEOUT, is_gone, launched, processes_of_run
 from tests.bench.test_supervisor import port_is_free, read_pids
 from tests.shopfixtures import TEST_SEED, Shop, fresh_deployment, settled

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.faults import FaultPlan, Injector
+from bench.system.faults import FaultPlan, Injector
 from tests.shopfixtures import Deployments, fresh_deployment, settled, socket_shop
 
 pytestmark = pytest.mark.sockets

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bench.supervisor import ProcessSpec, Supervisor, free_port
+from bench.system.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing.client import STACKS, RemoteCallError, Reply, open_transport
 
 NETWORK_STACKS = [s for s in STACKS if s != "asgi"]

@@ -1,7 +1,7 @@
 """External targets: run the experiments against a system deployed elsewhere, without starting anything here.
 
 A target is a running shop (the compose files or Kubernetes manifests in ``deploy/``, ``archbench serve``, another
-machine) reached by URL. The experiments see it through the same :class:`bench.deploy.Deployed` interface as a
+machine) reached by URL. The experiments see it through the same :class:`bench.system.deploy.Deployed` interface as a
 deployment of their own, except that a target has no supervisor and no run directory, so:
 
 * process faults (kill, pause) are skipped: they need the harness's supervisor;
@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from bench.deploy import Deployed, api_key_headers
-from bench.faults import admin_faults
+from bench.system.deploy import Deployed, api_key_headers
+from bench.system.faults import admin_faults
 from plumbing.faults import TOKEN_ENV
 from plumbing.resilience import PROFILES
 from plumbing.topology import PUBLIC, TOPOLOGIES, layout
@@ -199,8 +199,8 @@ def spec_from_mapping(raw: object) -> TargetSpec:
 
 @dataclass(frozen=True)
 class ExternalDeployment:
-    """A system deployed elsewhere as the experiments see it (:class:`bench.deploy.Deployed`): URLs and credentials,
-    no supervisor and no run directory."""
+    """A system deployed elsewhere as the experiments see it (:class:`bench.system.deploy.Deployed`): URLs and
+    credentials, no supervisor and no run directory."""
 
     spec: TargetSpec
     api_key: str | None = None

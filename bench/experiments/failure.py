@@ -27,16 +27,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import stats
-from bench.audit import AuditReport, audit
-from bench.deploy import Deployed, deploy
-from bench.faults import FaultPlan, Injector
-from bench.loadgen import LoadSpec, run_load_sync
-from bench.target import notes, running
-from bench.workload import ShopWorkload, StartsOnFirstRequest, resolve_mix
+from bench.common import stats
+from bench.common.names import HEALTHY_SUCCESS
+from bench.load.loadgen import LoadSpec, run_load_sync
+from bench.load.workload import ShopWorkload, StartsOnFirstRequest, resolve_mix
+from bench.system.audit import AuditReport, audit
+from bench.system.deploy import Deployed, deploy
+from bench.system.faults import FaultPlan, Injector
+from bench.system.target import notes, running
 from shop.seed import SeedSpec
-
-HEALTHY_SUCCESS = 0.99
 
 
 @dataclass(frozen=True)

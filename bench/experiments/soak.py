@@ -26,11 +26,11 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
-from bench import stats
-from bench.deploy import Deployed, deploy
-from bench.loadgen import LoadResult, LoadSpec, run_load_sync
-from bench.target import NOT_METERED, notes, running
-from bench.workload import ShopWorkload, StartsOnFirstRequest
+from bench.common import stats
+from bench.load.loadgen import LoadResult, LoadSpec, run_load_sync
+from bench.load.workload import ShopWorkload, StartsOnFirstRequest
+from bench.system.deploy import Deployed, deploy
+from bench.system.target import NOT_METERED, notes, running
 from shop.seed import SeedSpec
 
 __all__ = [

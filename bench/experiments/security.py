@@ -14,12 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench.deploy import deploy
-from bench.loadgen import LoadSpec
-from bench.network import NetworkParams, measure
-from bench.resources import cpu_per_request
-from bench.stats import successes
-from bench.workload import ShopWorkload
+from bench.common.stats import successes
+from bench.experiments.network import NetworkParams, measure
+from bench.load.loadgen import LoadSpec
+from bench.load.workload import ShopWorkload
+from bench.system.deploy import deploy
+from bench.system.resources import cpu_per_request
 from shop.seed import SeedSpec
 
 Progress = Callable[[str, float], None]

@@ -1,9 +1,9 @@
 """The comparison report: one self-contained HTML file rendered from a results directory alone.
 
-Measure, store and render are separate: this module reads what :func:`bench.results.load_results` returns (Parquet
-tables and ``meta.json``, plus the plain JSON and file names each run left under ``runs/``) and never imports a
-deployment. Charts come from :mod:`bench.charts` as inline SVG; the page has no script and no external reference, so
-it opens anywhere, offline, and prints.
+Measure, store and render are separate: this module reads what :func:`bench.report.results.load_results` returns
+(Parquet tables and ``meta.json``, plus the plain JSON and file names each run left under ``runs/``) and never imports
+a deployment. Charts come from :mod:`bench.report.charts` as inline SVG; the page has no script and no external
+reference, so it opens anywhere, offline, and prints.
 
 The page is a list of sections (:data:`SECTIONS`), each one function from a :class:`Context` to HTML. The verdict
 table at the top is a list of metrics (:data:`VERDICT`), each naming the tables it reads and the command that
@@ -12,7 +12,7 @@ To report a new experiment: add its verdict fill functions to the matching metri
 ``section_<name>(ctx) -> str`` and insert a :class:`Section` before the method section.
 
 Numbers are those of the results files, rounded for display only; medians of traced requests are nearest-rank
-(:func:`bench.stats.percentile`), so each is a value some request actually had. Every figure that comes from an
+(:func:`bench.common.stats.percentile`), so each is a value some request actually had. Every figure that comes from an
 invalid run carries a flag linking to that run's row in the validity table.
 """
 
@@ -31,9 +31,11 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from bench import charts, usl
-from bench.results import Results, load_results
-from bench.stats import disturbed_above, percentile
+from bench.common import usl
+from bench.common.names import HEALTHY_SUCCESS, INVARIANTS, RESTART_SCENARIOS, SCALING_MIXES
+from bench.common.stats import disturbed_above, percentile
+from bench.report import charts
+from bench.report.results import Results, load_results
 
 num = charts.num
 
@@ -736,9 +738,7 @@ def soak_fill(ctx: Context) -> dict[str, Cell]:
 # Scaling and deployment (issue 6): the rows of the verdict, and the lookups their sections share.
 
 #: The mixes of the scaling experiment in the report's order (any other follows).
-MIXES: Final = ("browse-heavy", "checkout-heavy")
 #: The restart scenarios in the report's order: each topology with one replica, then with several.
-RESTARTS: Final = ("monolith-1", "monolith-n", "single", "rolling")
 
 
 def scaling_model(ctx: Context) -> pd.DataFrame:
@@ -749,7 +749,7 @@ def scaling_model(ctx: Context) -> pd.DataFrame:
 
 def scaling_mixes(ctx: Context) -> list[str]:
     seen = [str(m) for m in ctx.table("scaling").get("mix", pd.Series(dtype=str)).unique()]
-    return [m for m in MIXES if m in seen] + [m for m in seen if m not in MIXES]
+    return [m for m in SCALING_MIXES if m in seen] + [m for m in seen if m not in SCALING_MIXES]
 
 
 def scaling_topologies(ctx: Context) -> list[str]:
@@ -839,9 +839,9 @@ def scaling_cell(rows: pd.DataFrame, model: pd.Series | None) -> Cell:
 
 
 def restart_order(ctx: Context) -> list[pd.Series]:
-    """The rows of ``deployment`` in the order of :data:`RESTARTS` (then any other scenario)."""
+    """The rows of ``deployment`` in the order of :data:`RESTART_SCENARIOS` (then any other scenario)."""
     table = ctx.table("deployment")
-    rank = {s: i for i, s in enumerate(RESTARTS)}
+    rank = {s: i for i, s in enumerate(RESTART_SCENARIOS)}
     return sorted((r for _, r in table.iterrows()), key=lambda r: (rank.get(str(r["scenario"]), len(rank)), r.name))
 
 
@@ -929,7 +929,7 @@ VERDICT: Final[list[Metric]] = [
             SCALING,
             scaling_fill(mix),
         )
-        for mix in MIXES
+        for mix in SCALING_MIXES
     ),
     Metric(
         "Failure impact",
@@ -1730,22 +1730,6 @@ def saturation_cells(step: pd.DataFrame, components: Sequence[str]) -> list[str]
 
 # -- failure impact --------------------------------------------------------------------------------------------------
 
-#: As ``bench.failure.HEALTHY_SUCCESS`` (not imported: the report never imports the harness): an operation under this
-#: success ratio during the fault window counts in the blast radius.
-HEALTHY_SUCCESS: Final = 0.99
-
-#: What each invariant of the consistency audit (``bench.audit.CHECKS``) checks, in the reader's words.
-INVARIANTS: Final[dict[str, str]] = {
-    "stock_conserved": "stock is conserved: initial = on hand + held + sold, per product",
-    "confirmed_order_charged_once": "every confirmed order has exactly one charge, of its total",
-    "confirmed_order_stock_committed": "every confirmed order has a committed reservation",
-    "no_charge_without_confirmed_order": "no charge survives without a confirmed order (refunds settled)",
-    "no_stock_held_by_rejected_order": "no stock is held by a rejected order",
-    "wallet_balances": "wallet = deposits − charges + refunds, per user",
-    "notification_delivered_once": "every confirmed order's notification is delivered exactly once",
-    "no_pending_orders": "settled: no order is still pending",
-}
-
 
 def failure_ops(ctx: Context) -> list[str]:
     """The operations of the mix, in the order the experiment wrote them."""
@@ -2094,7 +2078,7 @@ COMPLEXITY_COLUMNS: Final = (
     ("compose_lines", "compose file lines"),
     ("k8s_lines", "Kubernetes manifest lines"),
     ("k8s_objects", "Kubernetes objects"),
-    # Counted by the kernel from a running deployment (bench.complexity.live_counts), when the run has them.
+    # Counted by the kernel from a running deployment (bench.system.complexity.live_counts), when the run has them.
     ("live_processes", "processes running (counted live)"),
     ("live_listening_ports", "ports listening (counted live)"),
     ("live_databases", "databases held open (counted live)"),

@@ -25,7 +25,7 @@ import pandas as pd
 import psutil
 import yaml
 
-from bench.codebase import count_lines
+from bench.system.codebase import count_lines
 
 TOPOLOGIES = ("monolith", "microservices")
 EXPOSED_SERVICE_TYPES = ("LoadBalancer", "NodePort")

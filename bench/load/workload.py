@@ -27,7 +27,7 @@ from typing import Final
 
 import msgspec
 
-from bench.loadgen import Request, Workload
+from bench.load.loadgen import Request, Workload
 
 OPS: Final = ("browse", "product", "user", "checkout", "order")
 
@@ -74,7 +74,7 @@ def resolve_mix(mix: str | Mapping[str, float]) -> dict[str, float]:
 
 
 class ShopWorkload:
-    """The shop's weighted operation mix (see the module docstring); implements ``bench.loadgen.Workload``."""
+    """The shop's weighted operation mix (see the module docstring); implements ``bench.load.loadgen.Workload``."""
 
     def __init__(
         self,

@@ -11,8 +11,8 @@ For each mix (browse-heavy, checkout-heavy) and each topology, step k = 1..N run
 At each step the sustainable throughput is searched with open-loop runs: rates rise by ``growth`` from the previous
 step's result until a run misses the SLO (p99, error budget, or the generator could not send the offered rate), then
 runs halfway between the last pass and the first miss refine it. Each run meters CPU and peak RSS per process.
-On a small machine N is small; :mod:`bench.usl` fits the Universal Scalability Law to the measured points, and the
-report draws its extrapolation as a model, never as a measurement.
+On a small machine N is small; :mod:`bench.common.usl` fits the Universal Scalability Law to the measured points,
+and the report draws its extrapolation as a model, never as a measurement.
 
 The generator needs CPU too: the budget of step k is the first k CPUs of the system under test's set followed by the
 generator's. When k exceeds the system's set the generator shares a CPU with it, and the rows say so
@@ -31,23 +31,23 @@ from typing import Any
 
 import pandas as pd
 
-from bench import stats, usl
-from bench.deploy import Deployment, deploy
-from bench.loadgen import LoadResult, LoadSpec
-from bench.network import metered_run
-from bench.resources import Usage, cpu_per_request
-from bench.workload import ShopWorkload
+from bench.common import stats, usl
+from bench.common.names import SCALING_MIXES
+from bench.experiments.network import metered_run
+from bench.load.loadgen import LoadResult, LoadSpec
+from bench.load.workload import ShopWorkload
+from bench.system.deploy import Deployment, deploy
+from bench.system.resources import Usage, cpu_per_request
 from shop.seed import SeedSpec
 
 TOPOLOGIES = ("monolith", "microservices")
-MIXES = ("browse-heavy", "checkout-heavy")
 
 
 @dataclass(frozen=True)
 class ScalingParams:
     """Rates in requests per second, durations in seconds."""
 
-    mixes: tuple[str, ...] = MIXES
+    mixes: tuple[str, ...] = SCALING_MIXES
     max_replicas: int = 0  # 0: as many as the system's CPUs, at least 2 (see the module docstring)
     start_rate: float = 300.0
     growth: float = 2.0

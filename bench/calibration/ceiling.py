@@ -1,21 +1,21 @@
 """The load generator's own ceiling: the highest rate it sends validly on one core against a trivial endpoint.
 
-Run ``python -m bench.ceiling [--json FILE]``.
+Run ``python -m bench.calibration.ceiling [--json FILE]``.
 
 Two endpoints, each in its own process pinned to the system-under-test core(s) (core 0 on a 2-core machine): a raw
 uvloop protocol answering a canned HTTP/1.1 200 (cheap enough never to be the bottleneck), and a starlette hello
-world on uvicorn (``python -m bench.hops serve hello``). This process pins itself to the generator core(s) (core 1)
-and runs the open-loop generator at geometrically increasing rates until two rates in a row are invalid (achieved
-rate under 99% of the target, or send-lag p99 over 1 ms; an invalid run is retried once, see ``--retries``); the
-ceiling is the highest valid rate. Against the starlette endpoint the server may saturate first, and then that
-figure is the server's, not the generator's: the per-run CPU of both (in cores) tells which side limits.
+world on uvicorn (``python -m bench.calibration.hops serve hello``). This process pins itself to the generator
+core(s) (core 1) and runs the open-loop generator at geometrically increasing rates until two rates in a row are
+invalid (achieved rate under 99% of the target, or send-lag p99 over 1 ms; an invalid run is retried once, see
+``--retries``); the ceiling is the highest valid rate. Against the starlette endpoint the server may saturate first,
+and then that figure is the server's, not the generator's: the per-run CPU of both (in cores) tells which side limits.
 
 If ``wrk`` is installed, each endpoint is also measured with ``wrk -t1 -c32`` on the generator core: a closed-loop
 C tool's maximum throughput, for comparison. Before the sweep the generator core's timer wake-up lateness is
 measured (the floor under any send lag), and each step reports the CPU that processes other than the two under
 test used meanwhile ("other", in cores): on a shared machine they explain a low or missing ceiling.
 
-Every process started here is stopped at the end, on an exception and on Ctrl-C or SIGTERM (bench.supervisor).
+Every process started here is stopped at the end, on an exception and on Ctrl-C or SIGTERM (bench.system.supervisor).
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ from typing import Any, Final
 import psutil
 import uvloop
 
-from bench import stats
-from bench.loadgen import LoadSpec, PreciseTimer, run_load_sync
-from bench.resources import default_cpu_split, pin_self
-from bench.supervisor import ProcessSpec, Supervisor, free_port, shutdown_on_signals
-from bench.workload import HelloWorkload
+from bench.common import stats
+from bench.load.loadgen import LoadSpec, PreciseTimer, run_load_sync
+from bench.load.workload import HelloWorkload
+from bench.system.resources import default_cpu_split, pin_self
+from bench.system.supervisor import ProcessSpec, Supervisor, free_port, shutdown_on_signals
 
 CANNED_RESPONSE: Final = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, world!"
 ENDPOINTS: Final = ("raw", "starlette")
@@ -84,8 +84,8 @@ async def _serve_raw(port: int) -> None:
 
 def _server_argv(endpoint: str, port: int) -> list[str]:
     if endpoint == "raw":
-        return [sys.executable, "-m", "bench.ceiling", "serve-raw", "--port", str(port)]
-    return [sys.executable, "-m", "bench.hops", "serve", "hello", "--port", str(port)]
+        return [sys.executable, "-m", "bench.calibration.ceiling", "serve-raw", "--port", str(port)]
+    return [sys.executable, "-m", "bench.calibration.hops", "serve", "hello", "--port", str(port)]
 
 
 # ---- measuring ------------------------------------------------------------------------------------------------------
@@ -325,7 +325,7 @@ def _environment(server_cpus: frozenset[int], generator_cpus: frozenset[int]) ->
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.ceiling", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.calibration.ceiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--endpoints", default=",".join(ENDPOINTS), help="comma-separated: raw,starlette")
     parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per rate (default 3)")

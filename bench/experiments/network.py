@@ -23,14 +23,14 @@ from typing import Any
 
 import pandas as pd
 
-from bench import stats
-from bench.complexity import live_counts
-from bench.deploy import Deployed, deploy
-from bench.loadgen import LoadResult, LoadSpec, Request, run_load_sync
-from bench.resources import ResourceMeter, Usage, cpu_per_request
-from bench.target import NOT_METERED, notes, running
-from bench.traces import load_spans, spans_frame, summarize
-from bench.workload import OPS, ShopWorkload
+from bench.common import stats
+from bench.load.loadgen import LoadResult, LoadSpec, Request, run_load_sync
+from bench.load.workload import OPS, ShopWorkload
+from bench.system.complexity import live_counts
+from bench.system.deploy import Deployed, deploy
+from bench.system.resources import ResourceMeter, Usage, cpu_per_request
+from bench.system.target import NOT_METERED, notes, running
+from bench.system.traces import load_spans, spans_frame, summarize
 from plumbing import tracing
 from shop.seed import SeedSpec
 

@@ -1,7 +1,7 @@
 """Deploy a topology on this machine: choose ports, write the configuration, start and probe every process.
 
 The topology (which components run in which process) comes from :mod:`plumbing.topology`; this module only decides
-ports, CPU pinning and the run directory, and leaves the processes to :class:`bench.supervisor.Supervisor`.
+ports, CPU pinning and the run directory, and leaves the processes to :class:`bench.system.supervisor.Supervisor`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from bench.supervisor import ProcessSpec, Supervisor, free_port
+from bench.system.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing.auth import API_KEY_HEADER, API_KEYS_ENV, SERVICE_SECRET_ENV
 from plumbing.client import DEFAULT_STACK
 from plumbing.faults import TOKEN_ENV
@@ -27,7 +27,7 @@ CONFIG_FILE = "topology.json"
 
 class Deployed(Protocol):
     """What the experiments use of a running system: a :class:`Deployment` started here, or an external target
-    (:class:`bench.target.ExternalDeployment`) that was deployed elsewhere and that nothing here starts or stops.
+    (:class:`bench.system.target.ExternalDeployment`) that was deployed elsewhere and that nothing here starts or stops.
 
     ``supervisor`` and ``run_dir`` are None for a target: no process to kill, pause or meter, no file to read.
     """

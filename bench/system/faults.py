@@ -1,5 +1,5 @@
 """Inject the same faults into every topology: process faults through the supervisor, dependency faults through the
-admin endpoint of the process that hosts the target. On an external target (:mod:`bench.target`) there is no
+admin endpoint of the process that hosts the target. On an external target (:mod:`bench.system.target`) there is no
 supervisor: only dependency faults apply, through the admin URLs the target gives.
 
 Targets are components (``gateway``, ``users``, ``inventory``, ``payments``, ``notifications``, ``orders``). In the
@@ -15,8 +15,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from bench.deploy import Deployed
-from bench.supervisor import Supervisor
+from bench.system.deploy import Deployed
+from bench.system.supervisor import Supervisor
 from plumbing.faults import TOKEN_HEADER
 from plumbing.topology import SERVICES
 

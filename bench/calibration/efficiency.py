@@ -1,6 +1,6 @@
 """The efficiency targets of the harness issue, measured on the same pinned core in one run.
 
-``python -m bench.efficiency [--json FILE] [--step SECONDS]``
+``python -m bench.calibration.efficiency [--json FILE] [--step SECONDS]``
 
 * sustainable throughput (p99 <= SLO, errors < 0.1%, valid run) of a bare starlette hello world, of the monolith's
   catalog page (browse-only mix) and of its checkout (checkout-only mix): the ratios to the hello world;
@@ -22,14 +22,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.deploy import deploy
-from bench.hops import server_spec
-from bench.loadgen import LoadSpec, Workload
-from bench.network import metered_run
-from bench.resources import cpu_per_request, default_cpu_split, pin_self
-from bench.stats import successes
-from bench.supervisor import Supervisor, shutdown_on_signals
-from bench.workload import HelloWorkload, ShopWorkload
+from bench.calibration.hops import server_spec
+from bench.common.stats import successes
+from bench.experiments.network import metered_run
+from bench.load.loadgen import LoadSpec, Workload
+from bench.load.workload import HelloWorkload, ShopWorkload
+from bench.system.deploy import deploy
+from bench.system.resources import cpu_per_request, default_cpu_split, pin_self
+from bench.system.supervisor import Supervisor, shutdown_on_signals
 from shop.seed import SeedSpec
 
 SLO = 0.050
@@ -98,7 +98,9 @@ def sustainable(points: Sequence[Point]) -> float | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.efficiency", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.calibration.efficiency", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--step", type=float, default=3.0, help="measured seconds per rate (default 3)")
     parser.add_argument("--checkout-rate", type=float, default=200.0, help="rate for CPU per checkout (default 200)")

@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-#: The latency percentiles every summary reports, by name, beside "max".
-PERCENTILES: Final = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("p99.99", 99.99))
-#: Error classes as the generator records them; "" means a response below 400.
-ERROR_CLASSES: Final = ("refused", "reset", "timeout", "4xx", "5xx")
+from bench.common.names import ERRORS, PERCENTILES
 
 
 def _clean_sorted(values: Iterable[float] | npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -70,7 +66,7 @@ def successes(frame: pd.DataFrame) -> int:
 def error_counts(frame: pd.DataFrame) -> dict[str, int]:
     """How many rows failed, by error class; every class is present, with 0 when it did not occur."""
     counts = frame["error"].astype(str).value_counts()
-    return {name: int(counts.get(name, 0)) for name in ERROR_CLASSES}
+    return {name: int(counts.get(name, 0)) for name in ERRORS}
 
 
 def per_op_summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -124,5 +120,5 @@ def per_interval(frame: pd.DataFrame, width: float, failed: npt.NDArray[np.bool_
 
 def disturbed_above(p99_before: float) -> float:
     """The latency above which a bin of a restart's timeline counts as disturbed (its p90 is compared), from the p99
-    before the restart: twice that p99, or 5 ms more if that is higher (bench.deployment)."""
+    before the restart: twice that p99, or 5 ms more if that is higher (bench.experiments.deployment)."""
     return max(2.0 * p99_before, p99_before + 0.005)

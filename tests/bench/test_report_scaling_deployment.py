@@ -1,5 +1,5 @@
 """The report's scaling, independent-deployment and complexity sections, rendered from synthetic tables shaped as the
-contract of issue 6 says: the figures of the tables appear, the model is labelled as a model, each restart has its
+experiments write them: the figures of the tables appear, the model is labelled as a model, each restart has its
 timeline with its events, and a run without those tables says how to measure them."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import usl
-from bench.charts import MODEL_LABEL
+from bench.common import usl
 from bench.report import render_report
-from bench.results import save
+from bench.report.charts import MODEL_LABEL
+from bench.report.results import save
 from tests.bench.pages import section, verdict_row
 
 TOPOLOGIES = ("monolith", "microservices")
@@ -42,9 +42,9 @@ def render(tmp_path: Path, tables: dict[str, pd.DataFrame], experiments: tuple[s
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory, issue6_tables: dict[str, pd.DataFrame]) -> str:
-    tables = issue6_tables | {"complexity": COMPLEXITY}
-    return render(tmp_path_factory.mktemp("issue6"), tables, ("scaling", "deployment"))
+def page(tmp_path_factory: pytest.TempPathFactory, scaling_deployment_tables: dict[str, pd.DataFrame]) -> str:
+    tables = scaling_deployment_tables | {"complexity": COMPLEXITY}
+    return render(tmp_path_factory.mktemp("scaling-deployment"), tables, ("scaling", "deployment"))
 
 
 def row_of(page: str, anchor: str) -> str:
@@ -86,8 +86,8 @@ def test_scaling_chart_shows_the_measured_steps_and_the_model_as_a_model(page: s
     assert "model (USL), not measured" in scaling[scaling.find("<figcaption>") :]
 
 
-def test_model_coefficients_are_those_of_the_fit(page: str, issue6_tables: dict[str, pd.DataFrame]) -> None:
-    models = usl.model_frame(issue6_tables["scaling"])
+def test_model_coefficients_are_those_of_the_fit(page: str, scaling_deployment_tables: dict[str, pd.DataFrame]) -> None:
+    models = usl.model_frame(scaling_deployment_tables["scaling"])
     mono = model_of(models, "monolith", "browse-heavy")
     assert mono["kind"] == "usl"
     scaling = section(page, "scaling")
@@ -107,10 +107,12 @@ def test_model_coefficients_are_those_of_the_fit(page: str, issue6_tables: dict[
     assert "1 point without a sustainable rate left out" in table
 
 
-def test_a_model_table_the_run_wrote_is_used_as_written(tmp_path: Path, issue6_tables: dict[str, pd.DataFrame]) -> None:
-    models = usl.model_frame(issue6_tables["scaling"])
+def test_a_model_table_the_run_wrote_is_used_as_written(
+    tmp_path: Path, scaling_deployment_tables: dict[str, pd.DataFrame]
+) -> None:
+    models = usl.model_frame(scaling_deployment_tables["scaling"])
     models.loc[models["topology"] == "monolith", "lambda_rps"] = 1234.0
-    page = render(tmp_path, issue6_tables | {"scaling_model": models}, ("scaling",))
+    page = render(tmp_path, scaling_deployment_tables | {"scaling_model": models}, ("scaling",))
     scaling = section(page, "scaling")
     table = scaling[scaling.find("<h3>The model") : scaling.find('<h3 id="scaling-steps">')]
     assert table.count("<td>1,234</td>") == 2  # both mixes of the monolith
@@ -245,8 +247,12 @@ def test_without_the_tables_the_report_says_how_to_measure_them(tmp_path: Path) 
     assert "Not measured" not in section(page, "complexity")
 
 
-def test_partial_tables_render_what_they_have(tmp_path: Path, issue6_tables: dict[str, pd.DataFrame]) -> None:
-    tables = {k: v for k, v in issue6_tables.items() if k not in ("scaling_processes", "deployment_timeline")}
+def test_partial_tables_render_what_they_have(
+    tmp_path: Path, scaling_deployment_tables: dict[str, pd.DataFrame]
+) -> None:
+    tables = {
+        k: v for k, v in scaling_deployment_tables.items() if k not in ("scaling_processes", "deployment_timeline")
+    }
     page = render(tmp_path, tables, ("scaling", "deployment"))
     assert "Per-process CPU not in this run" in section(page, "scaling")
     deployment = section(page, "deployment")

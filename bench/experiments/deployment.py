@@ -28,16 +28,13 @@ from typing import Any
 
 import pandas as pd
 
-from bench import stats
-from bench.deploy import Deployment, deploy
-from bench.loadgen import LoadResult, LoadSpec, run_load_sync
-from bench.workload import ShopWorkload, StartsOnFirstRequest
+from bench.common import stats
+from bench.common.names import FAILURES, RESTART_SCENARIOS
+from bench.load.loadgen import LoadResult, LoadSpec, run_load_sync
+from bench.load.workload import ShopWorkload, StartsOnFirstRequest
+from bench.system.deploy import Deployment, deploy
 from plumbing.topology import replica_names
 from shop.seed import SeedSpec
-
-SCENARIOS = ("rolling", "single", "monolith-1", "monolith-n")
-#: Error classes that a user sees as a failure (a 4xx is the shop answering, e.g. out of stock).
-FAILURES = ("refused", "reset", "timeout", "5xx")
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,7 @@ class DeploymentParams:
     users: int = 200
 
     def planned_seconds(self) -> float:
-        return len(SCENARIOS) * (self.warmup + self.duration + 3.0)
+        return len(RESTART_SCENARIOS) * (self.warmup + self.duration + 3.0)
 
 
 QUICK_DEPLOYMENT = DeploymentParams(rate=100.0, duration=6.0, warmup=0.5, restart_at=2.0)

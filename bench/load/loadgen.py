@@ -6,10 +6,10 @@ the generator could not send yet (no coordinated omission).
 
 Why a hand-written client: no Python HTTP library does open-loop at the cost we need. On the 2-core development
 machine, as a generator against a starlette hello world, raw asyncio streams reached about 11.8k req/s, aiohttp
-6.7k and httpx 0.5k (DESIGN.md); the goal is >= 20k req/s on one pinned core. So each connection is an
+6.7k and httpx 0.5k (docs/measurements.md); the goal is >= 20k req/s on one pinned core. So each connection is an
 ``asyncio.Protocol`` that writes pre-encoded request bytes and feeds the response to httptools' C parser, one
 scheduler callback dispatches every request that is due (no task or timer per request), and a single periodic sweep
-enforces timeouts. ``python -m bench.ceiling`` measures what this reaches.
+enforces timeouts. ``python -m bench.calibration.ceiling`` measures what this reaches.
 
 Per request the result keeps (all times in seconds on a monotonic clock, relative to the run start):
 
@@ -51,9 +51,9 @@ import numpy.typing as npt
 import pandas as pd
 import uvloop
 
-from bench import stats
+from bench.common import stats
+from bench.common.names import ERROR_CLASSES
 
-ERROR_CLASSES: Final = ("", "refused", "reset", "timeout", "4xx", "5xx")
 _OK, _REFUSED, _RESET, _TIMEOUT, _E4XX, _E5XX = range(len(ERROR_CLASSES))
 
 #: A run is invalid when it sent fewer than this share of the requests its schedule offered in the measured window.

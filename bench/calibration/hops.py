@@ -1,6 +1,7 @@
 """What ONE internal HTTP hop costs, per client stack of :mod:`plumbing.client`.
 
-Run ``python -m bench.hops [--stacks raw,aiohttp,...] [--duration S] [--json FILE]`` (about 50 s by default).
+Run ``python -m bench.calibration.hops [--stacks raw,aiohttp,...] [--duration S] [--json FILE]`` (about 50 s by
+default).
 
 Two servers run as uvicorn subprocesses (uvloop + httptools) pinned to the servers' CPUs (core 0 on two cores): a
 starlette hello world, and a relay whose handler calls the hello world through a transport of the stack under test
@@ -9,7 +10,7 @@ keep-alive client on raw asyncio streams, pinned to the other CPUs (core 1), mea
 via-relay at concurrency 1 and 32. The cost of a hop, at concurrency 1, is the difference: extra median latency
 (relay - direct) and extra server CPU per request (relay + hello - hello alone), against a direct baseline measured
 right before each stack. With ``asgi`` among the stacks, the in-process callers are compared too (bare app call,
-our ``asgi`` stack, httpx.ASGITransport). Processes are run by :class:`bench.supervisor.Supervisor`: none is left
+our ``asgi`` stack, httpx.ASGITransport). Processes are run by :class:`bench.system.supervisor.Supervisor`: none is left
 behind on exit, Ctrl-C, SIGTERM, an exception or a SIGKILL of this process.
 """
 
@@ -46,13 +47,14 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from bench.resources import ResourceMeter, default_cpu_split, pin_self
-from bench.stats import percentile
-from bench.supervisor import ProcessSpec, ShutdownRequested, Supervisor, free_port, shutdown_on_signals
+from bench.common.stats import percentile
+from bench.system.resources import ResourceMeter, default_cpu_split, pin_self
+from bench.system.supervisor import ProcessSpec, ShutdownRequested, Supervisor, free_port, shutdown_on_signals
 from plumbing.client import DEFAULT_STACK, STACKS, RemoteCallError, Reply, Transport, open_transport
 
 BUDGET_US: Final[float] = 150.0
-"""Issue 2's goal for one hop at low load: at most this much extra median latency and extra CPU per request."""
+"""The goal for one hop at low load: at most this much extra median latency and extra CPU per request
+(docs/measurements.md)."""
 
 FLOOR: Final = "floor"
 BENCH_STACKS: Final = (*STACKS, FLOOR)
@@ -98,7 +100,7 @@ def relay_app(transport: Transport) -> Starlette:
 def serve(kind: str, port: int, stack: str, downstream: str) -> None:
     """Entry point of a server subprocess: uvicorn (uvloop + httptools) on 127.0.0.1:``port``.
 
-    Pinning, process group and death with the harness are the supervisor's (:mod:`bench.supervisor`).
+    Pinning, process group and death with the harness are the supervisor's (:mod:`bench.system.supervisor`).
     """
     if kind == "hello":
         app = hello_app()
@@ -114,9 +116,9 @@ def serve(kind: str, port: int, stack: str, downstream: str) -> None:
 
 
 def server_spec(name: str, args: Sequence[str], cpus: frozenset[int] | None) -> ProcessSpec:
-    """``python -m bench.hops serve ARGS`` on a free port, ready once ``GET /`` answers 200."""
+    """``python -m bench.calibration.hops serve ARGS`` on a free port, ready once ``GET /`` answers 200."""
     port = free_port()
-    argv = [sys.executable, "-m", "bench.hops", "serve", *args, "--port", str(port)]
+    argv = [sys.executable, "-m", "bench.calibration.hops", "serve", *args, "--port", str(port)]
     return ProcessSpec(name, argv, port=port, cpus=cpus, ready_path="/", cwd=REPO_ROOT)
 
 
@@ -476,7 +478,7 @@ def _stack_list(text: str) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.hops", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.calibration.hops", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--stacks",
         type=_stack_list,

@@ -1,0 +1,1 @@
+"""Load generation: the open-loop generator and the shop's workloads."""
