@@ -36,9 +36,9 @@ from bench.system.target import (
     connect,
     load_targets,
 )
-from plumbing.client import DEFAULT_STACK, STACKS
 from plumbing.resilience import PROFILES
 from plumbing.topology import SERVICES, TOPOLOGIES, layout
+from plumbing.transports import DEFAULT_STACK, STACKS
 from shop.seed import SeedSpec
 
 

@@ -1,7 +1,7 @@
 """The services' internal API: message types and ONE typed client per service, shared by every caller.
 
 Each client is the remote implementation of a context: the orders service and the gateway call it as they would call
-``shop`` in-process, except that it can also fail in transport (:class:`~plumbing.client.RemoteCallError`, whose
+``shop`` in-process, except that it can also fail in transport (:class:`~plumbing.transports.RemoteCallError`, whose
 outcome is unknown). Error replies are turned back into the domain error they came from, once, here.
 """
 
@@ -15,9 +15,10 @@ import msgspec
 
 from plumbing import tracing
 from plumbing.auth import CREDENTIAL_HEADER
-from plumbing.client import Reply, Transport
 from plumbing.contract import Id, LineIn, NewDeposit, NewUser, NotificationList
-from plumbing.web import JSON, decode, error_from_body
+from plumbing.responses import JSON
+from plumbing.transports import Reply, Transport
+from plumbing.web import decode, error_from_body
 from shop.inventory import Line, PricedLine
 from shop.users import User
 

@@ -17,7 +17,8 @@ from microservices.api import Client, NotificationsClient, PaymentsClient, Users
 from plumbing import contract
 from plumbing.host import ComponentContext
 from plumbing.resilience import Policy
-from plumbing.web import JSON, Handler, build_app, json_response, path_id, read_body, read_json
+from plumbing.responses import JSON, json_response
+from plumbing.web import Handler, build_app, path_id, read_body, read_json
 
 
 class Gateway:

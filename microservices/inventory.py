@@ -11,7 +11,8 @@ from microservices.api import ReservationOut, ReserveIn, priced_out
 from microservices.service import Service
 from plumbing import contract
 from plumbing.host import ComponentContext
-from plumbing.web import Endpoint, Handler, internal, json_response, path_id, query_int, read_json
+from plumbing.responses import json_response
+from plumbing.web import Endpoint, Handler, internal, path_id, query_int, read_json
 from shop import inventory
 from shop.db import UnitOfWork
 from shop.inventory import Inventory, Line

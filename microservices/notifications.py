@@ -11,7 +11,8 @@ from microservices.api import Delivered, NotifyIn
 from microservices.service import Service
 from plumbing import contract
 from plumbing.host import ComponentContext
-from plumbing.web import Endpoint, internal, json_response, path_id, read_json
+from plumbing.responses import json_response
+from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import notifications
 from shop.db import UnitOfWork
 from shop.notifications import Notification, Notifications

@@ -15,7 +15,8 @@ from microservices.service import Service
 from plumbing import contract
 from plumbing.host import ComponentContext
 from plumbing.outbox import OutboxRelay
-from plumbing.web import Endpoint, internal, json_response, path_id, read_json
+from plumbing.responses import json_response
+from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import orders
 from shop.orders import Orders, OutboxItem
 

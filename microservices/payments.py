@@ -11,7 +11,8 @@ from microservices.api import Balance, ChargeIn, ChargeOut
 from microservices.service import Service
 from plumbing.contract import NewDeposit
 from plumbing.host import ComponentContext
-from plumbing.web import Endpoint, internal, json_response, path_id, read_json
+from plumbing.responses import json_response
+from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import payments
 from shop.db import UnitOfWork
 from shop.payments import Payments

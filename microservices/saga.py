@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 
 from microservices.api import InventoryClient, PaymentsClient, UsersClient
-from plumbing.client import RemoteCallError
+from plumbing.transports import RemoteCallError
 from shop.db import UnitOfWork
 from shop.errors import BY_CODE, DomainError, OrderInProgress, Unavailable
 from shop.inventory import Line, PricedLine, normalize_lines, total_cents

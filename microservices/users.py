@@ -11,7 +11,8 @@ from microservices.api import UserRecord
 from microservices.service import Service
 from plumbing.contract import NewUser
 from plumbing.host import ComponentContext
-from plumbing.web import Endpoint, internal, json_response, path_id, read_json
+from plumbing.responses import json_response
+from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import users
 from shop.db import UnitOfWork
 from shop.seed import SeedSpec

@@ -12,12 +12,13 @@ from starlette.responses import Response
 
 from monolith.checkout import checkout
 from plumbing import contract
-from plumbing.client import RemoteCallError
 from plumbing.faults import FAULTS, InjectedFault
 from plumbing.host import ComponentContext
 from plumbing.outbox import OutboxRelay
 from plumbing.resilience import Guard, Policy, check_profile
-from plumbing.web import Handler, build_app, json_response, path_id, query_int, read_json
+from plumbing.responses import json_response
+from plumbing.transports import RemoteCallError
+from plumbing.web import Handler, build_app, path_id, query_int, read_json
 from shop import inventory, notifications, orders, payments, users
 from shop.db import UnitOfWork, connect, create_schema
 from shop.errors import Unavailable

@@ -1,6 +1,6 @@
 """A load-balancing client over the replicas of one service: round robin, with replicas that refuse set aside.
 
-Written here rather than taken from a library because it is a thin layer over :mod:`plumbing.client`'s transports,
+Written here rather than taken from a library because it is a thin layer over :mod:`plumbing.transports`'s transports,
 which must stay the same for the figures to compare (the client stack is measured, the balancer adds a counter and
 a list lookup). It behaves like the client-side balancers of service meshes and gRPC (round robin with passive
 outlier detection), reduced to what a replica restart needs:
@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-from plumbing.client import RemoteCallError, Reply, Transport
+from plumbing.transports import RemoteCallError, Reply, Transport
 
 __all__ = ["BalancedTransport"]
 
@@ -30,7 +30,7 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class BalancedTransport:
-    """One :class:`~plumbing.client.Transport` over several replicas' transports (see the module docstring)."""
+    """One :class:`~plumbing.transports.Transport` over several replicas' transports (see the module docstring)."""
 
     def __init__(self, replicas: Sequence[Transport], *, eject: float = 1.0) -> None:
         if not replicas:

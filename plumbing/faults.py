@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from plumbing.responses import error_response, json_response
+
 TOKEN_ENV = "ARCHBENCH_ADMIN_TOKEN"
 TOKEN_HEADER = "x-admin-token"
 KINDS = ("latency", "error", "hang")
@@ -111,7 +113,6 @@ def admin_routes(token: str | None) -> list[Route]:
     """The admin endpoints, or none at all when no token was configured."""
     if not token:
         return []
-    from plumbing.web import error_response, json_response  # here to avoid an import cycle
 
     def authorized(request: Request) -> bool:
         given = request.headers.get(TOKEN_HEADER, "")

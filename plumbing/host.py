@@ -23,9 +23,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from plumbing import tracing
 from plumbing.auth import AuthConfig
 from plumbing.balance import BalancedTransport
-from plumbing.client import Transport, open_transport
 from plumbing.resilience import Policy, wrap_transport
 from plumbing.topology import COMPONENTS, ProcessConfig, RunConfig
+from plumbing.transports import Transport, open_transport
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@
 * bounded concurrency (a bulkhead): at most :attr:`Policy.max_concurrency` calls in flight to the dependency; calls
   beyond it queue within their timeout and are then rejected, so a slow peer cannot tie up every task of the caller.
 
-A failure, for retries and for the breaker, is a :class:`~plumbing.client.RemoteCallError` or a reply with status
+A failure, for retries and for the breaker, is a :class:`~plumbing.transports.RemoteCallError` or a reply with status
 >= 500. A 4xx reply is a success: the dependency answered, it refused. The last 5xx reply is returned as is, so the
 caller's error translation (``error_from_body``) still turns it into the domain error it carries.
 
@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
 
-from plumbing.client import RemoteCallError, Reply, Transport
+from plumbing.transports import RemoteCallError, Reply, Transport
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -110,7 +110,7 @@ class Policy:
 class Rejected(RemoteCallError):
     """The call was refused on the caller's side and never sent: the breaker is open, or too many calls are in
     flight. Unlike its base class, the outcome is known (nothing ran); callers may still treat it as any
-    :class:`~plumbing.client.RemoteCallError` (503 at the boundary)."""
+    :class:`~plumbing.transports.RemoteCallError` (503 at the boundary)."""
 
 
 @dataclass(slots=True)
@@ -217,7 +217,7 @@ class Guard:
     """The resilient profile's patterns for one dependency, around any call: breaker, bounded concurrency, a timeout
     per attempt, retries with full-jitter backoff.
 
-    Failures are :class:`~plumbing.client.RemoteCallError` (the guard's own timeouts included), the exception types
+    Failures are :class:`~plumbing.transports.RemoteCallError` (the guard's own timeouts included), the exception types
     in ``failures``, and results for which ``failed`` is true. The guard's own refusals raise :class:`Rejected`.
     ``clock`` (breaker timing) and ``rng`` (jitter) are injectable for tests.
     """
@@ -358,7 +358,7 @@ def _server_error(reply: Reply) -> bool:
 
 
 class ResilientTransport:
-    """A :class:`~plumbing.client.Transport` to ONE dependency, with the patterns of :class:`Guard` around it."""
+    """A :class:`~plumbing.transports.Transport` to ONE dependency, with the patterns of :class:`Guard` around it."""
 
     def __init__(
         self,

@@ -25,8 +25,9 @@ from starlette.routing import Route
 
 from plumbing import tracing
 from plumbing.auth import AuthConfig
-from plumbing.client import RemoteCallError
 from plumbing.faults import FAULTS, InjectedFault, admin_routes, admin_token
+from plumbing.responses import JSON, ErrorBody, error_response, json_response
+from plumbing.transports import RemoteCallError
 from shop import errors
 from shop.db import MAX_ID
 
@@ -41,8 +42,6 @@ SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer"},
     "serviceCredential": {"type": "apiKey", "in": "header", "name": "X-Service-Credential"},
 }
-JSON = "application/json"
-
 # The one table from domain refusals to HTTP statuses. Lookup follows the class hierarchy (most specific first).
 STATUS: Mapping[type[errors.DomainError], int] = {
     errors.InvalidInput: 422,
@@ -59,24 +58,11 @@ STATUS: Mapping[type[errors.DomainError], int] = {
 }
 
 
-class ErrorBody(msgspec.Struct):
-    error: str
-    detail: str
-
-
 def status_of(exc: errors.DomainError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
             return STATUS[cls]
     return 400
-
-
-def json_response(payload: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(msgspec.json.encode(payload), status, headers=headers, media_type=JSON)
-
-
-def error_response(status: int, code: str, detail: str) -> Response:
-    return json_response(ErrorBody(code, detail), status)
 
 
 def domain_error_response(exc: errors.DomainError) -> Response:

@@ -1,4 +1,4 @@
-"""What ONE internal HTTP hop costs, per client stack of :mod:`plumbing.client`.
+"""What ONE internal HTTP hop costs, per client stack of :mod:`plumbing.transports`.
 
 Run ``python -m bench.calibration.hops [--stacks raw,aiohttp,...] [--duration S] [--json FILE]`` (about 50 s by
 default).
@@ -50,7 +50,7 @@ from starlette.types import ASGIApp
 from bench.common.stats import percentile
 from bench.system.resources import ResourceMeter, default_cpu_split, pin_self
 from bench.system.supervisor import ProcessSpec, ShutdownRequested, Supervisor, free_port, shutdown_on_signals
-from plumbing.client import DEFAULT_STACK, STACKS, RemoteCallError, Reply, Transport, open_transport
+from plumbing.transports import DEFAULT_STACK, STACKS, RemoteCallError, Reply, Transport, open_transport
 
 BUDGET_US: Final[float] = 150.0
 """The goal for one hop at low load: at most this much extra median latency and extra CPU per request

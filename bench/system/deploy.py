@@ -17,9 +17,9 @@ from typing import Protocol
 
 from bench.system.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing.auth import API_KEY_HEADER, API_KEYS_ENV, SERVICE_SECRET_ENV
-from plumbing.client import DEFAULT_STACK
 from plumbing.faults import TOKEN_ENV
 from plumbing.topology import RunConfig, layout, make_config, replica_names
+from plumbing.transports import DEFAULT_STACK
 from shop.seed import SeedSpec
 
 CONFIG_FILE = "topology.json"

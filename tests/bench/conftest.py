@@ -12,8 +12,8 @@ from bench.experiments.security import SecurityParams
 from bench.experiments.soak import SoakParams
 from bench.run import RunOptions, run
 from bench.system.resources import default_cpu_split
-from plumbing.client import DEFAULT_STACK
 from plumbing.topology import TOPOLOGIES
+from plumbing.transports import DEFAULT_STACK
 
 # A real run of every topology, as short as a run can be and still have every phase.
 TINY = NetworkParams(

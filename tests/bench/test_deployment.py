@@ -11,7 +11,7 @@ import pytest
 
 from bench.experiments.deployment import DeploymentParams, disruption, run_experiment, scenarios, timeline
 from bench.system.resources import default_cpu_split
-from plumbing.client import DEFAULT_STACK
+from plumbing.transports import DEFAULT_STACK
 
 SHORT = DeploymentParams(rate=100.0, duration=4.0, warmup=0.3, restart_at=1.2, readmit=0.5, products=60, users=20)
 

@@ -9,7 +9,7 @@ import pytest
 from bench.experiments.failure import FailureParams, run_topology
 from bench.system.faults import FaultPlan
 from bench.system.resources import default_cpu_split
-from plumbing.client import DEFAULT_STACK
+from plumbing.transports import DEFAULT_STACK
 
 pytestmark = pytest.mark.sockets
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.experiments.scaling import ScalingParams, budget, busiest, run_experiment
-from plumbing.client import DEFAULT_STACK
+from plumbing.transports import DEFAULT_STACK
 
 
 def test_the_budget_of_a_step_takes_the_systems_cpus_first_then_the_generators() -> None:

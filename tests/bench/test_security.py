@@ -10,7 +10,7 @@ from bench.experiments import security
 from bench.experiments.network import QUICK, NetworkParams
 from bench.experiments.security import QUICK_SECURITY, SecurityParams, same_load
 from bench.system.resources import default_cpu_split
-from plumbing.client import DEFAULT_STACK
+from plumbing.transports import DEFAULT_STACK
 
 pytestmark = pytest.mark.sockets
 

@@ -15,7 +15,7 @@ import pytest
 
 from bench.experiments.soak import ProcessSampler, SoakParams, growth, run_topology
 from bench.system.resources import default_cpu_split
-from plumbing.client import DEFAULT_STACK
+from plumbing.transports import DEFAULT_STACK
 
 MICROSERVICES = {"gateway", "users", "inventory", "payments", "notifications", "orders"}
 SHORT = SoakParams(duration=3.0, warmup=1.0, sample_interval=0.5, rate=80.0, products=60, users=20)

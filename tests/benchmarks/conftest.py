@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 import pytest
 import uvloop
 
-from plumbing.client import Transport, open_transport
 from plumbing.host import ProcessApp
 from plumbing.topology import PUBLIC, layout, make_config
+from plumbing.transports import Transport, open_transport
 from tests.shopfixtures import TEST_SEED, VARIANTS, Deployments
 
 JSON_HEADERS = {"Content-Type": "application/json"}

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pytest
 
 from plumbing.balance import BalancedTransport
-from plumbing.client import ErrorKind, RemoteCallError, Reply
+from plumbing.transports import ErrorKind, RemoteCallError, Reply
 
 
 class Replica:

@@ -1,4 +1,4 @@
-"""plumbing.client: every stack against a real uvicorn server on loopback, and the asgi stack in-process."""
+"""plumbing.transports: every stack against a real uvicorn server on loopback, and the asgi stack in-process."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from bench.system.supervisor import ProcessSpec, Supervisor, free_port
-from plumbing.client import STACKS, RemoteCallError, Reply, open_transport
+from plumbing.transports import STACKS, RemoteCallError, Reply, open_transport
 
 NETWORK_STACKS = [s for s in STACKS if s != "asgi"]
 REPO_ROOT = Path(__file__).resolve().parents[2]

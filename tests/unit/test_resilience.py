@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from plumbing.client import RemoteCallError, Reply, open_transport
 from plumbing.resilience import (
     PROFILES,
     CircuitBreaker,
@@ -28,6 +27,7 @@ from plumbing.resilience import (
     check_profile,
     wrap_transport,
 )
+from plumbing.transports import RemoteCallError, Reply, open_transport
 
 OK = Reply(200, b"{}", {})
 NOT_FOUND = Reply(404, b'{"error": "not_found", "detail": "no"}', {})

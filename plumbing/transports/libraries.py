@@ -12,13 +12,13 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport as HttpxAiohttpTransport
 
-from plumbing.client import _KEEPALIVE_S, CLASSIFIERS, ErrorKind, Reply, _folded, _kind_of, _LoopBound, _remote_error
+from plumbing.transports.base import KEEPALIVE_S, ErrorKind, LoopBound, Reply, folded, kind_of, remote_error
 
 
 def classify(exc: BaseException) -> ErrorKind | None:
     """What aiohttp's and httpx's exceptions say about a failed call."""
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return _kind_of(exc.os_error)
+        return kind_of(exc.os_error)
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
     if isinstance(
@@ -33,10 +33,7 @@ def classify(exc: BaseException) -> ErrorKind | None:
     return None
 
 
-CLASSIFIERS.append(classify)
-
-
-class AiohttpTransport(_LoopBound):
+class AiohttpTransport(LoopBound):
     def __init__(self, base_url: str, *, pool_size: int, timeout: float, connect_timeout: float) -> None:
         self._base = base_url.rstrip("/")
         self._pool_size = pool_size
@@ -48,7 +45,7 @@ class AiohttpTransport(_LoopBound):
 
     def _open(self) -> aiohttp.ClientSession:
         self._bind_loop()
-        connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=_KEEPALIVE_S)
+        connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=KEEPALIVE_S)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
@@ -73,16 +70,16 @@ class AiohttpTransport(_LoopBound):
                 method, self._base + path, data=body, headers=headers, timeout=per_call, allow_redirects=False
             ) as response:
                 data = await response.read()
-                return Reply(response.status, data, _folded(response.headers.items()))
+                return Reply(response.status, data, folded(response.headers.items()))
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _remote_error(exc, self._base) from exc
+            raise remote_error(exc, self._base, classify) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
-class HttpxTransport(_LoopBound):
+class HttpxTransport(LoopBound):
     """httpx.AsyncClient over httpcore, or over aiohttp (package httpx-aiohttp)."""
 
     def __init__(
@@ -98,7 +95,7 @@ class HttpxTransport(_LoopBound):
     def _open(self) -> httpx.AsyncClient:
         self._bind_loop()
         limits = httpx.Limits(
-            max_connections=self._pool_size, max_keepalive_connections=self._pool_size, keepalive_expiry=_KEEPALIVE_S
+            max_connections=self._pool_size, max_keepalive_connections=self._pool_size, keepalive_expiry=KEEPALIVE_S
         )
         transport = HttpxAiohttpTransport(limits=limits) if self._via_aiohttp else None
         self._client = httpx.AsyncClient(
@@ -132,8 +129,8 @@ class HttpxTransport(_LoopBound):
                     timeout=httpx.Timeout(total, connect=self._connect_timeout),
                 )
         except (httpx.TransportError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _remote_error(exc, self._base) from exc
-        return Reply(response.status_code, response.content, _folded(response.headers.multi_items()))
+            raise remote_error(exc, self._base, classify) from exc
+        return Reply(response.status_code, response.content, folded(response.headers.multi_items()))
 
     async def aclose(self) -> None:
         if self._client is not None:
