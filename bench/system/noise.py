@@ -22,7 +22,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 STALL_GAP: Final = 200e-6
 #: Disturbed when the stall probe lost more than this share of its time ...
@@ -144,6 +144,14 @@ class Noise:
             "noise_wakeup_p50": self.wakeup_p50,
             "noise_wakeup_max": self.wakeup_max,
         }
+
+
+class NoiseProbe(Protocol):
+    """Measures the noise around one trial: ``before()`` it starts, ``after()`` it ends."""
+
+    def before(self) -> None: ...
+
+    def after(self) -> Noise: ...
 
 
 class NoiseMeter:
