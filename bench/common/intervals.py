@@ -14,19 +14,19 @@ A percentile of a latency sample is shown only where the sample resolves it: the
 interval must be a request of the sample (:func:`percentile_interval`). p99 of 215 requests is not resolved: it would
 be the third-slowest request, and its interval runs past the slowest.
 
-The binomial quantiles come from scipy (``scipy.stats.binom``).
+The binomial and beta quantiles come from scipy (``scipy.stats``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import binom
+from scipy.stats import beta, binom
 
 CONFIDENCE: Final = 0.95
 #: A relative half-width above which an interval is called wide and the user is told how to narrow it.
@@ -166,3 +166,23 @@ def smallest_resolving_sample(q: float, confidence: float = CONFIDENCE) -> int:
         else:
             lo = mid + 1
     return n
+
+
+def success_upper_bound(successes: int, requests: int, confidence: float = CONFIDENCE) -> float:
+    """The upper end of the two-sided Clopper-Pearson interval of a success ratio (1.0 when all succeeded or none
+    was sent): the ratio is below ``HEALTHY`` with confidence only when this bound is."""
+    if requests <= 0 or successes >= requests:
+        return 1.0
+    return float(beta.ppf(1 - (1 - confidence) / 2, successes + 1, requests - successes))
+
+
+def resolved_percentile(
+    values: Iterable[float] | npt.ArrayLike, candidates: Sequence[float] = (99.0, 90.0, 50.0)
+) -> tuple[float, tuple[float, float]] | None:
+    """The highest of ``candidates`` that ``values`` resolve, with its interval; None when none is resolved."""
+    ordered = _clean(values)
+    for q in candidates:
+        interval = percentile_interval(ordered, q)
+        if interval is not None:
+            return q, interval
+    return None

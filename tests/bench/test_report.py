@@ -257,7 +257,7 @@ def failure_tables(params: FailureParams, *, anomaly: tuple[str, str] | None = N
                     "fault": plan.name,
                     "kind": plan.kind,
                     "target": plan.target,
-                    **impact(frame, timeline, start, start + params.window, params),
+                    **impact(frame, start, start + params.window, params),
                     "restart_seconds": 0.25 + 0.125 * TOPOLOGIES.index(topology) if plan.kind == "kill" else math.nan,
                     "load_valid": not invalid,
                     "load_invalid_reasons": "send lag p99 9.9 ms exceeds 1 ms (planted)" if invalid else "",
