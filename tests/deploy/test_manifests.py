@@ -591,3 +591,25 @@ def test_complexity_table_counting_rules(tmp_path: Path) -> None:
 def test_complexity_table_refuses_a_missing_deploy_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         complexity_table(tmp_path)
+
+
+def prestop_pause(container: dict[str, Any]) -> float:
+    """Seconds a container's preStop hook pauses (0 without one)."""
+    hook = container.get("lifecycle", {}).get("preStop", {})
+    command = hook.get("exec", {}).get("command", [])
+    if command[:1] == ["sleep"]:
+        return float(command[1])
+    return float(hook.get("sleep", {}).get("seconds", 0))
+
+
+def test_the_replicated_public_entry_pauses_before_sigterm_so_endpoints_go_first() -> None:
+    public = [
+        (topology, deployment, container)
+        for topology, deployment, container in containers()
+        if container["name"] == PUBLIC[topology] and deployment["spec"].get("replicas", 1) >= 2
+    ]
+    assert public, "no replicated public component"
+    for topology, deployment, container in public:
+        pause = prestop_pause(container)
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert 3 <= pause <= grace - 5, (topology, pause, grace)  # and time left to drain
