@@ -7,6 +7,7 @@ topology (the container image uses it too). Which components a process holds com
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -18,12 +19,14 @@ from pathlib import Path
 from typing import Protocol
 
 import uvicorn
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plumbing import tracing
 from plumbing.auth import AuthConfig
 from plumbing.balance import BalancedTransport
 from plumbing.client import Transport, open_transport
+from plumbing.limits import Limits, protocol
 from plumbing.resilience import Policy, wrap_transport
 from plumbing.topology import COMPONENTS, ProcessConfig, RunConfig
 
@@ -122,7 +125,10 @@ class ProcessApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:
-            await self.front(scope, receive, send)
+            # A client that went away (or was cut off by plumbing.limits) while its body was read: nothing to answer,
+            # and nothing wrong with this process.
+            with contextlib.suppress(ClientDisconnect):
+                await self.front(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -168,7 +174,11 @@ def serve(config: RunConfig, process: ProcessConfig) -> None:
 
     On SIGTERM uvicorn stops gracefully: it closes its listening sockets (so a replica sharing the port gets the new
     connections), closes idle keep-alive connections, and lets requests in progress finish (up to 5 s).
+
+    What a connection may hold (keep-alive and request timeouts, head size, number of connections) comes from the
+    ``ARCHBENCH_*`` variables of :mod:`plumbing.limits`.
     """
+    limits = Limits.from_env(os.environ)
     tracing.configure(Path(config.run_dir) / "spans" / f"{process.name}.jsonl")
     app = ProcessApp(config, process)
     host = config.bind or config.host
@@ -181,7 +191,7 @@ def serve(config: RunConfig, process: ProcessConfig) -> None:
             host=host,
             port=process.port,
             loop="uvloop",
-            http="httptools",
+            http=protocol(limits),
             lifespan="on",
             log_level="warning",
             access_log=False,
