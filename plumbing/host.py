@@ -64,6 +64,13 @@ class ComponentContext:
     local: dict[str, Component] = field(default_factory=dict)
     transports: list[Transport] = field(default_factory=list)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    process: str = ""  # the name of the process hosting the component (unique among the run's live processes)
+
+    @property
+    def instance(self) -> str:
+        """This component in this process, unique among those alive at one time: the host (the pod in Kubernetes,
+        where every replica has the same process name) and the process name (a replica on this machine)."""
+        return f"{socket.gethostname()}/{self.process or self.name}/{self.name}"
 
     @property
     def credential(self) -> str | None:
@@ -102,7 +109,7 @@ class ProcessApp:
         self.contexts: list[ComponentContext] = []
         self.components: dict[str, Component] = {}
         for name in sorted(process.components, key=COMPONENTS.index):
-            ctx = ComponentContext(name, config, local=self.components, auth=auth)
+            ctx = ComponentContext(name, config, local=self.components, auth=auth, process=process.name)
             self.components[name] = load_factory(name)(ctx)
             self.contexts.append(ctx)
         self.front = self.components[process.front].app
