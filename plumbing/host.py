@@ -127,6 +127,7 @@ class ProcessApp:
         for ctx in self.contexts:
             for transport in ctx.transports:
                 await transport.aclose()
+        tracing.flush()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
