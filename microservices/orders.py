@@ -18,7 +18,7 @@ from plumbing.outbox import OutboxRelay
 from plumbing.responses import json_response
 from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import orders
-from shop.orders import Orders, OutboxItem
+from shop.orders import Orders, OutboxItem, Owner
 
 log = logging.getLogger(__name__)
 
@@ -26,42 +26,58 @@ log = logging.getLogger(__name__)
 class OrdersService(Service):
     def __init__(self, ctx: ComponentContext) -> None:
         super().__init__(ctx, [orders.SCHEMA], lambda conn: self._endpoints())
+        orders.add_lease_columns(self.conn)
         me = ctx.credential
+        # A saga's calls take at most 4 call timeouts: the lease outlives one with a margin, and is renewed 4 times
+        # within it while the order is driven. An order whose lease ran out has lost its coordinator.
+        self.lease = 4 * ctx.config.call_timeout + 1.0
+        owner = Owner.new(ctx.instance)
         self.notifications = NotificationsClient(ctx.peer("notifications"), me)
-        self.relay = OutboxRelay(self.conn, self._deliver)
+        self.relay = OutboxRelay(self.conn, self._deliver, owner=owner, lease=self.lease)
         self.saga = Saga(
             self.conn,
             UsersClient(ctx.peer("users"), me),
             InventoryClient(ctx.peer("inventory"), me),
             PaymentsClient(ctx.peer("payments"), me),
             on_confirmed=self.relay.wake,
+            owner=owner,
+            lease=self.lease,
         )
-        # A saga's calls take at most 4 call timeouts; an order untouched for longer is stuck, not in flight.
-        self.stale_after = 4 * ctx.config.call_timeout + 1.0
-        self._recovery: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def startup(self) -> None:
         await super().startup()
         self.relay.start()
-        self._recovery = asyncio.get_running_loop().create_task(self._recover_forever(), name="saga-recovery")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._renew_forever(), name="saga-leases"),
+            loop.create_task(self._recover_forever(), name="saga-recovery"),
+        ]
 
     async def shutdown(self) -> None:
-        if self._recovery is not None:
-            self._recovery.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._recovery
+                await task
         await self.relay.stop()
         await super().shutdown()
 
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 4)
+            try:
+                self.saga.renew()
+            except Exception:
+                log.exception("saga lease renewal failed")
+
     async def _recover_forever(self) -> None:
-        # At start-up nothing of this process is in flight: every PENDING order is resumed or compensated now.
-        stale_after = 0.0
+        # At start-up this takes over at once what this process owned in its previous life; orders a sibling replica
+        # drives are left to it until their lease runs out.
         while True:
             try:
-                await self.saga.recover(stale_after)
+                await self.saga.recover()
             except Exception:
                 log.exception("saga recovery pass failed")
-            stale_after = self.stale_after
             await asyncio.sleep(1.0)
 
     async def _deliver(self, item: OutboxItem) -> None:

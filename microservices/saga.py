@@ -13,12 +13,18 @@ Every step is idempotent because a call that timed out may still have run. Relea
 reservation makes the release fail, so a charge is never refunded for an order that is being confirmed. Whatever stays
 PENDING (a crash, a compensation that could not be delivered) is finished by :meth:`Saga.recover`: forward when the
 charge was logged, backward otherwise.
+
+The log may be shared by several coordinators (replicas of orders). Each order is owned by the coordinator driving it,
+under a lease it renews (:meth:`Saga.renew`) while the order is in its hands; recovery takes over only orders whose
+lease ran out, that nobody owns, or that a previous life of the same process owned (it crashed or was stopped), never
+an order a sibling is still driving. See docs/operations.md.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 
 from microservices.api import InventoryClient, PaymentsClient, UsersClient
@@ -26,7 +32,7 @@ from plumbing.transports import RemoteCallError
 from shop.db import UnitOfWork
 from shop.errors import BY_CODE, DomainError, OrderInProgress, Unavailable
 from shop.inventory import Line, PricedLine, normalize_lines, total_cents
-from shop.orders import Order, Orders, check_key, fingerprint
+from shop.orders import Order, Orders, Owner, check_key, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,9 @@ class Saga:
         inventory: InventoryClient,
         payments: PaymentsClient,
         on_confirmed: Callable[[], None] = lambda: None,
+        *,
+        owner: Owner | None = None,
+        lease: float = 10.0,
     ) -> None:
         self.conn = conn
         self.orders = Orders(conn)
@@ -49,7 +58,9 @@ class Saga:
         self.inventory = inventory
         self.payments = payments
         self.on_confirmed = on_confirmed
-        self.in_flight: set[int] = set()
+        self.owner = owner or Owner.new("orders")
+        self.lease = lease
+        self.in_flight: set[int] = set()  # orders this coordinator is driving now (their leases are renewed)
 
     async def checkout(self, user_id: int, items: Sequence[Line], key: str | None) -> tuple[Order, bool]:
         """Run the checkout saga; returns the order and whether it is new. Raises the refusal, or Unavailable."""
@@ -59,16 +70,32 @@ class Saga:
         with UnitOfWork(self.conn) as uow:
             existing = self.orders.find_by_key(key, print_)
             if existing is None:
-                order_id = self.orders.create(user_id, key, print_, lines)
+                order_id = self.orders.create(user_id, key, print_, lines, self.owner.id, time.time() + self.lease)
                 uow.commit()
+                self.in_flight.add(order_id)
         if existing is not None:
             return replay(existing), False
-        self.in_flight.add(order_id)
         try:
             await self._forward(order_id, user_id, lines)
         finally:
-            self.in_flight.discard(order_id)
+            self._let_go(order_id)
         return self.orders.get(order_id), True
+
+    def _let_go(self, order_id: int) -> None:
+        """Stop driving an order; if it is still PENDING, recovery (here or in a sibling) may take it at once."""
+        self.in_flight.discard(order_id)
+        with UnitOfWork(self.conn) as uow:
+            self.orders.release(order_id, self.owner)
+            uow.commit()
+
+    def renew(self) -> int:
+        """Extend the leases of the orders this coordinator is driving; returns how many."""
+        if not self.in_flight:
+            return 0
+        with UnitOfWork(self.conn) as uow:
+            renewed = self.orders.renew(self.owner, sorted(self.in_flight), time.time() + self.lease)
+            uow.commit()
+        return renewed
 
     async def _forward(self, order_id: int, user_id: int, lines: Sequence[Line]) -> None:
         try:
@@ -117,21 +144,33 @@ class Saga:
             self.orders.record_step(order_id, step)
             uow.commit()
 
-    async def recover(self, stale_after: float = 0.0) -> int:
-        """Finish or compensate every PENDING order untouched for ``stale_after`` seconds; returns how many ended."""
+    async def recover(self) -> int:
+        """Finish or compensate every PENDING order no live coordinator drives; returns how many ended.
+
+        Each order is claimed first (atomically: of two coordinators recovering at once, one gets it), so an order
+        whose owner still holds its lease (a checkout in flight in a sibling replica) is left alone.
+        """
         ended = 0
-        for order_id in self.orders.pending(stale_after):
-            if order_id in self.in_flight:
+        for order_id in self.orders.claimable(self.owner, time.time()):
+            if order_id in self.in_flight or not self._claim(order_id):
                 continue
-            self.in_flight.add(order_id)
             try:
                 await self._recover_one(self.orders.get(order_id))
                 ended += 1
             except (*UNKNOWN_OUTCOME, DomainError) as exc:
                 log.info("recovery of order %s will be retried: %r", order_id, exc)
             finally:
-                self.in_flight.discard(order_id)
+                self._let_go(order_id)
         return ended
+
+    def _claim(self, order_id: int) -> bool:
+        now = time.time()
+        with UnitOfWork(self.conn) as uow:
+            claimed = self.orders.claim(order_id, self.owner, now, now + self.lease)
+            if claimed:
+                self.in_flight.add(order_id)
+            uow.commit()
+        return claimed
 
     async def _recover_one(self, order: Order) -> None:
         if order.step == "charged":

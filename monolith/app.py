@@ -24,7 +24,7 @@ from shop.db import UnitOfWork, connect, create_schema
 from shop.errors import Unavailable
 from shop.inventory import Inventory
 from shop.notifications import Notification, Notifications
-from shop.orders import Orders, OutboxItem
+from shop.orders import Orders, OutboxItem, Owner
 from shop.payments import Payments
 from shop.seed import SeedSpec, catalog
 from shop.seed import users as seed_users
@@ -81,7 +81,10 @@ class Monolith:
         self.ctx = ctx
         self.conn = connect(ctx.db_path)
         create_schema(self.conn, *SCHEMAS)
-        self.relay = OutboxRelay(self.conn, self._deliver)
+        orders.add_lease_columns(self.conn)
+        # Every worker runs a relay over the one outbox: each claims the rows it hands over.
+        lease = 4 * ctx.config.call_timeout + 1.0
+        self.relay = OutboxRelay(self.conn, self._deliver, owner=Owner.new(ctx.instance), lease=lease)
         self.guards = module_guards(ctx.config.profile)
         self.ready = False
         self.app: Starlette = build_app(

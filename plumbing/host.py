@@ -7,6 +7,7 @@ topology (the container image uses it too). Which components a process holds com
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -18,11 +19,13 @@ from pathlib import Path
 from typing import Protocol
 
 import uvicorn
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plumbing import tracing
 from plumbing.auth import AuthConfig
 from plumbing.balance import BalancedTransport
+from plumbing.limits import Limits, protocol
 from plumbing.resilience import Policy, wrap_transport
 from plumbing.topology import COMPONENTS, ProcessConfig, RunConfig
 from plumbing.transports import Transport, open_transport
@@ -61,6 +64,13 @@ class ComponentContext:
     local: dict[str, Component] = field(default_factory=dict)
     transports: list[Transport] = field(default_factory=list)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    process: str = ""  # the name of the process hosting the component (unique among the run's live processes)
+
+    @property
+    def instance(self) -> str:
+        """This component in this process, unique among those alive at one time: the host (the pod in Kubernetes,
+        where every replica has the same process name) and the process name (a replica on this machine)."""
+        return f"{socket.gethostname()}/{self.process or self.name}/{self.name}"
 
     @property
     def credential(self) -> str | None:
@@ -99,7 +109,7 @@ class ProcessApp:
         self.contexts: list[ComponentContext] = []
         self.components: dict[str, Component] = {}
         for name in sorted(process.components, key=COMPONENTS.index):
-            ctx = ComponentContext(name, config, local=self.components, auth=auth)
+            ctx = ComponentContext(name, config, local=self.components, auth=auth, process=process.name)
             self.components[name] = load_factory(name)(ctx)
             self.contexts.append(ctx)
         self.front = self.components[process.front].app
@@ -117,12 +127,16 @@ class ProcessApp:
         for ctx in self.contexts:
             for transport in ctx.transports:
                 await transport.aclose()
+        tracing.flush()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:
-            await self.front(scope, receive, send)
+            # A client that went away (or was cut off by plumbing.limits) while its body was read: nothing to answer,
+            # and nothing wrong with this process.
+            with contextlib.suppress(ClientDisconnect):
+                await self.front(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -168,7 +182,11 @@ def serve(config: RunConfig, process: ProcessConfig) -> None:
 
     On SIGTERM uvicorn stops gracefully: it closes its listening sockets (so a replica sharing the port gets the new
     connections), closes idle keep-alive connections, and lets requests in progress finish (up to 5 s).
+
+    What a connection may hold (keep-alive and request timeouts, head size, number of connections) comes from the
+    ``ARCHBENCH_*`` variables of :mod:`plumbing.limits`.
     """
+    limits = Limits.from_env(os.environ)
     tracing.configure(Path(config.run_dir) / "spans" / f"{process.name}.jsonl")
     app = ProcessApp(config, process)
     host = config.bind or config.host
@@ -181,7 +199,7 @@ def serve(config: RunConfig, process: ProcessConfig) -> None:
             host=host,
             port=process.port,
             loop="uvloop",
-            http="httptools",
+            http=protocol(limits),
             lifespan="on",
             log_level="warning",
             access_log=False,

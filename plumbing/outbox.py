@@ -2,6 +2,12 @@
 
 The order and its outbox row are committed together; this loop then hands each row to ``deliver`` and marks it
 delivered. A crash between delivery and marking re-delivers, so the receiving side de-duplicates by key.
+
+Every replica of orders and every worker of the monolith runs a relay over the same table. A relay first claims the
+rows it will hand over (one atomic UPDATE: rows nobody holds, or whose claim ran out, or held by a previous life of
+the same process), so that two relays never hand over the same row. A claim lasts ``lease`` seconds; a relay stops
+handing over a batch once half of it is spent, and gives the rest back, so a row is never handed over by a relay whose
+claim may already have passed to another.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 
 from shop.db import UnitOfWork
-from shop.orders import Orders, OutboxItem
+from shop.orders import Orders, OutboxItem, Owner
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +28,28 @@ Deliver = Callable[[OutboxItem], Awaitable[None]]
 
 
 class OutboxRelay:
-    def __init__(self, conn: sqlite3.Connection, deliver: Deliver, *, poll: float = 0.25, max_backoff: float = 2.0):
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        deliver: Deliver,
+        *,
+        owner: Owner | None = None,
+        lease: float = 10.0,
+        batch: int = 32,
+        poll: float = 0.25,
+        max_backoff: float = 2.0,
+    ):
         self.conn = conn
         self.deliver = deliver
+        self.owner = owner or Owner.new("relay")
+        self.lease = lease
+        self.batch = batch
         self.poll = poll
         self.max_backoff = max_backoff
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
+        self._more = False  # the last claim was a full batch: there may be more rows waiting
 
     def wake(self) -> None:
         """Something was queued: look now instead of at the next poll."""
@@ -43,10 +64,25 @@ class OutboxRelay:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    def _claim(self) -> tuple[list[OutboxItem], float]:
+        now = time.time()
+        with UnitOfWork(self.conn) as uow:
+            items = Orders(self.conn).claim_undelivered(self.owner, now, now + self.lease, self.batch)
+            uow.commit()
+        return items, time.monotonic() + self.lease / 2
+
     async def drain_once(self) -> int:
-        """Try every undelivered row once; returns how many failed."""
+        """Claim undelivered rows and try each once; returns how many failed (or were given back unsent)."""
+        items, give_up_at = self._claim()
+        self._more = len(items) == self.batch
         failed = 0
-        for item in Orders(self.conn).undelivered():
+        for index, item in enumerate(items):
+            if time.monotonic() >= give_up_at:  # the claim is half spent: give the rest back, claim again later
+                with UnitOfWork(self.conn) as uow:
+                    for rest in items[index:]:
+                        Orders(self.conn).unclaim(rest.id, self.owner)
+                    uow.commit()
+                return failed + len(items) - index
             try:
                 await self.deliver(item)
             except Exception as exc:  # any failure of the receiver: keep the row and retry later
@@ -66,10 +102,16 @@ class OutboxRelay:
         backoff = self.poll
         while True:
             self._wake.clear()
-            failed = await self.drain_once()
+            try:
+                failed = await self.drain_once()
+            except sqlite3.Error:
+                log.exception("outbox relay pass failed")
+                failed = 1
             backoff = min(backoff * 2, self.max_backoff) if failed else self.poll
             if failed:
                 await asyncio.sleep(backoff)
+                continue
+            if self._more:
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(backoff):

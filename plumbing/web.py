@@ -228,7 +228,10 @@ def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str, auth: AuthConfig) 
         if refused is not None:
             metrics.errors.labels(app_name, name, "unauthorized").inc()
             return refused
-        token = tracing.begin(request.headers.get("traceparent"), app_name)
+        # At the public edge only a caller with a service credential of the run may ask for a trace (plumbing.tracing).
+        token = tracing.begin(
+            request.headers.get("traceparent"), app_name, callers is not None or tracing.trusted(auth, request.headers)
+        )
         try:
             if request.scope["query_string"]:
                 unknown_query(request, known_query)

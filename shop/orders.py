@@ -3,10 +3,16 @@
 In the monolith an order is created and confirmed inside one transaction. In the microservices the same table is the
 saga's durable log: an order is recorded PENDING before the first remote step, ``step`` remembers the last step known to
 have succeeded, and recovery finishes (``charged``) or compensates (anything earlier) every PENDING order.
+
+Several coordinators may share the log (replicas of orders, workers of the monolith): an order has an ``owner`` (the
+coordinator driving it) and a ``lease_until``, which the owner renews; another coordinator claims it only once the
+lease has run out, or when the owner is a previous life of itself (see :class:`Owner`). Outbox rows are claimed the
+same way (``claimed_by``, ``claim_until``) so that one row is handed over by one relay at a time.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -27,7 +33,9 @@ CREATE TABLE IF NOT EXISTS orders (
     total_cents INTEGER,
     reason TEXT,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS orders_pending ON orders (status) WHERE status = 'PENDING';
 CREATE TABLE IF NOT EXISTS order_lines (
@@ -43,12 +51,51 @@ CREATE TABLE IF NOT EXISTS outbox (
     user_id INTEGER NOT NULL,
     message TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    delivered_at REAL
+    delivered_at REAL,
+    claimed_by TEXT,
+    claim_until REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (id) WHERE delivered_at IS NULL;
 """
 
 MAX_KEY = 255
+
+# Added to databases created before leases existed (CREATE TABLE IF NOT EXISTS leaves an existing table as it is).
+LEASE_COLUMNS = {
+    "orders": (("owner", "TEXT"), ("lease_until", "REAL NOT NULL DEFAULT 0")),
+    "outbox": (("claimed_by", "TEXT"), ("claim_until", "REAL NOT NULL DEFAULT 0")),
+}
+
+
+def add_lease_columns(conn: sqlite3.Connection) -> None:
+    """Give an orders database made before leases its owner and claim columns (idempotent)."""
+    for table, columns in LEASE_COLUMNS.items():
+        have = {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who drives an order or hands over an outbox row: one coordinator, for the life of one process.
+
+    ``instance`` names the process among those alive at one time (host and process name: ``orders-1`` on this
+    machine, the pod in Kubernetes); ``id`` adds what makes this life of it unique. A coordinator may take over at
+    once what a previous life of the same instance owned (that process is gone: one instance runs at a time), and
+    what anyone else owned only once the lease has run out.
+    """
+
+    instance: str
+    id: str
+
+    @classmethod
+    def new(cls, instance: str) -> Owner:
+        return cls(instance, f"{instance}#{os.urandom(6).hex()}")
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.instance}#"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +162,21 @@ class Orders:
             raise IdempotencyKeyReused("this Idempotency-Key was used for a different order")
         return self.get(int(row[0]))
 
-    def create(self, user_id: int, key: str, print_: str, lines: Sequence[Line]) -> int:
-        """Record a PENDING order with its requested lines; returns its id."""
+    def create(
+        self,
+        user_id: int,
+        key: str,
+        print_: str,
+        lines: Sequence[Line],
+        owner: str | None = None,
+        lease_until: float = 0.0,
+    ) -> int:
+        """Record a PENDING order with its requested lines, owned by ``owner`` until ``lease_until``; returns its id."""
         now = time.time()
         cur = self.conn.execute(
-            "INSERT INTO orders (user_id, idempotency_key, fingerprint, status, created_at, updated_at) "
-            "VALUES (?, ?, ?, 'PENDING', ?, ?)",
-            (user_id, key, print_, now, now),
+            "INSERT INTO orders (user_id, idempotency_key, fingerprint, status, created_at, updated_at, owner, "
+            "lease_until) VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?)",
+            (user_id, key, print_, now, now, owner, lease_until),
         )
         order_id = cur.lastrowid
         assert order_id is not None
@@ -192,6 +247,62 @@ class Orders:
         ).fetchall()
         return [int(r[0]) for r in rows]
 
+    # ---- ownership of PENDING orders ----------------------------------------------------------------------------
+
+    def claimable(self, owner: Owner, now: float) -> list[int]:
+        """Ids of PENDING orders ``owner`` may take over: no owner, a lease run out, or a previous life's."""
+        rows = self.conn.execute(
+            "SELECT id FROM orders WHERE status = 'PENDING' AND "
+            + _TAKEABLE.format(who="owner", until="lease_until")
+            + " ORDER BY id",
+            (now, owner.id, len(owner.prefix), owner.prefix),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def claim(self, order_id: int, owner: Owner, now: float, until: float) -> bool:
+        """Take over a PENDING order if it is still claimable (atomic: one claimant wins); returns whether it did."""
+        cur = self.conn.execute(
+            "UPDATE orders SET owner = ?, lease_until = ? WHERE id = ? AND status = 'PENDING' AND "
+            + _TAKEABLE.format(who="owner", until="lease_until"),
+            (owner.id, until, order_id, now, owner.id, len(owner.prefix), owner.prefix),
+        )
+        return cur.rowcount == 1
+
+    def renew(self, owner: Owner, order_ids: Sequence[int], until: float) -> int:
+        """Extend the leases of ``owner``'s PENDING orders among ``order_ids``; returns how many were extended."""
+        if not order_ids:
+            return 0
+        marks = ",".join("?" * len(order_ids))
+        cur = self.conn.execute(
+            f"UPDATE orders SET lease_until = ? WHERE owner = ? AND status = 'PENDING' AND id IN ({marks})",
+            (until, owner.id, *order_ids),
+        )
+        return cur.rowcount
+
+    def release(self, order_id: int, owner: Owner) -> None:
+        """Give up the lease of an order ``owner`` stops driving, so that recovery may take it at once."""
+        self.conn.execute("UPDATE orders SET lease_until = 0 WHERE id = ? AND owner = ?", (order_id, owner.id))
+
+    # ---- outbox ---------------------------------------------------------------------------------------------------
+
+    def claim_undelivered(self, owner: Owner, now: float, until: float, limit: int) -> list[OutboxItem]:
+        """Claim up to ``limit`` undelivered rows no other relay holds (atomic); returns them by id."""
+        rows = self.conn.execute(
+            "UPDATE outbox SET claimed_by = ?, claim_until = ? WHERE id IN (SELECT id FROM outbox "
+            "WHERE delivered_at IS NULL AND "
+            + _TAKEABLE.format(who="claimed_by", until="claim_until")
+            + " ORDER BY id LIMIT ?) RETURNING id, order_id, user_id, message, attempts",
+            (owner.id, until, now, owner.id, len(owner.prefix), owner.prefix, limit),
+        ).fetchall()
+        return sorted((OutboxItem(*row) for row in rows), key=lambda item: item.id)
+
+    def unclaim(self, outbox_id: int, owner: Owner) -> None:
+        """Let go of a claimed row (not handed over): any relay may take it again."""
+        self.conn.execute(
+            "UPDATE outbox SET claimed_by = NULL, claim_until = 0 WHERE id = ? AND claimed_by = ?",
+            (outbox_id, owner.id),
+        )
+
     def undelivered(self, limit: int = 100) -> list[OutboxItem]:
         rows = self.conn.execute(
             "SELECT id, order_id, user_id, message, attempts FROM outbox WHERE delivered_at IS NULL "
@@ -206,4 +317,12 @@ class Orders:
         )
 
     def mark_attempt(self, outbox_id: int) -> None:
-        self.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (outbox_id,))
+        """Count a failed hand-over and let go of the row's claim."""
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, claimed_by = NULL, claim_until = 0 WHERE id = ?", (outbox_id,)
+        )
+
+
+# What another coordinator may take: nobody's, a lease run out, or held by a previous life of the same instance.
+# Parameters: now, my id, length of my prefix, my prefix.
+_TAKEABLE = "({who} IS NULL OR {until} <= ? OR ({who} != ? AND substr({who}, 1, ?) = ?))"

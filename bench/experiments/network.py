@@ -167,7 +167,9 @@ def run_topology(
 
         traced: tuple[Step, CyclingWorkload] | None = None
         if deployment.run_dir is not None:  # the spans are written there
-            traced_wl = CyclingWorkload(params.users, params.products, params.seed, workload.order_ids, auth)
+            # The edge honours a traceparent only with the harness's credential (plumbing.tracing).
+            trusted = (*auth, *deployment.trace_headers)
+            traced_wl = CyclingWorkload(params.users, params.products, params.seed, workload.order_ids, trusted)
             count = params.traced_per_op * len(OPS)
             progress(f"{topology}: {count} traced requests", count / 50.0 + 1.0)
             traced_spec = LoadSpec(rate=50.0, duration=count / 50.0, warmup=0.0, seed=params.seed, arrival="constant")

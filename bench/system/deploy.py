@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bench.system.supervisor import ProcessSpec, Supervisor, free_port
+from plumbing import tracing
 from plumbing.auth import API_KEY_HEADER, API_KEYS_ENV, SERVICE_SECRET_ENV
 from plumbing.faults import TOKEN_ENV
 from plumbing.topology import RunConfig, layout, make_config, replica_names
@@ -43,6 +44,11 @@ class Deployed(Protocol):
 
     @property
     def admin_token(self) -> str | None: ...
+
+    @property
+    def trace_headers(self) -> tuple[tuple[str, str], ...]:
+        """What a traced request adds to have its traceparent honoured at the public edge (see plumbing.tracing)."""
+        ...
 
     @property
     def supervisor(self) -> Supervisor | None: ...
@@ -78,6 +84,11 @@ class Deployment:
     def auth_headers(self) -> tuple[tuple[str, str], ...]:
         """What a client of the public API sends to be let in (nothing when auth is off)."""
         return api_key_headers(self.api_key)
+
+    @property
+    def trace_headers(self) -> tuple[tuple[str, str], ...]:
+        """The harness's credential under this run's service secret: the edge samples only what it asks for."""
+        return tracing.harness_headers(self.secrets.service_secret if self.secrets else None)
 
     @property
     def topology(self) -> str:

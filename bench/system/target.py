@@ -220,6 +220,10 @@ class ExternalDeployment:
     def auth_headers(self) -> tuple[tuple[str, str], ...]:
         return api_key_headers(self.api_key)
 
+    @property
+    def trace_headers(self) -> tuple[tuple[str, str], ...]:
+        return ()  # the run's service secret stays with the target (and its span files on its hosts)
+
     def process_of(self, component: str) -> str:
         for name, components in layout(self.topology):
             if component in components:
