@@ -16,8 +16,8 @@ import msgspec
 from plumbing import tracing
 from plumbing.auth import CREDENTIAL_HEADER
 from plumbing.client import Reply, Transport
-from plumbing.contract import Id, LineIn, NewDeposit, NewUser, NotificationList
-from plumbing.web import JSON, decode, error_from_body
+from plumbing.contract import LineIn, NewDeposit, NewUser, NotificationList
+from plumbing.web import JSON, Id, decode, error_from_body
 from shop.inventory import Line, PricedLine
 from shop.users import User
 

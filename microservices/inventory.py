@@ -11,7 +11,7 @@ from microservices.api import ReservationOut, ReserveIn, priced_out
 from microservices.service import Service
 from plumbing import contract
 from plumbing.host import ComponentContext
-from plumbing.web import Endpoint, Handler, internal, json_response, path_id, query_int, read_json
+from plumbing.web import Endpoint, Handler, internal, json_response, path_id, query, read_json
 from shop import inventory
 from shop.db import UnitOfWork
 from shop.inventory import Inventory, Line
@@ -25,10 +25,9 @@ def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
 
 def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
     async def list_products(request: Request) -> Response:
-        limit = query_int(request, "limit", 20, 1, inventory.MAX_PAGE)
-        offset = query_int(request, "offset", 0, 0, 2**62)
-        products, total = Inventory(conn).page(limit, offset)
-        return json_response(contract.page_out(products, limit, offset, total))
+        page = query(request, contract.PageQuery)
+        products, total = Inventory(conn).page(page.limit, page.offset)
+        return json_response(contract.page_out(products, page.limit, page.offset, total))
 
     async def get_product(request: Request) -> Response:
         return json_response(contract.product_out(Inventory(conn).get(path_id(request, "product_id"))))
@@ -65,7 +64,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 "A page of the catalog",
                 None,
                 {200: contract.ProductPage, 422: None},
-                contract.PAGE_QUERY,
+                contract.PageQuery,
             ),
             Endpoint(
                 "GET", "/products/{product_id}", get_product, "One product", None, {200: contract.ProductOut, 404: None}
@@ -84,7 +83,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 transition("commit"),
                 "Turn held stock into a sale (idempotent)",
                 None,
-                {200: ReservationOut, 409: None},
+                {200: ReservationOut, 404: None, 409: None},
             ),
             Endpoint(
                 "POST",
@@ -92,7 +91,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 transition("release"),
                 "Give held stock back (idempotent; leaves a tombstone when nothing was held)",
                 None,
-                {200: ReservationOut, 409: None},
+                {200: ReservationOut, 404: None, 409: None},
             ),
         ],
         {

@@ -45,7 +45,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 for_user,
                 "Notifications of a user, newest first",
                 None,
-                {200: contract.NotificationList},
+                {200: contract.NotificationList, 404: None},
             ),
         ],
         {"POST /notifications": ("orders",), "GET /users/{user_id}/notifications": ("gateway",)},

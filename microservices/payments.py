@@ -53,7 +53,14 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
 
     return internal(
         [
-            Endpoint("GET", "/wallets/{user_id}", balance, "Wallet balance (0 without a wallet)", None, {200: Balance}),
+            Endpoint(
+                "GET",
+                "/wallets/{user_id}",
+                balance,
+                "Wallet balance (0 without a wallet)",
+                None,
+                {200: Balance, 404: None},
+            ),
             Endpoint(
                 "POST", "/wallets/{user_id}/deposits", deposit, "Fund a wallet", NewDeposit, {201: Balance, 422: None}
             ),
@@ -71,7 +78,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 refund,
                 "Refund or void the charge of an order (idempotent)",
                 None,
-                {200: ChargeOut},
+                {200: ChargeOut, 404: None},
             ),
         ],
         {

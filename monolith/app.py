@@ -17,7 +17,7 @@ from plumbing.faults import FAULTS, InjectedFault
 from plumbing.host import ComponentContext
 from plumbing.outbox import OutboxRelay
 from plumbing.resilience import Guard, Policy, check_profile
-from plumbing.web import Handler, build_app, json_response, path_id, query_int, read_json
+from plumbing.web import Handler, build_app, json_response, path_id, query, read_json
 from shop import inventory, notifications, orders, payments, users
 from shop.db import UnitOfWork, connect, create_schema
 from shop.errors import Unavailable
@@ -131,10 +131,9 @@ class Monolith:
 
         async def list_products(request: Request) -> Response:
             await modules("inventory", guards=self.guards)
-            limit = query_int(request, "limit", 20, 1, inventory.MAX_PAGE)
-            offset = query_int(request, "offset", 0, 0, 2**62)
-            products, total = Inventory(conn).page(limit, offset)
-            return json_response(contract.page_out(products, limit, offset, total))
+            page = query(request, contract.PageQuery)
+            products, total = Inventory(conn).page(page.limit, page.offset)
+            return json_response(contract.page_out(products, page.limit, page.offset, total))
 
         async def get_product(request: Request) -> Response:
             await modules("inventory", guards=self.guards)

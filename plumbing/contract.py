@@ -12,15 +12,12 @@ from typing import Annotated
 
 import msgspec
 
-from plumbing.web import Endpoint, Handler, Param
-from shop.db import MAX_ID
+from plumbing.web import Endpoint, Handler, Id, NoQuery
 from shop.inventory import MAX_LINES, MAX_PAGE, MAX_QUANTITY, Line, Product
 from shop.notifications import Notification
 from shop.orders import MAX_KEY, Order
 from shop.payments import MAX_DEPOSIT
 from shop.users import MAX_EMAIL, MAX_NAME, User
-
-Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 
 
 class NewUser(msgspec.Struct):
@@ -119,7 +116,14 @@ def notifications_out(notes: Sequence[Notification]) -> NotificationList:
 
 
 TITLE = "archbench shop: public API"
-PAGE_QUERY = (Param("limit", 1, MAX_PAGE, 20), Param("offset", 0, 2**62, 0))
+MAX_OFFSET = 2**62
+
+
+class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """The query of a catalog page (validated and documented from this one type, as bodies are)."""
+
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 20
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)] = 0
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ class RouteSpec:
     summary: str
     body: type | None
     responses: Mapping[int, type | None]
-    query: Sequence[Param] = ()
+    query: type = NoQuery
     headers: Sequence[str] = ()
 
 
@@ -151,7 +155,7 @@ PUBLIC_ROUTES: tuple[RouteSpec, ...] = (
         {201: BalanceOut, 404: None, 422: None},
     ),
     RouteSpec(
-        "list_products", "GET", "/products", "A page of the catalog", None, {200: ProductPage, 422: None}, PAGE_QUERY
+        "list_products", "GET", "/products", "A page of the catalog", None, {200: ProductPage, 422: None}, PageQuery
     ),
     RouteSpec("get_product", "GET", "/products/{product_id}", "One product", None, {200: ProductOut, 404: None}),
     RouteSpec(
