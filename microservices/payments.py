@@ -62,7 +62,12 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 {200: Balance, 404: None},
             ),
             Endpoint(
-                "POST", "/wallets/{user_id}/deposits", deposit, "Fund a wallet", NewDeposit, {201: Balance, 422: None}
+                "POST",
+                "/wallets/{user_id}/deposits",
+                deposit,
+                "Fund a wallet",
+                NewDeposit,
+                {201: Balance, 404: None, 422: None},
             ),
             Endpoint(
                 "POST",

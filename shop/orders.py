@@ -7,6 +7,7 @@ have succeeded, and recovery finishes (``charged``) or compensates (anything ear
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -49,6 +50,9 @@ CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (id) WHERE delivered_at 
 """
 
 MAX_KEY = 255
+# Printable ASCII, no space first or last: what an HTTP header carries intact (clients refuse to send the spaces around
+# a value, and servers strip them).
+KEY_PATTERN = "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +92,7 @@ class OutboxItem:
 
 
 def check_key(key: str | None) -> str:
-    if key is None or not 1 <= len(key) <= MAX_KEY or not (key.isascii() and key.isprintable()):
+    if key is None or not 1 <= len(key) <= MAX_KEY or re.search(KEY_PATTERN, key) is None:
         raise InvalidInput(f"an Idempotency-Key header of 1 to {MAX_KEY} printable characters is required")
     return key
 
