@@ -35,7 +35,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
     async def reserve(request: Request) -> Response:
         body = await read_json(request, ReserveIn)
         lines = [Line(item.product_id, item.quantity) for item in body.items]
-        with UnitOfWork(conn) as uow:
+        async with UnitOfWork(conn) as uow:
             priced = Inventory(conn).reserve(body.order_id, lines)
             uow.commit()
         return json_response(ReservationOut(body.order_id, "HELD", priced_out(priced)), 201)
@@ -44,7 +44,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
         async def handler(request: Request) -> Response:
             order_id = path_id(request, "order_id")
             stock = Inventory(conn)
-            with UnitOfWork(conn) as uow:
+            async with UnitOfWork(conn) as uow:
                 if step == "commit":
                     stock.commit(order_id)
                 else:

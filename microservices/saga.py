@@ -56,7 +56,7 @@ class Saga:
         key = check_key(key)
         lines = normalize_lines(items)
         print_ = fingerprint(user_id, lines)
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             existing = self.orders.find_by_key(key, print_)
             if existing is None:
                 order_id = self.orders.create(user_id, key, print_, lines)
@@ -81,7 +81,7 @@ class Saga:
         except DomainError as refusal:
             await self._compensate_or_leave(order_id, refusal.code)
             raise
-        self._log_step(order_id, "charged")
+        await self._log_step(order_id, "charged")
         try:
             await self._confirm(order_id, user_id, priced)
         except UNKNOWN_OUTCOME as exc:
@@ -90,18 +90,18 @@ class Saga:
 
     async def _confirm(self, order_id: int, user_id: int, priced: Sequence[PricedLine]) -> None:
         await self.inventory.commit(order_id)
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             self.orders.confirm(order_id, user_id, priced)
             uow.commit()
         self.on_confirmed()
 
     async def _compensate(self, order_id: int, reason: str) -> None:
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             self.orders.mark_compensating(order_id, reason)
             uow.commit()
         await self.inventory.release(order_id)
         await self.payments.refund(order_id)
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             self.orders.reject(order_id, reason)
             uow.commit()
 
@@ -112,8 +112,8 @@ class Saga:
         except (*UNKNOWN_OUTCOME, DomainError) as exc:
             log.warning("compensation of order %s deferred to recovery: %r", order_id, exc)
 
-    def _log_step(self, order_id: int, step: str) -> None:
-        with UnitOfWork(self.conn) as uow:
+    async def _log_step(self, order_id: int, step: str) -> None:
+        async with UnitOfWork(self.conn) as uow:
             self.orders.record_step(order_id, step)
             uow.commit()
 

@@ -78,7 +78,7 @@ async def modules(*names: str, guards: Mapping[str, Guard] | None = None, idempo
 class Monolith:
     def __init__(self, ctx: ComponentContext) -> None:
         self.ctx = ctx
-        self.conn = connect(ctx.db_path)
+        self.conn = connect(ctx.db_path, lock_wait=ctx.config.lock_wait)
         create_schema(self.conn, *SCHEMAS)
         self.relay = OutboxRelay(self.conn, self._deliver)
         self.guards = module_guards(ctx.config.profile)
@@ -99,7 +99,7 @@ class Monolith:
 
     async def _deliver(self, item: OutboxItem) -> None:
         await modules("notifications", guards=self.guards)
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             Notifications(self.conn).deliver(Notification(item.key, item.user_id, item.order_id, item.message))
             uow.commit()
 
@@ -109,7 +109,7 @@ class Monolith:
         async def register(request: Request) -> Response:
             body = await read_json(request, contract.NewUser)
             await modules("users", guards=self.guards, idempotent=False)
-            with UnitOfWork(conn) as uow:
+            async with UnitOfWork(conn) as uow:
                 user = Users(conn).register(body.email, body.name)
                 uow.commit()
             return json_response(contract.user_out(user, 0), 201)
@@ -123,7 +123,7 @@ class Monolith:
             body = await read_json(request, contract.NewDeposit)
             await modules("users", guards=self.guards)
             await modules("payments", guards=self.guards, idempotent=False)
-            with UnitOfWork(conn) as uow:
+            async with UnitOfWork(conn) as uow:
                 user = Users(conn).get(path_id(request, "user_id"))
                 balance = Payments(conn).deposit(user.id, body.amount_cents)
                 uow.commit()
@@ -143,7 +143,7 @@ class Monolith:
             body = await read_json(request, contract.NewOrder)
             await modules("orders", guards=self.guards, idempotent=False)
             await modules("users", "inventory", "payments", guards=self.guards)
-            order, new = checkout(conn, body.user_id, body.lines(), request.headers.get("idempotency-key"))
+            order, new = await checkout(conn, body.user_id, body.lines(), request.headers.get("idempotency-key"))
             if new:
                 self.relay.wake()
             return json_response(contract.order_out(order), 201)

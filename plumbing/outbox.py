@@ -51,12 +51,12 @@ class OutboxRelay:
                 await self.deliver(item)
             except Exception as exc:  # any failure of the receiver: keep the row and retry later
                 log.debug("delivery of outbox row %s failed: %r", item.id, exc)
-                with UnitOfWork(self.conn) as uow:
+                async with UnitOfWork(self.conn) as uow:
                     Orders(self.conn).mark_attempt(item.id)
                     uow.commit()
                 failed += 1
                 continue
-            with UnitOfWork(self.conn) as uow:
+            async with UnitOfWork(self.conn) as uow:
                 Orders(self.conn).mark_delivered(item.id)
                 uow.commit()
             self.delivered += 1

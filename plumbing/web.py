@@ -73,12 +73,16 @@ def status_of(exc: errors.DomainError) -> int:
     return 400
 
 
+# A 503 is a refusal for now, never for good (shop.errors.Unavailable): say when to try again (RFC 9110 10.2.3).
+RETRY_AFTER = {"retry-after": "1"}
+
+
 def json_response(payload: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(msgspec.json.encode(payload), status, headers=headers, media_type=JSON)
 
 
 def error_response(status: int, code: str, detail: str) -> Response:
-    return json_response(ErrorBody(code, detail), status)
+    return json_response(ErrorBody(code, detail), status, RETRY_AFTER if status == 503 else None)
 
 
 def domain_error_response(exc: errors.DomainError) -> Response:
