@@ -15,10 +15,10 @@ import msgspec
 
 from plumbing import tracing
 from plumbing.auth import CREDENTIAL_HEADER
-from plumbing.contract import Id, LineIn, NewDeposit, NewUser, NotificationList
+from plumbing.contract import LineIn, NewDeposit, NewUser, NotificationList
 from plumbing.responses import JSON
 from plumbing.transports import Reply, Transport
-from plumbing.web import decode, error_from_body
+from plumbing.web import Id, decode, error_from_body
 from shop.inventory import Line, PricedLine
 from shop.users import User
 

@@ -18,7 +18,7 @@ from plumbing import contract
 from plumbing.host import ComponentContext
 from plumbing.resilience import Policy
 from plumbing.responses import JSON, json_response
-from plumbing.web import Handler, build_app, path_id, read_body, read_json
+from plumbing.web import Handler, build_app, path_id, query, read_body, read_json
 
 
 class Gateway:
@@ -58,8 +58,9 @@ class Gateway:
             return json_response(contract.BalanceOut(user.id, balance), 201)
 
         async def list_products(request: Request) -> Response:
-            query = request.url.query
-            return await passthrough(self.inventory, "GET", "/products" + (f"?{query}" if query else ""))
+            # Validated here, at the edge, so that inventory is only ever asked a well-formed query.
+            page = query(request, contract.PageQuery)
+            return await passthrough(self.inventory, "GET", f"/products?limit={page.limit}&offset={page.offset}")
 
         async def get_product(request: Request) -> Response:
             return await passthrough(self.inventory, "GET", f"/products/{path_id(request, 'product_id')}")

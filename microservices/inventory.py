@@ -12,7 +12,7 @@ from microservices.service import Service
 from plumbing import contract
 from plumbing.host import ComponentContext
 from plumbing.responses import json_response
-from plumbing.web import Endpoint, Handler, internal, path_id, query_int, read_json
+from plumbing.web import Endpoint, Handler, internal, path_id, query, read_json
 from shop import inventory
 from shop.db import UnitOfWork
 from shop.inventory import Inventory, Line
@@ -26,10 +26,9 @@ def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
 
 def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
     async def list_products(request: Request) -> Response:
-        limit = query_int(request, "limit", 20, 1, inventory.MAX_PAGE)
-        offset = query_int(request, "offset", 0, 0, 2**62)
-        products, total = Inventory(conn).page(limit, offset)
-        return json_response(contract.page_out(products, limit, offset, total))
+        page = query(request, contract.PageQuery)
+        products, total = Inventory(conn).page(page.limit, page.offset)
+        return json_response(contract.page_out(products, page.limit, page.offset, total))
 
     async def get_product(request: Request) -> Response:
         return json_response(contract.product_out(Inventory(conn).get(path_id(request, "product_id"))))
@@ -37,7 +36,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
     async def reserve(request: Request) -> Response:
         body = await read_json(request, ReserveIn)
         lines = [Line(item.product_id, item.quantity) for item in body.items]
-        with UnitOfWork(conn) as uow:
+        async with UnitOfWork(conn) as uow:
             priced = Inventory(conn).reserve(body.order_id, lines)
             uow.commit()
         return json_response(ReservationOut(body.order_id, "HELD", priced_out(priced)), 201)
@@ -46,7 +45,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
         async def handler(request: Request) -> Response:
             order_id = path_id(request, "order_id")
             stock = Inventory(conn)
-            with UnitOfWork(conn) as uow:
+            async with UnitOfWork(conn) as uow:
                 if step == "commit":
                     stock.commit(order_id)
                 else:
@@ -66,7 +65,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 "A page of the catalog",
                 None,
                 {200: contract.ProductPage, 422: None},
-                contract.PAGE_QUERY,
+                contract.PageQuery,
             ),
             Endpoint(
                 "GET", "/products/{product_id}", get_product, "One product", None, {200: contract.ProductOut, 404: None}
@@ -85,7 +84,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 transition("commit"),
                 "Turn held stock into a sale (idempotent)",
                 None,
-                {200: ReservationOut, 409: None},
+                {200: ReservationOut, 404: None, 409: None},
             ),
             Endpoint(
                 "POST",
@@ -93,7 +92,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 transition("release"),
                 "Give held stock back (idempotent; leaves a tombstone when nothing was held)",
                 None,
-                {200: ReservationOut, 409: None},
+                {200: ReservationOut, 404: None, 409: None},
             ),
         ],
         {

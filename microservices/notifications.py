@@ -21,7 +21,7 @@ from shop.notifications import Notification, Notifications
 def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
     async def deliver(request: Request) -> Response:
         body = await read_json(request, NotifyIn)
-        with UnitOfWork(conn) as uow:
+        async with UnitOfWork(conn) as uow:
             created = Notifications(conn).deliver(Notification(body.key, body.user_id, body.order_id, body.message))
             uow.commit()
         return json_response(Delivered(body.key, created), 201 if created else 200)
@@ -46,7 +46,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 for_user,
                 "Notifications of a user, newest first",
                 None,
-                {200: contract.NotificationList},
+                {200: contract.NotificationList, 404: None},
             ),
         ],
         {"POST /notifications": ("orders",), "GET /users/{user_id}/notifications": ("gateway",)},

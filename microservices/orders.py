@@ -66,7 +66,7 @@ class OrdersService(Service):
         while True:
             await asyncio.sleep(self.lease / 4)
             try:
-                self.saga.renew()
+                await self.saga.renew()
             except Exception:
                 log.exception("saga lease renewal failed")
 

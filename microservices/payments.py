@@ -33,30 +33,42 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
     async def deposit(request: Request) -> Response:
         body = await read_json(request, NewDeposit)
         user_id = path_id(request, "user_id")
-        with UnitOfWork(conn) as uow:
+        async with UnitOfWork(conn) as uow:
             new_balance = Payments(conn).deposit(user_id, body.amount_cents)
             uow.commit()
         return json_response(Balance(user_id, new_balance), 201)
 
     async def charge(request: Request) -> Response:
         body = await read_json(request, ChargeIn)
-        with UnitOfWork(conn) as uow:
+        async with UnitOfWork(conn) as uow:
             done = Payments(conn).charge(body.order_id, body.user_id, body.amount_cents)
             uow.commit()
         return json_response(ChargeOut(done.order_id, done.status), 201)
 
     async def refund(request: Request) -> Response:
         order_id = path_id(request, "order_id")
-        with UnitOfWork(conn) as uow:
+        async with UnitOfWork(conn) as uow:
             status = Payments(conn).refund(order_id)
             uow.commit()
         return json_response(ChargeOut(order_id, status))
 
     return internal(
         [
-            Endpoint("GET", "/wallets/{user_id}", balance, "Wallet balance (0 without a wallet)", None, {200: Balance}),
             Endpoint(
-                "POST", "/wallets/{user_id}/deposits", deposit, "Fund a wallet", NewDeposit, {201: Balance, 422: None}
+                "GET",
+                "/wallets/{user_id}",
+                balance,
+                "Wallet balance (0 without a wallet)",
+                None,
+                {200: Balance, 404: None},
+            ),
+            Endpoint(
+                "POST",
+                "/wallets/{user_id}/deposits",
+                deposit,
+                "Fund a wallet",
+                NewDeposit,
+                {201: Balance, 404: None, 422: None},
             ),
             Endpoint(
                 "POST",
@@ -72,7 +84,7 @@ def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
                 refund,
                 "Refund or void the charge of an order (idempotent)",
                 None,
-                {200: ChargeOut},
+                {200: ChargeOut, 404: None},
             ),
         ],
         {

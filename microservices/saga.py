@@ -67,7 +67,7 @@ class Saga:
         key = check_key(key)
         lines = normalize_lines(items)
         print_ = fingerprint(user_id, lines)
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             existing = self.orders.find_by_key(key, print_)
             if existing is None:
                 order_id = self.orders.create(user_id, key, print_, lines, self.owner.id, time.time() + self.lease)
@@ -78,21 +78,24 @@ class Saga:
         try:
             await self._forward(order_id, user_id, lines)
         finally:
-            self._let_go(order_id)
+            await self._let_go(order_id)
         return self.orders.get(order_id), True
 
-    def _let_go(self, order_id: int) -> None:
+    async def _let_go(self, order_id: int) -> None:
         """Stop driving an order; if it is still PENDING, recovery (here or in a sibling) may take it at once."""
         self.in_flight.discard(order_id)
-        with UnitOfWork(self.conn) as uow:
-            self.orders.release(order_id, self.owner)
-            uow.commit()
+        try:
+            async with UnitOfWork(self.conn) as uow:
+                self.orders.release(order_id, self.owner)
+                uow.commit()
+        except Unavailable as exc:  # the lease runs out by itself; only the early hand-over is lost
+            log.info("could not release order %s early: %s", order_id, exc)
 
-    def renew(self) -> int:
+    async def renew(self) -> int:
         """Extend the leases of the orders this coordinator is driving; returns how many."""
         if not self.in_flight:
             return 0
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             renewed = self.orders.renew(self.owner, sorted(self.in_flight), time.time() + self.lease)
             uow.commit()
         return renewed
@@ -108,7 +111,7 @@ class Saga:
         except DomainError as refusal:
             await self._compensate_or_leave(order_id, refusal.code)
             raise
-        self._log_step(order_id, "charged")
+        await self._log_step(order_id, "charged")
         try:
             await self._confirm(order_id, user_id, priced)
         except UNKNOWN_OUTCOME as exc:
@@ -117,18 +120,18 @@ class Saga:
 
     async def _confirm(self, order_id: int, user_id: int, priced: Sequence[PricedLine]) -> None:
         await self.inventory.commit(order_id)
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             self.orders.confirm(order_id, user_id, priced)
             uow.commit()
         self.on_confirmed()
 
     async def _compensate(self, order_id: int, reason: str) -> None:
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             self.orders.mark_compensating(order_id, reason)
             uow.commit()
         await self.inventory.release(order_id)
         await self.payments.refund(order_id)
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             self.orders.reject(order_id, reason)
             uow.commit()
 
@@ -139,8 +142,8 @@ class Saga:
         except (*UNKNOWN_OUTCOME, DomainError) as exc:
             log.warning("compensation of order %s deferred to recovery: %r", order_id, exc)
 
-    def _log_step(self, order_id: int, step: str) -> None:
-        with UnitOfWork(self.conn) as uow:
+    async def _log_step(self, order_id: int, step: str) -> None:
+        async with UnitOfWork(self.conn) as uow:
             self.orders.record_step(order_id, step)
             uow.commit()
 
@@ -152,7 +155,7 @@ class Saga:
         """
         ended = 0
         for order_id in self.orders.claimable(self.owner, time.time()):
-            if order_id in self.in_flight or not self._claim(order_id):
+            if order_id in self.in_flight or not await self._claim(order_id):
                 continue
             try:
                 await self._recover_one(self.orders.get(order_id))
@@ -160,12 +163,12 @@ class Saga:
             except (*UNKNOWN_OUTCOME, DomainError) as exc:
                 log.info("recovery of order %s will be retried: %r", order_id, exc)
             finally:
-                self._let_go(order_id)
+                await self._let_go(order_id)
         return ended
 
-    def _claim(self, order_id: int) -> bool:
+    async def _claim(self, order_id: int) -> bool:
         now = time.time()
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             claimed = self.orders.claim(order_id, self.owner, now, now + self.lease)
             if claimed:
                 self.in_flight.add(order_id)

@@ -26,7 +26,7 @@ class Service:
         seeder: Seeder | None = None,
     ) -> None:
         self.ctx = ctx
-        self.conn = connect(ctx.db_path)
+        self.conn = connect(ctx.db_path, lock_wait=ctx.config.lock_wait)
         create_schema(self.conn, *schemas)
         self.seeder = seeder
         self.ready = False
@@ -34,7 +34,7 @@ class Service:
 
     async def startup(self) -> None:
         if self.seeder is not None:
-            with UnitOfWork(self.conn) as uow:
+            async with UnitOfWork(self.conn) as uow:
                 self.seeder(self.conn, self.ctx.config.seed)
                 uow.commit()
         self.ready = True

@@ -32,7 +32,7 @@ def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
 def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
     async def register(request: Request) -> Response:
         body = await read_json(request, NewUser)
-        with UnitOfWork(conn) as uow:
+        async with UnitOfWork(conn) as uow:
             user = Users(conn).register(body.email, body.name)
             uow.commit()
         return json_response(record(user), 201)

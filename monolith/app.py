@@ -18,7 +18,7 @@ from plumbing.outbox import OutboxRelay
 from plumbing.resilience import Guard, Policy, check_profile
 from plumbing.responses import json_response
 from plumbing.transports import RemoteCallError
-from plumbing.web import Handler, build_app, path_id, query_int, read_json
+from plumbing.web import Handler, build_app, path_id, query, read_json
 from shop import inventory, notifications, orders, payments, users
 from shop.db import UnitOfWork, connect, create_schema
 from shop.errors import Unavailable
@@ -79,7 +79,7 @@ async def modules(*names: str, guards: Mapping[str, Guard] | None = None, idempo
 class Monolith:
     def __init__(self, ctx: ComponentContext) -> None:
         self.ctx = ctx
-        self.conn = connect(ctx.db_path)
+        self.conn = connect(ctx.db_path, lock_wait=ctx.config.lock_wait)
         create_schema(self.conn, *SCHEMAS)
         orders.add_lease_columns(self.conn)
         # Every worker runs a relay over the one outbox: each claims the rows it hands over.
@@ -103,7 +103,7 @@ class Monolith:
 
     async def _deliver(self, item: OutboxItem) -> None:
         await modules("notifications", guards=self.guards)
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             Notifications(self.conn).deliver(Notification(item.key, item.user_id, item.order_id, item.message))
             uow.commit()
 
@@ -113,7 +113,7 @@ class Monolith:
         async def register(request: Request) -> Response:
             body = await read_json(request, contract.NewUser)
             await modules("users", guards=self.guards, idempotent=False)
-            with UnitOfWork(conn) as uow:
+            async with UnitOfWork(conn) as uow:
                 user = Users(conn).register(body.email, body.name)
                 uow.commit()
             return json_response(contract.user_out(user, 0), 201)
@@ -127,7 +127,7 @@ class Monolith:
             body = await read_json(request, contract.NewDeposit)
             await modules("users", guards=self.guards)
             await modules("payments", guards=self.guards, idempotent=False)
-            with UnitOfWork(conn) as uow:
+            async with UnitOfWork(conn) as uow:
                 user = Users(conn).get(path_id(request, "user_id"))
                 balance = Payments(conn).deposit(user.id, body.amount_cents)
                 uow.commit()
@@ -135,10 +135,9 @@ class Monolith:
 
         async def list_products(request: Request) -> Response:
             await modules("inventory", guards=self.guards)
-            limit = query_int(request, "limit", 20, 1, inventory.MAX_PAGE)
-            offset = query_int(request, "offset", 0, 0, 2**62)
-            products, total = Inventory(conn).page(limit, offset)
-            return json_response(contract.page_out(products, limit, offset, total))
+            page = query(request, contract.PageQuery)
+            products, total = Inventory(conn).page(page.limit, page.offset)
+            return json_response(contract.page_out(products, page.limit, page.offset, total))
 
         async def get_product(request: Request) -> Response:
             await modules("inventory", guards=self.guards)
@@ -148,7 +147,7 @@ class Monolith:
             body = await read_json(request, contract.NewOrder)
             await modules("orders", guards=self.guards, idempotent=False)
             await modules("users", "inventory", "payments", guards=self.guards)
-            order, new = checkout(conn, body.user_id, body.lines(), request.headers.get("idempotency-key"))
+            order, new = await checkout(conn, body.user_id, body.lines(), request.headers.get("idempotency-key"))
             if new:
                 self.relay.wake()
             return json_response(contract.order_out(order), 201)

@@ -15,12 +15,14 @@ from shop.payments import Payments
 from shop.users import Users
 
 
-def checkout(conn: sqlite3.Connection, user_id: int, items: Sequence[Line], key: str | None) -> tuple[Order, bool]:
+async def checkout(
+    conn: sqlite3.Connection, user_id: int, items: Sequence[Line], key: str | None
+) -> tuple[Order, bool]:
     """Place the order; returns it and whether it is new (False: the Idempotency-Key was seen before)."""
     key = check_key(key)
     lines = normalize_lines(items)
     orders = Orders(conn)
-    with UnitOfWork(conn) as uow:
+    async with UnitOfWork(conn) as uow:
         existing = orders.find_by_key(key, fingerprint(user_id, lines))
         if existing is not None:
             return existing, False

@@ -12,26 +12,35 @@ from typing import Annotated
 
 import msgspec
 
-from plumbing.web import Endpoint, Handler, Param
-from shop.db import MAX_ID
+from plumbing.web import Endpoint, Handler, Id, NoQuery
 from shop.inventory import MAX_LINES, MAX_PAGE, MAX_QUANTITY, Line, Product
 from shop.notifications import Notification
-from shop.orders import MAX_KEY, Order
-from shop.payments import MAX_DEPOSIT
-from shop.users import MAX_EMAIL, MAX_NAME, User
+from shop.orders import KEY_PATTERN, MAX_KEY, Order
+from shop.payments import MAX_BALANCE, MAX_DEPOSIT
+from shop.users import MAX_EMAIL, MAX_NAME, WHITESPACE, User
 
-Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+# shop.users.WHITESPACE as a regular expression class that means the same in Python and in JSON Schema (ECMA-262).
+_WS = "".join(f"\\u{ord(c):04x}" for c in WHITESPACE)
 
 
 class NewUser(msgspec.Struct):
-    # The same rules as shop.users (local@domain, surrounding spaces ignored; a name is not only spaces), stated in
-    # the schema so that the document announces every refusal.
-    email: Annotated[str, msgspec.Meta(min_length=3, max_length=MAX_EMAIL, pattern=r"^\s*[^@\s]+@[^@\s]+\s*$")]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=r"\S")]
+    # The same rules as shop.users (local@domain, surrounding white space ignored; a name is not only white space),
+    # stated in the schema so that the document announces every refusal. Lengths are of the text as sent.
+    email: Annotated[
+        str, msgspec.Meta(min_length=3, max_length=MAX_EMAIL, pattern=f"^[{_WS}]*[^@{_WS}]+@[^@{_WS}]+[{_WS}]*$")
+    ]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=f"[^{_WS}]")]
 
 
 class NewDeposit(msgspec.Struct):
-    amount_cents: Annotated[int, msgspec.Meta(ge=1, le=MAX_DEPOSIT)]
+    amount_cents: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=MAX_DEPOSIT,
+            description=f"A wallet holds at most {MAX_BALANCE} cents: a deposit beyond is refused (422).",
+        ),
+    ]
 
 
 class LineIn(msgspec.Struct):
@@ -41,7 +50,14 @@ class LineIn(msgspec.Struct):
 
 class NewOrder(msgspec.Struct):
     user_id: Id
-    items: Annotated[list[LineIn], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
+    items: Annotated[
+        list[LineIn],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_LINES,
+            description=f"Lines of the same product add up, to at most {MAX_QUANTITY} units (more is refused, 422).",
+        ),
+    ]
 
     def lines(self) -> list[Line]:
         return [Line(item.product_id, item.quantity) for item in self.items]
@@ -119,7 +135,14 @@ def notifications_out(notes: Sequence[Notification]) -> NotificationList:
 
 
 TITLE = "archbench shop: public API"
-PAGE_QUERY = (Param("limit", 1, MAX_PAGE, 20), Param("offset", 0, 2**62, 0))
+MAX_OFFSET = 2**62
+
+
+class PageQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """The query of a catalog page (validated and documented from this one type, as bodies are)."""
+
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 20
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_OFFSET)] = 0
 
 
 @dataclass(frozen=True)
@@ -132,12 +155,14 @@ class RouteSpec:
     summary: str
     body: type | None
     responses: Mapping[int, type | None]
-    query: Sequence[Param] = ()
+    query: type = NoQuery
     headers: Sequence[str] = ()
 
 
-# What shop.orders.check_key accepts: 1 to MAX_KEY printable characters.
-KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_KEY, "pattern": "^[\\x20-\\x7e]+$"}
+# What shop.orders.check_key accepts: 1 to MAX_KEY printable ASCII characters, no space first or last (HTTP strips
+# the spaces around a header value: such a key would not arrive as sent).
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY, pattern=KEY_PATTERN)]
+KEY_SCHEMA = msgspec.json.schema(Key)
 
 PUBLIC_ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("register", "POST", "/users", "Register a user", NewUser, {201: UserOut, 409: None, 422: None}),
@@ -151,7 +176,7 @@ PUBLIC_ROUTES: tuple[RouteSpec, ...] = (
         {201: BalanceOut, 404: None, 422: None},
     ),
     RouteSpec(
-        "list_products", "GET", "/products", "A page of the catalog", None, {200: ProductPage, 422: None}, PAGE_QUERY
+        "list_products", "GET", "/products", "A page of the catalog", None, {200: ProductPage, 422: None}, PageQuery
     ),
     RouteSpec("get_product", "GET", "/products/{product_id}", "One product", None, {200: ProductOut, 404: None}),
     RouteSpec(

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from shop.db import UnitOfWork
+from shop.errors import Unavailable
 from shop.orders import Orders, OutboxItem, Owner
 
 log = logging.getLogger(__name__)
@@ -64,21 +65,21 @@ class OutboxRelay:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def _claim(self) -> tuple[list[OutboxItem], float]:
+    async def _claim(self) -> tuple[list[OutboxItem], float]:
         now = time.time()
-        with UnitOfWork(self.conn) as uow:
+        async with UnitOfWork(self.conn) as uow:
             items = Orders(self.conn).claim_undelivered(self.owner, now, now + self.lease, self.batch)
             uow.commit()
         return items, time.monotonic() + self.lease / 2
 
     async def drain_once(self) -> int:
         """Claim undelivered rows and try each once; returns how many failed (or were given back unsent)."""
-        items, give_up_at = self._claim()
+        items, give_up_at = await self._claim()
         self._more = len(items) == self.batch
         failed = 0
         for index, item in enumerate(items):
             if time.monotonic() >= give_up_at:  # the claim is half spent: give the rest back, claim again later
-                with UnitOfWork(self.conn) as uow:
+                async with UnitOfWork(self.conn) as uow:
                     for rest in items[index:]:
                         Orders(self.conn).unclaim(rest.id, self.owner)
                     uow.commit()
@@ -87,12 +88,12 @@ class OutboxRelay:
                 await self.deliver(item)
             except Exception as exc:  # any failure of the receiver: keep the row and retry later
                 log.debug("delivery of outbox row %s failed: %r", item.id, exc)
-                with UnitOfWork(self.conn) as uow:
+                async with UnitOfWork(self.conn) as uow:
                     Orders(self.conn).mark_attempt(item.id)
                     uow.commit()
                 failed += 1
                 continue
-            with UnitOfWork(self.conn) as uow:
+            async with UnitOfWork(self.conn) as uow:
                 Orders(self.conn).mark_delivered(item.id)
                 uow.commit()
             self.delivered += 1
@@ -104,7 +105,7 @@ class OutboxRelay:
             self._wake.clear()
             try:
                 failed = await self.drain_once()
-            except sqlite3.Error:
+            except (sqlite3.Error, Unavailable):  # the database was locked past the wait, or failed: try later
                 log.exception("outbox relay pass failed")
                 failed = 1
             backoff = min(backoff * 2, self.max_backoff) if failed else self.poll

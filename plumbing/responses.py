@@ -11,6 +11,8 @@ import msgspec
 from starlette.responses import Response
 
 JSON = "application/json"
+# A 503 is a refusal for now, never for good (shop.errors.Unavailable): say when to try again (RFC 9110 10.2.3).
+RETRY_AFTER = {"retry-after": "1"}
 
 
 class ErrorBody(msgspec.Struct):
@@ -23,4 +25,4 @@ def json_response(payload: object, status: int = 200, headers: Mapping[str, str]
 
 
 def error_response(status: int, code: str, detail: str) -> Response:
-    return json_response(ErrorBody(code, detail), status)
+    return json_response(ErrorBody(code, detail), status, RETRY_AFTER if status == 503 else None)

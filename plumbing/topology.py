@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from shop.db import LOCK_WAIT
 from shop.seed import SeedSpec
 
 TOPOLOGIES = ("monolith", "colocated", "microservices")
@@ -56,6 +57,8 @@ class RunConfig:
     peer_urls: tuple[tuple[str, str], ...] = ()
     bind: str | None = None  # address to listen on; default: ``host`` (loopback)
     auth: bool = False  # API keys at the edge and service credentials inside (keys from the environment)
+    # Seconds a unit of work waits for its database's write lock before answering 503 (shop.db.UnitOfWork).
+    lock_wait: float = LOCK_WAIT
 
     def process_of(self, component: str) -> ProcessConfig:
         for proc in self.processes:
@@ -114,6 +117,7 @@ class RunConfig:
             peer_urls=tuple((str(k), str(v)) for k, v in raw.get("peer_urls", ())),
             bind=raw.get("bind"),
             auth=bool(raw.get("auth", False)),
+            lock_wait=float(raw.get("lock_wait", LOCK_WAIT)),
         )
 
     @classmethod
@@ -123,7 +127,8 @@ class RunConfig:
         ``ARCHBENCH_COMPONENT`` (monolith, gateway or a service; required), ``ARCHBENCH_PORT`` (8000),
         ``ARCHBENCH_DATA_DIR`` (/data), ``ARCHBENCH_BIND`` (0.0.0.0), ``ARCHBENCH_PEERS`` (``name=url,...``: where
         the other components are), ``ARCHBENCH_STACK``, ``ARCHBENCH_PROFILE``, ``ARCHBENCH_CALL_TIMEOUT``,
-        ``ARCHBENCH_SEED``, ``ARCHBENCH_PRODUCTS``, ``ARCHBENCH_USERS``.
+        ``ARCHBENCH_SEED``, ``ARCHBENCH_PRODUCTS``, ``ARCHBENCH_USERS``, ``ARCHBENCH_LOCK_WAIT`` (seconds a write
+        waits for the database's write lock before a 503; default :data:`shop.db.LOCK_WAIT`).
         """
         component = env.get("ARCHBENCH_COMPONENT", "")
         if component not in COMPONENTS:
@@ -150,6 +155,7 @@ class RunConfig:
             peer_urls=peers,
             bind=env.get("ARCHBENCH_BIND", "0.0.0.0"),
             auth=env.get("ARCHBENCH_AUTH", "on") != "off",
+            lock_wait=float(env.get("ARCHBENCH_LOCK_WAIT", str(LOCK_WAIT))),
         )
         return config, component
 

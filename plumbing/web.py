@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
+import msgspec.inspect
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -97,8 +99,8 @@ async def read_json(request: Request, type_: type[T]) -> T:
 
 
 async def read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    declared = content_length(request)
+    if declared is not None and declared > MAX_BODY_BYTES:
         raise errors.InvalidInput(f"body larger than {MAX_BODY_BYTES} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -109,32 +111,93 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+# What each path parameter of the shop names, and the refusal when a segment cannot name one (a segment that is not an
+# id names no record: 404, as for an id that does not exist).
+Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+PATH_PARAMS: Mapping[str, tuple[Any, type[errors.NotFound]]] = {
+    "user_id": (Id, errors.UserNotFound),
+    "product_id": (Id, errors.ProductNotFound),
+    "order_id": (Id, errors.OrderNotFound),
+}
+Length = Annotated[int, msgspec.Meta(ge=0)]
+
+
+def _text_value(raw: str, text: bool) -> object:
+    """The value a query or path parameter carries, to be validated exactly as the same value in a JSON body.
+
+    A parameter bound to a string is taken as sent. Any other is read as the JSON text of its value, so that the
+    integer rules are the body's: ``5`` and ``-0`` are integers, ``5.0``, ``1e3``, ``+5``, ``05``, ``--5`` and `` 5``
+    are not (they stay strings, which the validator refuses with a message naming the parameter).
+    """
+    if text or not raw or raw[0].isspace() or raw[-1].isspace():
+        return raw
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return raw
+
+
+def _text_fields(type_: type) -> frozenset[str]:
+    return _struct_text_fields(type_)
+
+
+@functools.cache
+def _struct_text_fields(type_: Any) -> frozenset[str]:
+    """The fields of the Struct ``type_`` that are strings (taken as sent rather than read as JSON)."""
+    info = msgspec.inspect.type_info(type_)
+    assert isinstance(info, msgspec.inspect.StructType), f"{type_} must be a msgspec Struct"
+    return frozenset(f.encode_name for f in info.fields if isinstance(f.type, msgspec.inspect.StrType))
+
+
+def parameters(items: Sequence[tuple[str, str]], type_: type[T], where: str) -> T:
+    """Validate query parameters against ``type_``, a Struct with ``forbid_unknown_fields``, with the one validator
+    of bodies (msgspec), so that a parameter is refused exactly when the document's schema refuses it.
+
+    Anything malformed, unknown or repeated becomes :class:`~shop.errors.InvalidInput` (422), never an exception.
+    """
+    text = _text_fields(type_)
+    values: dict[str, object] = {}
+    for name, raw in items:
+        if name in values:
+            raise errors.InvalidInput(f"{where} parameter {name[:40]!r} is given more than once")
+        values[name] = _text_value(raw, name in text)
+    try:
+        return msgspec.convert(values, type_)
+    except msgspec.ValidationError as exc:
+        raise errors.InvalidInput(f"invalid {where} parameter: {exc}") from exc
+
+
+def query(request: Request, type_: type[T]) -> T:
+    """The query parameters of ``request`` as ``type_`` (see :func:`parameters`)."""
+    return parameters(request.query_params.multi_items(), type_, "query")
+
+
 def path_id(request: Request, name: str) -> int:
-    """An id from the path; anything that cannot be an id becomes 0, which no record has (so the lookup 404s)."""
+    """The id named ``name`` in the path, validated as the same id in a body; a segment that cannot be one is the
+    ``NotFound`` of that kind of record (a path that names nothing), never a 500."""
+    schema, missing = PATH_PARAMS[name]
     raw: str = request.path_params[name]
-    if raw.isascii() and raw.isdigit() and len(raw) <= 19:
-        value = int(raw)
-        return value if value <= MAX_ID else 0
-    return 0
+    try:
+        value: int = msgspec.convert(_text_value(raw, False), schema)
+    except msgspec.ValidationError:
+        raise missing(f"{name.removesuffix('_id')} {raw[:40]!r} does not exist") from None
+    return value
 
 
-def query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.lstrip("-").isdigit() and len(raw) <= 19) or not lo <= int(raw) <= hi:
-        raise errors.InvalidInput(f"query parameter {name!r} must be an integer between {lo} and {hi}")
-    return int(raw)
+def content_length(request: Request) -> int | None:
+    """The declared Content-Length, None when absent or not a length (the body is then read and bounded as sent)."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return None
+    try:
+        value: int = msgspec.convert(_text_value(declared, False), Length)
+    except msgspec.ValidationError:
+        return None
+    return value
 
 
-@dataclass(frozen=True)
-class Param:
-    """A query parameter, for the OpenAPI document."""
-
-    name: str
-    minimum: int
-    maximum: int
-    default: int
+class NoQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """The query of an endpoint that takes none: any parameter is unknown."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +210,9 @@ class Endpoint:
     summary: str
     body: type | None = None
     responses: Mapping[int, type | None] = field(default_factory=dict)
-    query: Sequence[Param] = ()
+    # The query parameters (a msgspec Struct with forbid_unknown_fields): validated before the handler runs, and
+    # stated in the document from the same type.
+    query: type = NoQuery
     headers: Sequence[str] = ()
     # None: a public endpoint (API key). A set: an internal endpoint, for these calling components only.
     callers: frozenset[str] | None = None
@@ -208,18 +273,11 @@ def refusal(auth: AuthConfig, callers: frozenset[str] | None, request: Request) 
     return None
 
 
-def unknown_query(request: Request, known: frozenset[str]) -> None:
-    """Refuse query parameters the endpoint does not document (the document says none are allowed)."""
-    unknown = sorted(set(request.query_params) - known)
-    if unknown:
-        raise errors.InvalidInput(f"unknown query parameter(s): {', '.join(repr(u) for u in unknown[:5])}")
-
-
 def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str, auth: AuthConfig) -> Handler:
     """Run a handler with access control, error translation, metrics and a span; the only place a DomainError
     becomes a response."""
     handler, name, callers = endpoint.handler, endpoint.name, endpoint.callers
-    known_query = frozenset(q.name for q in endpoint.query)
+    query_type = endpoint.query
     observe = metrics.latency.labels
 
     async def run(request: Request) -> Response:
@@ -234,7 +292,8 @@ def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str, auth: AuthConfig) 
         )
         try:
             if request.scope["query_string"]:
-                unknown_query(request, known_query)
+                # Refuse what the document refuses before anything runs; the handler reads the same type again.
+                query(request, query_type)
             if FAULTS.any:
                 await FAULTS.enter(app_name)
             response = await handler(request)
@@ -249,7 +308,7 @@ def wrap(endpoint: Endpoint, metrics: Metrics, app_name: str, auth: AuthConfig) 
             response = error_response(503, errors.Unavailable.code, str(exc))
         elapsed = time.perf_counter() - started
         if token is not None:
-            bytes_in = int(request.headers.get("content-length", "0") or 0)
+            bytes_in = content_length(request) or 0
             tracing.end(token, name, elapsed, bytes_in, len(response.body), response.status_code)
         observe(app_name, name, str(response.status_code)).observe(elapsed)
         response.headers["server-timing"] = f"{app_name};dur={elapsed * 1000:.3f}"
@@ -327,16 +386,14 @@ def openapi(title: str, version: str, endpoints: Sequence[Endpoint]) -> dict[str
     for e in endpoints:
         op: dict[str, Any] = {"summary": e.summary, "operationId": _operation_id(e), "responses": {}}
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in _path_names(e.path)
+            {"name": name, "in": "path", "required": True, "schema": msgspec.json.schema(PATH_PARAMS[name][0])}
+            for name in _path_names(e.path)
         ]
+        query_schema = msgspec.json.schema(e.query)
+        query_schema = query_schema["$defs"][query_schema["$ref"].rsplit("/", 1)[1]]
         params += [
-            {
-                "name": q.name,
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": q.minimum, "maximum": q.maximum, "default": q.default},
-            }
-            for q in e.query
+            {"name": name, "in": "query", "required": name in query_schema["required"], "schema": schema}
+            for name, schema in query_schema["properties"].items()
         ]
         params += [
             {"name": h, "in": "header", "required": True, "schema": dict(e.header_schemas.get(h, {"type": "string"}))}

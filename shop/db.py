@@ -6,27 +6,56 @@ calls one or several contexts, and commits explicitly; leaving the block without
 Queries run synchronously on the caller's thread: a point query on a local SQLite file costs tens of microseconds,
 less than a hop to a worker thread would, and a transaction with no ``await`` inside cannot interleave with another
 on the same event loop.
+
+What must never run on the event loop is a *wait*. The write lock may be held by another connection (a replica sharing
+the file, an operator's shell, a backup) for as long as it likes; SQLite's busy handler would sleep on the loop's
+thread, freezing every request of the process, reads included. So once the schema exists (:func:`create_schema`) a
+connection never sleeps inside SQLite (busy timeout 0), and ``async with UnitOfWork(conn)`` waits for the write lock
+by retrying with backoff on the loop, for at most the connection's :attr:`Connection.lock_wait` seconds; then it raises
+:class:`~shop.errors.Unavailable` (503, retryable). Reads take no lock (WAL), so they keep answering meanwhile.
+A "database is locked" error from SQLite becomes ``Unavailable`` here, at the boundary, and nowhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import sqlite3
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from shop.errors import Unavailable
+
 MAX_ID = 2**63 - 1
+LOCK_WAIT = 1.0
+"""Default seconds a unit of work waits for the write lock before it answers Unavailable: under the default call
+timeout between processes (2 s), so that a caller hears the retryable refusal before it gives up on the call."""
+SETUP_BUSY_TIMEOUT = 10.0
+"""Seconds SQLite itself may wait while a connection is set up (WAL mode, schema), before any request is served."""
+_FIRST_BACKOFF = 0.001
+_MAX_BACKOFF = 0.025
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class Connection(sqlite3.Connection):
-    """A connection that can keep small per-connection caches (see ``Inventory.catalog_size``)."""
+    """A connection that can keep small per-connection caches (see ``Inventory.catalog_size``) and settings."""
 
     catalog_size: int | None = None
+    lock_wait: float = LOCK_WAIT
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """Open ``path`` in WAL mode with transactions managed explicitly by :class:`UnitOfWork`."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10.0, factory=Connection)
+def connect(path: str | Path, *, lock_wait: float = LOCK_WAIT) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with transactions managed explicitly by :class:`UnitOfWork`.
+
+    ``lock_wait``: seconds a unit of work waits for the write lock (see the module's docstring)."""
+    if lock_wait < 0:
+        raise ValueError(f"lock_wait must be >= 0, not {lock_wait}")
+    conn = sqlite3.connect(
+        str(path), isolation_level=None, check_same_thread=False, timeout=SETUP_BUSY_TIMEOUT, factory=Connection
+    )
+    assert isinstance(conn, Connection)
+    conn.lock_wait = lock_wait
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode survives the crash of a process (SIGKILL) with every committed transaction; only an OS crash
     # or power loss can lose the last ones.
@@ -36,24 +65,66 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 def create_schema(conn: sqlite3.Connection, *schemas: str) -> None:
-    """Create the tables of the given contexts (idempotent)."""
+    """Create the tables of the given contexts (idempotent); from then on, SQLite never sleeps on a lock."""
     for schema in schemas:
         conn.executescript(schema)
+    conn.execute("PRAGMA busy_timeout = 0")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite refusing because another connection holds a lock ("database is locked")."""
+    return isinstance(exc, sqlite3.OperationalError) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _BUSY
+
+
+def unavailable(exc: sqlite3.Error) -> Unavailable:
+    return Unavailable(f"the database is busy with another writer, retry later ({exc})")
 
 
 class UnitOfWork:
-    """One transaction: ``commit()`` explicitly, otherwise everything is rolled back on exit."""
+    """One transaction: ``commit()`` explicitly, otherwise everything is rolled back on exit.
+
+    ``async with`` waits for the write lock off the loop's clock (retries with backoff) up to the connection's
+    ``lock_wait``; plain ``with`` does not wait at all. Either way a lock held elsewhere is :class:`Unavailable`.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
     def __enter__(self) -> Self:
         # IMMEDIATE takes the write lock at once, so two processes sharing a file never deadlock on lock upgrade.
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise unavailable(exc) from exc
+            raise
         return self
 
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + getattr(self.conn, "lock_wait", LOCK_WAIT)
+        backoff = _FIRST_BACKOFF
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                return self
+            except sqlite3.OperationalError as exc:
+                left = deadline - loop.time()
+                if not is_busy(exc):
+                    raise
+                if left <= 0:
+                    raise unavailable(exc) from exc
+            # Full jitter: writers of several processes waiting for one lock do not retry in step.
+            await asyncio.sleep(min(left, random.uniform(0, backoff)))
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
     def commit(self) -> None:
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise unavailable(exc) from exc
+            raise
         # Writes after commit() in the same block belong to a new transaction that is rolled back unless committed
         # again; without this BEGIN the connection would be in autocommit mode and keep them.
         self.conn.execute("BEGIN")
@@ -64,7 +135,19 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.conn.execute("ROLLBACK")
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        if exc is not None and is_busy(exc):
+            assert isinstance(exc, sqlite3.OperationalError)
+            raise unavailable(exc) from exc
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
 
 
 def valid_id(value: int) -> bool:

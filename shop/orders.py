@@ -13,6 +13,7 @@ same way (``claimed_by``, ``claim_until``) so that one row is handed over by one
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -59,6 +60,9 @@ CREATE INDEX IF NOT EXISTS outbox_undelivered ON outbox (id) WHERE delivered_at 
 """
 
 MAX_KEY = 255
+# Printable ASCII, no space first or last: what an HTTP header carries intact (clients refuse to send the spaces around
+# a value, and servers strip them).
+KEY_PATTERN = "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$"
 
 # Added to databases created before leases existed (CREATE TABLE IF NOT EXISTS leaves an existing table as it is).
 LEASE_COLUMNS = {
@@ -135,7 +139,7 @@ class OutboxItem:
 
 
 def check_key(key: str | None) -> str:
-    if key is None or not 1 <= len(key) <= MAX_KEY or not (key.isascii() and key.isprintable()):
+    if key is None or not 1 <= len(key) <= MAX_KEY or re.search(KEY_PATTERN, key) is None:
         raise InvalidInput(f"an Idempotency-Key header of 1 to {MAX_KEY} printable characters is required")
     return key
 

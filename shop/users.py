@@ -19,6 +19,13 @@ CREATE TABLE IF NOT EXISTS users (
 
 MAX_EMAIL = 254
 MAX_NAME = 200
+# What the shop calls white space: exactly the characters of ``str.isspace`` (those ``str.strip`` removes). The public
+# document's patterns spell them out one by one (plumbing.contract), because ``\s`` means another set in the regular
+# expressions of JSON Schema (ECMA-262: no U+001C..U+001F, but U+FEFF) than in Python's.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +36,16 @@ class User:
 
 
 def normalize_email(email: str) -> str:
-    """Emails compare case-insensitively; they must look like ``local@domain``."""
-    email = email.strip().lower()
+    """Emails compare case-insensitively; they must look like ``local@domain``.
+
+    The length is that of the text as sent (less surrounding white space), as the document states it: lowercasing can
+    lengthen a text ("İ" becomes two code points), and must not turn an address the document allows into a refusal.
+    """
+    email = email.strip()
     local, at, domain = email.partition("@")
     if not (at and local and domain) or "@" in domain or len(email) > MAX_EMAIL or any(c.isspace() for c in email):
         raise InvalidInput(f"not an email address: {email[:80]!r}")
-    return email
+    return email.lower()
 
 
 def check_name(name: str) -> str:

@@ -117,11 +117,18 @@ async def shop_for(variant: tuple[str, str], deployments: Deployments) -> AsyncI
 
 @asynccontextmanager
 async def fresh_deployment(
-    topology: str, base: Path, seed: SeedSpec = TEST_SEED, call_timeout: float = 2.0, admin_token: str | None = None
+    topology: str,
+    base: Path,
+    seed: SeedSpec = TEST_SEED,
+    call_timeout: float = 2.0,
+    admin_token: str | None = None,
+    profile: str = "naive",
 ) -> AsyncIterator[Shop]:
     """A deployment of its own, for tests that break or exhaust something."""
     run_dir = base / f"{topology}-own"
-    with deploy(topology, run_dir, seed=seed, call_timeout=call_timeout, admin_token=admin_token) as deployment:
+    with deploy(
+        topology, run_dir, seed=seed, call_timeout=call_timeout, admin_token=admin_token, profile=profile
+    ) as deployment:
         async with socket_shop(deployment, seed) as shop:
             yield shop
 

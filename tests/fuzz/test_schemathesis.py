@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -56,6 +56,7 @@ Operation = schemathesis.APIOperation[Any, Any, Any, Any]
 Case = schemathesis.Case[Any]
 Credentials = Callable[[Operation], Mapping[str, str]]
 REFUSED = frozenset({401, 403})
+E = TypeVar("E")
 
 # The issue's floor for each topology's public API.
 MIN_PUBLIC_REQUESTS = 1_000
@@ -90,6 +91,17 @@ FUZZ_SETTINGS = settings(
     suppress_health_check=list(HealthCheck),
 )
 PATH_PARAM = re.compile(r"{(\w+)}")
+# Schemathesis' negative values for an integer parameter are values of other JSON types (arrays, objects, null, floats,
+# random text) and integers out of range: never text shaped like a number, so a server that checked integers by hand
+# (``isdigit`` then ``int``) passed while ``limit=--5`` was a 500 (docs/hardening.md). Near-miss numerals close the gap:
+# every integer parameter (query and path) is also sent generated digits in every one of these shapes (signs, zeros,
+# spaces, fractions, exponents), and must be refused exactly when the text is not an integer the document allows.
+NEAR_PREFIXES = ("", "-", "--", "+", "-+", "+-", " ", "0", "00", "-0", "\u0665")
+NEAR_SUFFIXES = ("", ".", ".0", "e1", "E+1", " ", "-", "x", "\u0665")
+NEAR_MISS_EXAMPLES = 3
+INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+# The refusal of a parameter the document does not allow, by where it is: a path that names nothing is not found.
+REFUSAL = {"query": 422, "path": 404}
 
 
 def no_credentials(operation: Operation) -> Mapping[str, str]:
@@ -129,6 +141,34 @@ class Target:
         self.admitted[case.operation.label] += response.status_code not in REFUSED
         case.validate_response(response, checks=CHECKS, headers=headers)
 
+    def check_near_miss(self, item: tuple[Case, str]) -> None:
+        """Send ``case`` with each integer parameter in turn replaced by ``digits`` in every near-miss shape: refused
+        exactly when the document refuses the text, and never with a 5xx."""
+        case, digits = item
+        query, path = dict(case.query or {}), dict(case.path_parameters or {})
+        for location, name, schema in integer_parameters(case.operation):
+            for prefix in NEAR_PREFIXES:
+                for suffix in NEAR_SUFFIXES:
+                    text = prefix + digits + suffix
+                    case.query = {**query, name: text} if location == "query" else query
+                    case.path_parameters = {**path, name: text} if location == "path" else path
+                    self.check_text(case, location, name, schema, text)
+
+    def check_text(self, case: Case, location: str, name: str, schema: Mapping[str, Any], text: str) -> None:
+        headers = dict(self.credentials(case.operation)) or None
+        response = case.call(base_url=self.base_url, session=self.session, headers=headers)
+        self.sent[case.operation.label] += 1
+        self.statuses[response.status_code] += 1
+        allowed = INTEGER.fullmatch(text) is not None and schema["minimum"] <= int(text) <= schema["maximum"]
+        request = f"{case.operation.label} with {location} parameter {name}={text!r}"
+        assert response.status_code < 500, f"{request}: {response.status_code} {response.text}"
+        if not allowed:
+            # 422 too: a positive body may still be refused first (an integral float, refused on purpose).
+            refusals = {REFUSAL[location], 422}
+            assert response.status_code in refusals, f"{request}: {response.status_code} {response.text}"
+        elif location == "query":
+            assert response.status_code != 422, f"{request}: {response.status_code} {response.text}"
+
     def assert_handlers_reached(self) -> None:
         """Every operation was fuzzed, and not only at the door: some requests of each got past authentication."""
         every = {operation.label for operation in self.operations()}
@@ -160,18 +200,34 @@ def strategies(operation: Operation) -> Iterator[st.SearchStrategy[Case]]:
         yield ids.flatmap(lambda path: operation.as_strategy(GenerationMode.POSITIVE, path_parameters=path))
 
 
+def integer_parameters(operation: Operation) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """``(location, name, schema)`` of each integer parameter of ``operation`` in its path or query."""
+    found = []
+    for location, params in (("path", operation.path_parameters), ("query", operation.query)):
+        for param in params:
+            schema = param.definition.get("schema", {})
+            if schema.get("type") == "integer":
+                found.append((location, param.name, schema))
+    return found
+
+
+def near_misses(operation: Operation) -> st.SearchStrategy[tuple[Case, str]]:
+    """Positive requests, and the digits to shape into near-miss numerals (see :data:`NEAR_PREFIXES`)."""
+    return st.tuples(operation.as_strategy(GenerationMode.POSITIVE), st.from_regex(r"\A[0-9]{1,21}\Z"))
+
+
 def can_be_invalid(operation: Operation) -> bool:
-    """Whether a request can break the document: any string is a valid path segment, so a path alone cannot."""
+    """Whether a request can break the document: an untyped path segment cannot (any string is one)."""
     typed_path = any(p.definition.get("schema") != {"type": "string"} for p in operation.path_parameters)
     return bool(operation.body) or len(operation.query) > 0 or len(operation.headers) > 0 or typed_path
 
 
-def run_examples(strategy: st.SearchStrategy[Case], check: Callable[[Case], None], max_examples: int) -> None:
+def run_examples(strategy: st.SearchStrategy[E], check: Callable[[E], None], max_examples: int) -> None:
     """Check up to ``max_examples`` cases drawn from ``strategy``; a failure is shrunk to a minimal request first."""
 
     @settings(FUZZ_SETTINGS, max_examples=max_examples)
     @given(case=strategy)
-    def check_one(case: Case) -> None:
+    def check_one(case: E) -> None:
         check(case)
 
     check_one()
@@ -182,6 +238,8 @@ def fuzz(target: Target, max_examples: int) -> None:
     for operation in target.operations():
         for strategy in strategies(operation):
             run_examples(strategy, target.check, max_examples)
+        if integer_parameters(operation):
+            run_examples(near_misses(operation), target.check_near_miss, min(max_examples, NEAR_MISS_EXAMPLES))
 
 
 def config() -> schemathesis.Config:

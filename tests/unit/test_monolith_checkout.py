@@ -57,10 +57,10 @@ def assert_no_trace(conn: sqlite3.Connection, user_id: int, balance_cents: int) 
     assert not conn.in_transaction
 
 
-def test_checkout_confirms_and_writes_the_outbox(shop_conn: sqlite3.Connection) -> None:
+async def test_checkout_confirms_and_writes_the_outbox(shop_conn: sqlite3.Connection) -> None:
     ann = new_user(shop_conn, 10_000)
 
-    order, new = checkout(shop_conn, ann, CART, "k1")
+    order, new = await checkout(shop_conn, ann, CART, "k1")
 
     assert new is True
     assert (order.user_id, order.status, order.step, order.total_cents) == (ann, "CONFIRMED", "confirmed", CART_TOTAL)
@@ -75,34 +75,34 @@ def test_checkout_confirms_and_writes_the_outbox(shop_conn: sqlite3.Connection) 
     assert not shop_conn.in_transaction
 
 
-def test_checkout_of_the_exact_balance_and_the_last_units(shop_conn: sqlite3.Connection) -> None:
+async def test_checkout_of_the_exact_balance_and_the_last_units(shop_conn: sqlite3.Connection) -> None:
     ann = new_user(shop_conn, 3 * 1999 + 99)
 
-    order, _ = checkout(shop_conn, ann, [Line(LAMP, 3), Line(PEN, 1)], "k1")
+    order, _ = await checkout(shop_conn, ann, [Line(LAMP, 3), Line(PEN, 1)], "k1")
 
     assert order.status == "CONFIRMED"
     assert Payments(shop_conn).balance(ann) == 0
     assert stocks(shop_conn) == {MUG: 10, LAMP: 0, PEN: 0}
 
 
-def test_insufficient_funds_rolls_back_everything(shop_conn: sqlite3.Connection) -> None:
+async def test_insufficient_funds_rolls_back_everything(shop_conn: sqlite3.Connection) -> None:
     ann = new_user(shop_conn, CART_TOTAL - 1)
 
     with pytest.raises(InsufficientFunds):
-        checkout(shop_conn, ann, CART, "k1")
+        await checkout(shop_conn, ann, CART, "k1")
 
     assert_no_trace(shop_conn, ann, CART_TOTAL - 1)
 
 
-def test_a_refused_key_is_free_for_the_retry(shop_conn: sqlite3.Connection) -> None:
+async def test_a_refused_key_is_free_for_the_retry(shop_conn: sqlite3.Connection) -> None:
     ann = new_user(shop_conn, 100)
     with pytest.raises(InsufficientFunds):
-        checkout(shop_conn, ann, CART, "k1")
+        await checkout(shop_conn, ann, CART, "k1")
     with UnitOfWork(shop_conn) as uow:
         Payments(shop_conn).deposit(ann, 10_000)
         uow.commit()
 
-    order, new = checkout(shop_conn, ann, CART, "k1")
+    order, new = await checkout(shop_conn, ann, CART, "k1")
 
     assert (new, order.status) == (True, "CONFIRMED")
     assert Payments(shop_conn).balance(ann) == 10_100 - CART_TOTAL
@@ -116,22 +116,22 @@ def test_a_refused_key_is_free_for_the_retry(shop_conn: sqlite3.Connection) -> N
         ([Line(MUG, 2), Line(PEN, 2)], OutOfStock),
     ],
 )
-def test_stock_refusals_roll_back_everything(
+async def test_stock_refusals_roll_back_everything(
     shop_conn: sqlite3.Connection, items: list[Line], error: type[DomainError]
 ) -> None:
     ann = new_user(shop_conn, 100_000)
 
     with pytest.raises(error):
-        checkout(shop_conn, ann, items, "k1")
+        await checkout(shop_conn, ann, items, "k1")
 
     assert_no_trace(shop_conn, ann, 100_000)
 
 
-def test_unknown_user_is_refused_before_anything_is_written(shop_conn: sqlite3.Connection) -> None:
+async def test_unknown_user_is_refused_before_anything_is_written(shop_conn: sqlite3.Connection) -> None:
     ann = new_user(shop_conn, 10_000)
 
     with pytest.raises(UserNotFound):
-        checkout(shop_conn, ann + 1, CART, "k1")
+        await checkout(shop_conn, ann + 1, CART, "k1")
 
     assert_no_trace(shop_conn, ann, 10_000)
 
@@ -141,20 +141,20 @@ def test_unknown_user_is_refused_before_anything_is_written(shop_conn: sqlite3.C
     [(CART, None), (CART, ""), (CART, "x" * 256), (CART, "a\nb"), ([], "k1"), ([Line(MUG, 0)], "k1")],
     ids=["no-key", "empty-key", "long-key", "unprintable-key", "no-items", "zero-quantity"],
 )
-def test_bad_requests_are_refused(shop_conn: sqlite3.Connection, items: list[Line], key: str | None) -> None:
+async def test_bad_requests_are_refused(shop_conn: sqlite3.Connection, items: list[Line], key: str | None) -> None:
     ann = new_user(shop_conn, 10_000)
 
     with pytest.raises(InvalidInput):
-        checkout(shop_conn, ann, items, key)
+        await checkout(shop_conn, ann, items, key)
 
     assert_no_trace(shop_conn, ann, 10_000)
 
 
-def test_same_key_twice_places_one_order_and_charges_once(shop_conn: sqlite3.Connection) -> None:
+async def test_same_key_twice_places_one_order_and_charges_once(shop_conn: sqlite3.Connection) -> None:
     ann = new_user(shop_conn, 10_000)
 
-    first, first_new = checkout(shop_conn, ann, CART, "k1")
-    again, again_new = checkout(shop_conn, ann, CART, "k1")
+    first, first_new = await checkout(shop_conn, ann, CART, "k1")
+    again, again_new = await checkout(shop_conn, ann, CART, "k1")
 
     assert (first_new, again_new) == (True, False)
     assert again == first
@@ -166,22 +166,22 @@ def test_same_key_twice_places_one_order_and_charges_once(shop_conn: sqlite3.Con
     assert not shop_conn.in_transaction
 
 
-def test_the_same_request_written_differently_is_the_same_order(shop_conn: sqlite3.Connection) -> None:
+async def test_the_same_request_written_differently_is_the_same_order(shop_conn: sqlite3.Connection) -> None:
     ann = new_user(shop_conn, 10_000)
-    first, _ = checkout(shop_conn, ann, CART, "k1")
+    first, _ = await checkout(shop_conn, ann, CART, "k1")
 
-    again, new = checkout(shop_conn, ann, [Line(LAMP, 1), Line(MUG, 1), Line(MUG, 1)], "k1")
+    again, new = await checkout(shop_conn, ann, [Line(LAMP, 1), Line(MUG, 1), Line(MUG, 1)], "k1")
 
     assert (again.id, new) == (first.id, False)
     assert Payments(shop_conn).balance(ann) == 10_000 - CART_TOTAL
 
 
-def test_the_replay_answers_even_when_it_could_no_longer_be_placed(shop_conn: sqlite3.Connection) -> None:
+async def test_the_replay_answers_even_when_it_could_no_longer_be_placed(shop_conn: sqlite3.Connection) -> None:
     # The replay of an order that took the last units and all the money must still answer with that order.
     ann = new_user(shop_conn, 3 * 1999)
-    first, _ = checkout(shop_conn, ann, [Line(LAMP, 3)], "k1")
+    first, _ = await checkout(shop_conn, ann, [Line(LAMP, 3)], "k1")
 
-    assert checkout(shop_conn, ann, [Line(LAMP, 3)], "k1") == (first, False)
+    assert await checkout(shop_conn, ann, [Line(LAMP, 3)], "k1") == (first, False)
 
 
 @pytest.mark.parametrize(
@@ -189,15 +189,15 @@ def test_the_replay_answers_even_when_it_could_no_longer_be_placed(shop_conn: sq
     [([Line(MUG, 3), Line(LAMP, 1)], False), ([Line(MUG, 2)], False), (CART, True)],
     ids=["other-quantity", "other-products", "other-user"],
 )
-def test_a_key_reused_for_another_request_is_refused(
+async def test_a_key_reused_for_another_request_is_refused(
     shop_conn: sqlite3.Connection, items: list[Line], other_user: bool
 ) -> None:
     ann = new_user(shop_conn, 10_000)
     bob = new_user(shop_conn, 10_000, email="bob@example.org")
-    first, _ = checkout(shop_conn, ann, CART, "k1")
+    first, _ = await checkout(shop_conn, ann, CART, "k1")
 
     with pytest.raises(IdempotencyKeyReused):
-        checkout(shop_conn, bob if other_user else ann, items, "k1")
+        await checkout(shop_conn, bob if other_user else ann, items, "k1")
 
     assert Orders(shop_conn).get(first.id) == first
     assert count(shop_conn, "orders") == 1
@@ -208,7 +208,7 @@ def test_a_key_reused_for_another_request_is_refused(
     assert not shop_conn.in_transaction
 
 
-def test_stock_and_money_are_conserved_across_checkouts(shop_conn: sqlite3.Connection) -> None:
+async def test_stock_and_money_are_conserved_across_checkouts(shop_conn: sqlite3.Connection) -> None:
     ann = new_user(shop_conn, 4500)
     outcomes: list[tuple[str, int | str | None, bool]] = []
     for key, items in [
@@ -219,7 +219,7 @@ def test_stock_and_money_are_conserved_across_checkouts(shop_conn: sqlite3.Conne
         ("k1", [Line(MUG, 4)]),
     ]:
         try:
-            order, new = checkout(shop_conn, ann, items, key)
+            order, new = await checkout(shop_conn, ann, items, key)
             outcomes.append((key, order.total_cents, new))
         except DomainError as refusal:
             outcomes.append((key, refusal.code, False))

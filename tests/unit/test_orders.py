@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 
+import jsonschema_rs
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plumbing import contract
 from shop.db import MAX_ID, UnitOfWork
 from shop.errors import IdempotencyKeyReused, InvalidInput, OrderNotFound
 from shop.inventory import Line, PricedLine, normalize_lines
@@ -57,6 +60,25 @@ def test_check_key_accepts_printable_keys(key: str) -> None:
 def test_check_key_refuses_missing_or_unprintable_keys(key: str | None) -> None:
     with pytest.raises(InvalidInput):
         check_key(key)
+
+
+@pytest.mark.parametrize("key", [" ", " k", "k ", "   "])
+def test_check_key_refuses_spaces_first_or_last(key: str) -> None:
+    """HTTP strips them (and clients refuse to send them): the document refuses them, so the server does too."""
+    with pytest.raises(InvalidInput):
+        check_key(key)
+
+
+def test_check_key_is_the_document_pattern() -> None:
+    schema = msgspec.json.schema(contract.Key)
+    for key in ["k", "a b", " ", " k", "k ", "~" * MAX_KEY, "é", "\x7f"]:
+        documented = jsonschema_rs.validator_for(schema).is_valid(key)
+        try:
+            check_key(key)
+        except InvalidInput:
+            assert not documented, key
+        else:
+            assert documented, key
 
 
 def test_fingerprint_names_user_products_and_quantities() -> None:

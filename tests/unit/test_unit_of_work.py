@@ -5,13 +5,16 @@ Persistence is checked through a second connection to the same file, which sees 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 
 import pytest
 
 from shop import users
 from shop.db import MAX_ID, UnitOfWork, create_schema, valid_id
+from shop.errors import Unavailable
 
 OpenDb = Callable[..., sqlite3.Connection]
 
@@ -103,8 +106,10 @@ def test_a_unit_of_work_holds_the_write_lock_from_the_start(
     other.execute("PRAGMA busy_timeout = 0")
 
     with UnitOfWork(writer):
-        with pytest.raises(sqlite3.OperationalError, match="locked"), UnitOfWork(other):
+        with pytest.raises(Unavailable) as refused, UnitOfWork(other):
             pass
+        assert isinstance(refused.value.__cause__, sqlite3.OperationalError)
+        assert "locked" in str(refused.value.__cause__)
         assert not other.in_transaction
 
 
@@ -161,3 +166,45 @@ def test_create_schema_is_idempotent(open_db: OpenDb) -> None:
 @pytest.mark.parametrize(("value", "valid"), [(1, True), (MAX_ID, True), (0, False), (-1, False), (MAX_ID + 1, False)])
 def test_valid_id(value: int, valid: bool) -> None:
     assert valid_id(value) is valid
+
+
+async def test_async_unit_of_work_waits_for_the_lock_without_blocking_the_loop(
+    conns: tuple[sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    holder, writer = conns
+    holder.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    async def release_soon() -> None:
+        await asyncio.sleep(0.2)
+        holder.execute("ROLLBACK")
+
+    ticker, releaser = asyncio.create_task(tick()), asyncio.create_task(release_soon())
+    async with UnitOfWork(writer) as uow:
+        insert(writer, "a@x")
+        uow.commit()
+    ticker.cancel()
+    await releaser
+    assert emails(holder) == ["a@x"]
+    assert ticks >= 10  # the loop kept running while the unit of work waited
+
+
+async def test_async_unit_of_work_gives_up_after_lock_wait(
+    conns: tuple[sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    holder, writer = conns
+    writer.lock_wait = 0.1  # type: ignore[attr-defined]
+    holder.execute("BEGIN IMMEDIATE")
+    started = time.perf_counter()
+    with pytest.raises(Unavailable):
+        async with UnitOfWork(writer):
+            pass
+    assert 0.1 <= time.perf_counter() - started < 0.5
+    assert not writer.in_transaction
+    holder.execute("ROLLBACK")

@@ -8,7 +8,7 @@ import pytest
 
 from shop.db import MAX_ID, UnitOfWork
 from shop.errors import EmailTaken, InvalidInput, UserNotFound
-from shop.users import MAX_EMAIL, MAX_NAME, User, Users, check_name, normalize_email
+from shop.users import MAX_EMAIL, MAX_NAME, WHITESPACE, User, Users, check_name, normalize_email
 
 
 def register(conn: sqlite3.Connection, email: str, name: str) -> User:
@@ -103,3 +103,15 @@ def test_seed_gives_ids_from_one(users_conn: sqlite3.Connection) -> None:
 
     assert Users(users_conn).get(1) == User(1, "a@seed.example", "A")
     assert Users(users_conn).get(2) == User(2, "b@seed.example", "B")
+
+
+def test_email_length_is_that_of_the_text_as_sent_not_of_its_lowercase() -> None:
+    sent = "İ" * (MAX_EMAIL - len("@example.com")) + "@example.com"
+    assert len(sent) == MAX_EMAIL
+    assert len(sent.lower()) > MAX_EMAIL  # "İ" lowercases to two code points
+    assert normalize_email(sent) == sent.lower()
+
+
+def test_whitespace_is_exactly_what_python_strips() -> None:
+    """The document spells the set out; it must be the one ``str.strip`` and ``str.isspace`` use here."""
+    assert "".join(c for c in map(chr, range(0x110000)) if c.isspace()) == WHITESPACE
