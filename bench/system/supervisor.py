@@ -93,6 +93,10 @@ class ProcessSpec:
     """CPU affinity of the process; None inherits the harness's."""
     cwd: Path | None = None
     ready_path: str = "/readyz"
+    ready: Callable[[], bool] | None = None
+    """If set (and ``port`` is not), the process is ready once this probe returns True (a database server)."""
+    user: tuple[int, int] | None = None
+    """``(uid, gid)`` to run as, without supplementary groups (a server that refuses to run as root); None: ours."""
 
 
 # --- Shutdown on signals ---------------------------------------------------------------------------------------
@@ -266,6 +270,11 @@ def _popen(spec: ProcessSpec, log_path: Path, env: Mapping[str, str], parent_pid
             env=dict(env),
             cwd=spec.cwd,
             start_new_session=True,  # own session and process group: pgid == pid
+            # CPython switches user and group before it calls preexec_fn, and PDEATHSIG is reset by a change of
+            # credentials (prctl(2)): set after the switch, it stays.
+            user=spec.user[0] if spec.user else None,
+            group=spec.user[1] if spec.user else None,
+            extra_groups=[] if spec.user else None,
             preexec_fn=functools.partial(_child_setup, parent_pid, spec.cpus),
         )
 
@@ -522,7 +531,7 @@ class Supervisor:
             self._reap(child)
             raise self._startup_error(child, f"{_describe_exit(child.proc.returncode)} before it was ready")
         if child.spec.port is None:
-            return True
+            return child.spec.ready is None or child.spec.ready()
         return _probe(child.spec.port, child.spec.ready_path, max(0.05, min(1.0, deadline - time.monotonic())))
 
     def _startup_error(self, child: _Child, reason: str) -> StartupError:

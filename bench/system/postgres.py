@@ -1,0 +1,270 @@
+"""A PostgreSQL server of archbench's own: a cluster in a directory of the run, on a free loopback port.
+
+The server binaries are looked up in ``ARCHBENCH_PG_BINDIR``, on ``PATH``, in ``pg_config --bindir``, then under
+``/usr/lib/postgresql/*/bin`` (Debian and Ubuntu keep them off ``PATH``); none found is one line saying what to install.
+
+PostgreSQL refuses to run as root. When the harness is root, ``initdb`` and ``postgres`` run as an unprivileged user
+(``nobody``, or ``ARCHBENCH_PG_USER``) that owns the cluster's directory. The switch is made by :mod:`subprocess`
+itself (``user=``, ``group=``, no supplementary groups) in the same fork that puts the server in its own session and
+sets PDEATHSIG: no ``runuser``/``setpriv`` (a PAM session, another exec, another tool to install) between the
+harness and the server, so the server is the harness's child and dies with it. A run directory the user cannot reach
+(under a private parent, as pytest's temporary directories are) gets a private directory under the system's
+temporary directory instead, linked from the run directory and removed with the server.
+
+Access: the harness administers the cluster through its unix socket (``trust``, in a directory only the server's
+user can enter: root and that user); every other client comes over TCP on 127.0.0.1 with a password
+(``scram-sha-256``). :meth:`PostgresServer.create_database` makes one database and one role that owns it and alone
+may connect to it (``CONNECT`` revoked from ``PUBLIC``), so a service's role reaches its own database and no other.
+
+Durability: ``fsync=off`` with synchronous commits. A commit is written to the kernel before it is acknowledged, so
+it survives a crash of the server's processes (the database faults kill them); only a crash of the machine can lose
+or corrupt the cluster, which lives as long as one run. It is the counterpart of SQLite's ``synchronous=NORMAL`` in
+the other engine (``shop/db.py``); docs/postgres.md gives the reasons and the cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from bench.system.supervisor import ProcessSpec, Supervisor, free_port
+
+ADMIN = "archbench"
+"""The cluster's superuser, reachable only through the unix socket."""
+BINARIES = ("initdb", "postgres")
+INSTALL_HINT = (
+    "install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; Fedora: dnf install "
+    "postgresql-server; macOS: brew install postgresql) or set ARCHBENCH_PG_BINDIR"
+)
+SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "fsync": "off",
+    "full_page_writes": "off",
+    "synchronous_commit": "on",
+    "shared_buffers": "32MB",
+    "max_connections": "100",
+    "log_min_messages": "warning",
+    "log_connections": "off",
+}
+_SOCKET_NAME_MAX = 100  # sun_path holds 108 bytes, and the server adds "/.s.PGSQL.NNNNN"
+
+
+class PostgresMissing(RuntimeError):
+    """The PostgreSQL server binaries are not installed (or not where they are looked for)."""
+
+
+SEARCHED = ("/usr/lib/postgresql/*/bin",)
+"""Where distributions keep the server binaries off PATH (the highest version first)."""
+
+
+def find_bindir(environ: Mapping[str, str] | None = None, searched: Sequence[str] = SEARCHED) -> Path:
+    """The directory holding ``initdb`` and ``postgres``; :class:`PostgresMissing` (one line) when there is none."""
+    env = os.environ if environ is None else environ
+    candidates: list[Path] = []
+    if env.get("ARCHBENCH_PG_BINDIR"):
+        candidates.append(Path(env["ARCHBENCH_PG_BINDIR"]))
+    found = shutil.which("initdb", path=env.get("PATH"))
+    if found:
+        candidates.append(Path(found).resolve().parent)
+    pg_config = shutil.which("pg_config", path=env.get("PATH"))
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
+            candidates.append(Path(out.stdout.strip()))
+    versions = sorted(
+        (path for pattern in searched for path in glob.glob(pattern)), key=lambda p: _version(Path(p).parent.name)
+    )
+    candidates.extend(Path(p) for p in reversed(versions))
+    for directory in candidates:
+        if all(os.access(directory / name, os.X_OK) for name in BINARIES):
+            return directory
+    raise PostgresMissing(f"PostgreSQL server binaries (initdb, postgres) not found: {INSTALL_HINT}")
+
+
+def available() -> bool:
+    """Whether a server can be started here (the binaries are installed)."""
+    try:
+        find_bindir()
+    except PostgresMissing:
+        return False
+    return True
+
+
+def _version(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split(".") if part.isdigit())
+
+
+def server_user(environ: Mapping[str, str] | None = None) -> tuple[int, int] | None:
+    """``(uid, gid)`` the server runs as: None (ours) unless we are root, then ``nobody`` or ``ARCHBENCH_PG_USER``."""
+    if os.geteuid() != 0:
+        return None
+    env = os.environ if environ is None else environ
+    entry = pwd.getpwnam(env.get("ARCHBENCH_PG_USER", "nobody"))
+    return entry.pw_uid, entry.pw_gid
+
+
+def _reachable(path: Path, uid: int, gid: int) -> bool:
+    """Whether ``uid`` (group ``gid``, no others) may traverse every directory above ``path``."""
+    for parent in path.resolve().parents:
+        mode = parent.stat()
+        if mode.st_uid == uid:
+            ok = bool(mode.st_mode & stat.S_IXUSR)
+        elif mode.st_gid == gid:
+            ok = bool(mode.st_mode & stat.S_IXGRP)
+        else:
+            ok = bool(mode.st_mode & stat.S_IXOTH)
+        if not ok:
+            return False
+    return True
+
+
+@dataclass
+class PostgresServer:
+    """One cluster: ``initdb`` it once, run :meth:`spec` under a supervisor, then create databases and roles."""
+
+    name: str
+    directory: Path
+    port: int = field(default_factory=free_port)
+    bindir: Path = field(default_factory=find_bindir)
+    user: tuple[int, int] | None = field(default_factory=server_user)
+    _private: Path | None = None  # a directory of our own, when the run directory is out of the user's reach
+
+    def __post_init__(self) -> None:
+        self.directory = Path(self.directory).absolute()
+        home = self.directory
+        if self.user is not None and not _reachable(home, *self.user):
+            self._private = Path(tempfile.mkdtemp(prefix=f"archbench-{self.name}-"))
+            home = self._private
+        if len(str(home / "socket")) > _SOCKET_NAME_MAX - 16:
+            self._private = self._private or Path(tempfile.mkdtemp(prefix=f"archbench-{self.name}-"))
+            home = self._private
+        self.home = home
+        if home != self.directory:
+            self.directory.parent.mkdir(parents=True, exist_ok=True)
+            if not self.directory.is_symlink():
+                self.directory.symlink_to(home, target_is_directory=True)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.home / "socket"
+
+    def initdb(self) -> None:
+        """Create the cluster (once: a directory that already holds one is kept, as a restarted server does)."""
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        for directory in (self.home, self.data_dir, self.socket_dir):
+            directory.mkdir(mode=0o700, exist_ok=True)
+            if self.user is not None:
+                os.chown(directory, *self.user)
+        argv = [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", ADMIN, "-E", "UTF8", "--locale=C"]
+        argv += ["--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "--no-instructions"]
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.home,
+            user=self.user[0] if self.user else None,
+            group=self.user[1] if self.user else None,
+            extra_groups=[] if self.user else None,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed ({result.returncode}): {(result.stderr or result.stdout).strip()}")
+
+    def spec(self, cpus: frozenset[int] | None = None) -> ProcessSpec:
+        """How a :class:`Supervisor` runs the server (ready once it accepts a connection)."""
+        argv = [str(self.bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
+        argv += ["-k", str(self.socket_dir)]
+        for key, value in SETTINGS.items():
+            argv += ["-c", f"{key}={value}"]
+        return ProcessSpec(self.name, argv, cpus=cpus, cwd=self.home, ready=self.ready, user=self.user)
+
+    def ready(self) -> bool:
+        """One probe: whether the server accepts a connection now."""
+        try:
+            with self.admin(connect_timeout=1):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def admin(self, dbname: str = "postgres", connect_timeout: int = 5) -> psycopg.Connection[tuple[object, ...]]:
+        """A superuser connection through the unix socket (autocommit)."""
+        return psycopg.connect(
+            host=str(self.socket_dir),
+            port=self.port,
+            user=ADMIN,
+            dbname=dbname,
+            connect_timeout=connect_timeout,
+            autocommit=True,
+        )
+
+    def create_database(self, database: str, role: str, password: str) -> str:
+        """A database owned by ``role`` (made with ``password``), which alone may connect to it; returns its URL
+        (without the password: it travels through the environment)."""
+        with self.admin() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+            )
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(role))
+                )
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
+        return self.url(database, role)
+
+    def drop_database(self, database: str) -> None:
+        with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+    def url(self, database: str, role: str) -> str:
+        return f"postgresql://{role}@127.0.0.1:{self.port}/{database}"
+
+    def cleanup(self) -> None:
+        """Remove the private directory, if one was made (call once the server has stopped)."""
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                if self.directory.is_symlink():
+                    self.directory.unlink()
+
+
+@contextlib.contextmanager
+def running_server(
+    directory: Path, name: str = "postgres", timeout: float = 60.0, supervisor: Supervisor | None = None
+) -> Iterator[PostgresServer]:
+    """A started, ready server in ``directory``; stopped (and its private directory removed) on exit.
+
+    With ``supervisor`` the server is one of its processes (stopped with the others, faults apply); without, it gets
+    a supervisor of its own, logging to ``directory/logs``.
+    """
+    server = PostgresServer(name, directory)
+    try:
+        server.initdb()
+        with contextlib.ExitStack() as stack:
+            sup = supervisor or stack.enter_context(Supervisor(directory))
+            sup.start(server.spec())
+            try:
+                sup.wait_ready([name], timeout=timeout)
+                yield server
+            finally:
+                sup.stop(name)
+    finally:
+        server.cleanup()
