@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,17 +12,17 @@ from plumbing.host import ComponentContext
 from plumbing.responses import json_response
 from plumbing.web import Endpoint, Handler, internal, path_id, query, read_json
 from shop import inventory
-from shop.db import UnitOfWork
+from shop.db import Connection, UnitOfWork
 from shop.inventory import Inventory, Line
 from shop.seed import SeedSpec, catalog
 
 
-def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
+def seed(conn: Connection, spec: SeedSpec) -> None:
     if Inventory(conn).page(1, 0)[1] == 0:
         Inventory(conn).seed(catalog(spec))
 
 
-def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
+def endpoints(conn: Connection) -> list[Endpoint]:
     async def list_products(request: Request) -> Response:
         page = query(request, contract.PageQuery)
         products, total = Inventory(conn).page(page.limit, page.offset)

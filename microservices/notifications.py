@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,11 +12,11 @@ from plumbing.host import ComponentContext
 from plumbing.responses import json_response
 from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import notifications
-from shop.db import UnitOfWork
+from shop.db import Connection, UnitOfWork
 from shop.notifications import Notification, Notifications
 
 
-def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
+def endpoints(conn: Connection) -> list[Endpoint]:
     async def deliver(request: Request) -> Response:
         body = await read_json(request, NotifyIn)
         async with UnitOfWork(conn) as uow:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,18 +12,18 @@ from plumbing.host import ComponentContext
 from plumbing.responses import json_response
 from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import payments
-from shop.db import UnitOfWork
+from shop.db import Connection, UnitOfWork
 from shop.payments import Payments
 from shop.seed import SeedSpec
 
 
-def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
+def seed(conn: Connection, spec: SeedSpec) -> None:
     (deposits,) = conn.execute("SELECT COUNT(*) FROM deposits").fetchone()
     if deposits == 0:
         Payments(conn).seed(range(1, spec.users + 1), spec.balance_cents)
 
 
-def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
+def endpoints(conn: Connection) -> list[Endpoint]:
     async def balance(request: Request) -> Response:
         user_id = path_id(request, "user_id")
         return json_response(Balance(user_id, Payments(conn).balance(user_id)))

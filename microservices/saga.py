@@ -23,13 +23,12 @@ an order a sibling is still driving. See docs/operations.md.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 
 from microservices.api import InventoryClient, PaymentsClient, UsersClient
 from plumbing.transports import RemoteCallError
-from shop.db import UnitOfWork
+from shop.db import Connection, UnitOfWork
 from shop.errors import BY_CODE, DomainError, OrderInProgress, Unavailable
 from shop.inventory import Line, PricedLine, normalize_lines, total_cents
 from shop.orders import Order, Orders, Owner, check_key, fingerprint
@@ -43,7 +42,7 @@ UNKNOWN_OUTCOME = (RemoteCallError, Unavailable)
 class Saga:
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         users: UsersClient,
         inventory: InventoryClient,
         payments: PaymentsClient,

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 
 from starlette.applications import Starlette
 
 from plumbing.host import ComponentContext
 from plumbing.web import Endpoint, build_app
-from shop.db import UnitOfWork, connect, create_schema
+from shop.db import Connection, UnitOfWork, connect, create_schema
 from shop.seed import SeedSpec
 
-Seeder = Callable[[sqlite3.Connection, SeedSpec], None]
+Seeder = Callable[[Connection, SeedSpec], None]
 
 
 class Service:
@@ -22,11 +21,11 @@ class Service:
         self,
         ctx: ComponentContext,
         schemas: Sequence[str],
-        endpoints: Callable[[sqlite3.Connection], Sequence[Endpoint]],
+        endpoints: Callable[[Connection], Sequence[Endpoint]],
         seeder: Seeder | None = None,
     ) -> None:
         self.ctx = ctx
-        self.conn = connect(ctx.db_path, lock_wait=ctx.config.lock_wait)
+        self.conn = connect(ctx.db_url, lock_wait=ctx.config.lock_wait, password=ctx.db_password)
         create_schema(self.conn, *schemas)
         self.seeder = seeder
         self.ready = False

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,7 +12,7 @@ from plumbing.host import ComponentContext
 from plumbing.responses import json_response
 from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import users
-from shop.db import UnitOfWork
+from shop.db import Connection, UnitOfWork
 from shop.seed import SeedSpec
 from shop.seed import users as seed_users
 from shop.users import User, Users
@@ -24,12 +22,12 @@ def record(user: User) -> UserRecord:
     return UserRecord(user.id, user.email, user.name)
 
 
-def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
+def seed(conn: Connection, spec: SeedSpec) -> None:
     if Users(conn).count() == 0:
         Users(conn).seed(seed_users(spec))
 
 
-def endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
+def endpoints(conn: Connection) -> list[Endpoint]:
     async def register(request: Request) -> Response:
         body = await read_json(request, NewUser)
         async with UnitOfWork(conn) as uow:

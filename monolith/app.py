@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from functools import partial
 
@@ -20,7 +19,7 @@ from plumbing.responses import json_response
 from plumbing.transports import RemoteCallError
 from plumbing.web import Handler, build_app, path_id, query, read_json
 from shop import inventory, notifications, orders, payments, users
-from shop.db import UnitOfWork, connect, create_schema
+from shop.db import Connection, UnitOfWork, connect, create_schema
 from shop.errors import Unavailable
 from shop.inventory import Inventory
 from shop.notifications import Notification, Notifications
@@ -33,7 +32,7 @@ from shop.users import Users
 SCHEMAS = (users.SCHEMA, payments.SCHEMA, inventory.SCHEMA, notifications.SCHEMA, orders.SCHEMA)
 
 
-def seed(conn: sqlite3.Connection, spec: SeedSpec) -> None:
+def seed(conn: Connection, spec: SeedSpec) -> None:
     """Seed the catalog and funded users once (a restarted monolith keeps its data)."""
     if Inventory(conn).page(1, 0)[1] > 0:
         return
@@ -79,7 +78,7 @@ async def modules(*names: str, guards: Mapping[str, Guard] | None = None, idempo
 class Monolith:
     def __init__(self, ctx: ComponentContext) -> None:
         self.ctx = ctx
-        self.conn = connect(ctx.db_path, lock_wait=ctx.config.lock_wait)
+        self.conn = connect(ctx.db_url, lock_wait=ctx.config.lock_wait, password=ctx.db_password)
         create_schema(self.conn, *SCHEMAS)
         orders.add_lease_columns(self.conn)
         # Every worker runs a relay over the one outbox: each claims the rows it hands over.

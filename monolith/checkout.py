@@ -5,19 +5,16 @@ Compare with ``microservices/saga.py``, which must build the same all-or-nothing
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
-from shop.db import UnitOfWork
+from shop.db import Connection, UnitOfWork
 from shop.inventory import Inventory, Line, normalize_lines, total_cents
 from shop.orders import Order, Orders, check_key, fingerprint
 from shop.payments import Payments
 from shop.users import Users
 
 
-async def checkout(
-    conn: sqlite3.Connection, user_id: int, items: Sequence[Line], key: str | None
-) -> tuple[Order, bool]:
+async def checkout(conn: Connection, user_id: int, items: Sequence[Line], key: str | None) -> tuple[Order, bool]:
     """Place the order; returns it and whether it is new (False: the Idempotency-Key was seen before)."""
     key = check_key(key)
     lines = normalize_lines(items)

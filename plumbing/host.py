@@ -27,7 +27,7 @@ from plumbing.auth import AuthConfig
 from plumbing.balance import BalancedTransport
 from plumbing.limits import Limits, protocol
 from plumbing.resilience import Policy, wrap_transport
-from plumbing.topology import COMPONENTS, ProcessConfig, RunConfig
+from plumbing.topology import COMPONENTS, ProcessConfig, RunConfig, db_password_env
 from plumbing.transports import Transport, open_transport
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,15 @@ class ComponentContext:
     @property
     def db_path(self) -> Path:
         return self.config.db_path(self.name)
+
+    @property
+    def db_url(self) -> str:
+        return self.config.db_url(self.name)
+
+    @property
+    def db_password(self) -> str | None:
+        """The password of this component's database role, from the environment (None: libpq's own sources)."""
+        return os.environ.get(db_password_env(self.name))
 
     def peer(self, component: str, policy: Policy | None = None) -> Transport:
         """A transport to ``component``: in-process ASGI when it lives here, HTTP on the configured stack otherwise,

@@ -15,12 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 
-from shop.db import UnitOfWork
-from shop.errors import Unavailable
+from shop.db import DATABASE_ERRORS, Connection, UnitOfWork
 from shop.orders import Orders, OutboxItem, Owner
 
 log = logging.getLogger(__name__)
@@ -31,7 +29,7 @@ Deliver = Callable[[OutboxItem], Awaitable[None]]
 class OutboxRelay:
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         deliver: Deliver,
         *,
         owner: Owner | None = None,
@@ -105,7 +103,7 @@ class OutboxRelay:
             self._wake.clear()
             try:
                 failed = await self.drain_once()
-            except (sqlite3.Error, Unavailable):  # the database was locked past the wait, or failed: try later
+            except DATABASE_ERRORS:  # the database was locked past the wait, or failed: try later
                 log.exception("outbox relay pass failed")
                 failed = 1
             backoff = min(backoff * 2, self.max_backoff) if failed else self.poll

@@ -59,6 +59,9 @@ class RunConfig:
     auth: bool = False  # API keys at the edge and service credentials inside (keys from the environment)
     # Seconds a unit of work waits for its database's write lock before answering 503 (shop.db.UnitOfWork).
     lock_wait: float = LOCK_WAIT
+    # Component -> database URL (``postgresql://role@host:port/db``, never with a password: see db_password_env);
+    # a component not listed has a SQLite file of its own in ``run_dir``.
+    databases: tuple[tuple[str, str], ...] = ()
 
     def process_of(self, component: str) -> ProcessConfig:
         for proc in self.processes:
@@ -92,6 +95,17 @@ class RunConfig:
     def db_path(self, component: str) -> Path:
         return Path(self.run_dir) / f"{component}.db"
 
+    def db_url(self, component: str) -> str:
+        """Where ``component`` keeps its data: its PostgreSQL database, or its SQLite file in the run directory."""
+        for name, url in self.databases:
+            if name == component:
+                return url
+        return f"sqlite://{self.db_path(component)}"
+
+    @property
+    def engine(self) -> str:
+        return "postgresql" if self.databases else "sqlite"
+
     @property
     def public_url(self) -> str:
         return self.url_of(PUBLIC[self.topology])
@@ -118,6 +132,7 @@ class RunConfig:
             bind=raw.get("bind"),
             auth=bool(raw.get("auth", False)),
             lock_wait=float(raw.get("lock_wait", LOCK_WAIT)),
+            databases=tuple((str(k), str(v)) for k, v in raw.get("databases", ())),
         )
 
     @classmethod
@@ -128,7 +143,9 @@ class RunConfig:
         ``ARCHBENCH_DATA_DIR`` (/data), ``ARCHBENCH_BIND`` (0.0.0.0), ``ARCHBENCH_PEERS`` (``name=url,...``: where
         the other components are), ``ARCHBENCH_STACK``, ``ARCHBENCH_PROFILE``, ``ARCHBENCH_CALL_TIMEOUT``,
         ``ARCHBENCH_SEED``, ``ARCHBENCH_PRODUCTS``, ``ARCHBENCH_USERS``, ``ARCHBENCH_LOCK_WAIT`` (seconds a write
-        waits for the database's write lock before a 503; default :data:`shop.db.LOCK_WAIT`).
+        waits for the database's write lock before a 503; default :data:`shop.db.LOCK_WAIT`), ``ARCHBENCH_DB_URL``
+        (the component's PostgreSQL database, ``postgresql://role@host:port/db``; default: a SQLite file in the data
+        directory; its password in ``PGPASSWORD`` or :func:`db_password_env`).
         """
         component = env.get("ARCHBENCH_COMPONENT", "")
         if component not in COMPONENTS:
@@ -156,8 +173,19 @@ class RunConfig:
             bind=env.get("ARCHBENCH_BIND", "0.0.0.0"),
             auth=env.get("ARCHBENCH_AUTH", "on") != "off",
             lock_wait=float(env.get("ARCHBENCH_LOCK_WAIT", str(LOCK_WAIT))),
+            databases=((component, env["ARCHBENCH_DB_URL"]),) if env.get("ARCHBENCH_DB_URL") else (),
         )
         return config, component
+
+
+def db_password_env(component: str) -> str:
+    """The environment variable that carries the password of ``component``'s database role."""
+    return f"ARCHBENCH_DB_PASSWORD_{component.upper()}"
+
+
+def database_components(topology: str) -> tuple[str, ...]:
+    """The components of ``topology`` that own a database: the monolith, or each service."""
+    return ("monolith",) if topology == "monolith" else SERVICES
 
 
 def layout(topology: str) -> list[tuple[str, tuple[str, ...]]]:
@@ -188,13 +216,15 @@ def make_config(
     profile: str = "naive",
     auth: bool = False,
     replicas: Mapping[str, int] | None = None,
+    databases: Mapping[str, str] | None = None,
 ) -> RunConfig:
     """A configuration for ``topology`` whose processes listen on ``ports`` (process name -> port).
 
     ``replicas`` (layout process name -> count, default 1) runs several identical processes of one layout entry, named
     ``NAME-1`` .. ``NAME-k``, sharing its database files. The public one's replicas share the public port (its port in
     ``ports`` under the layout name) and each listens on ``ports[NAME-i]`` too; the others' each listen on
-    ``ports[NAME-i]``, and their callers balance over them.
+    ``ports[NAME-i]``, and their callers balance over them. ``databases`` (component -> URL) puts components'
+    data in PostgreSQL (see :attr:`RunConfig.databases`).
     """
     replicas = dict(replicas or {})
     unknown = set(replicas) - {name for name, _ in layout(topology)}
@@ -215,5 +245,13 @@ def make_config(
             else:
                 procs.append(ProcessConfig(proc_name, ports[proc_name], components))
     return RunConfig(
-        topology, str(run_dir), tuple(procs), seed, stack, call_timeout=call_timeout, profile=profile, auth=auth
+        topology,
+        str(run_dir),
+        tuple(procs),
+        seed,
+        stack,
+        call_timeout=call_timeout,
+        profile=profile,
+        auth=auth,
+        databases=tuple(sorted((databases or {}).items())),
     )

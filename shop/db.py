@@ -1,19 +1,26 @@
-"""SQLite connections and the unit of work.
+"""Database connections and the unit of work, on two engines: SQLite (a file per database) and PostgreSQL.
 
-Every context works on a connection inside a transaction its caller owns. The caller opens a :class:`UnitOfWork`,
-calls one or several contexts, and commits explicitly; leaving the block without ``commit()`` rolls back.
+Every context works on a :class:`Connection` inside a transaction its caller owns. The caller opens a
+:class:`UnitOfWork`, calls one or several contexts, and commits explicitly; leaving the block without ``commit()``
+rolls back. The domain's SQL is written once, in SQLite's dialect (``?`` placeholders); the PostgreSQL engine
+(:mod:`shop.postgres`) translates it, and its schemas, in one place. :func:`connect` picks the engine from a database
+URL: ``postgresql://...`` or ``postgres://...``, else ``sqlite:///PATH`` or a plain path.
 
 Queries run synchronously on the caller's thread: a point query on a local SQLite file costs tens of microseconds,
 less than a hop to a worker thread would, and a transaction with no ``await`` inside cannot interleave with another
-on the same event loop.
+on the same event loop. On PostgreSQL a query is a round trip to the server (about a hundred microseconds on
+loopback), still run on the loop; docs/postgres.md measures what that costs and why it stays so.
 
 What must never run on the event loop is a *wait*. The write lock may be held by another connection (a replica sharing
-the file, an operator's shell, a backup) for as long as it likes; SQLite's busy handler would sleep on the loop's
-thread, freezing every request of the process, reads included. So once the schema exists (:func:`create_schema`) a
-connection never sleeps inside SQLite (busy timeout 0), and ``async with UnitOfWork(conn)`` waits for the write lock
-by retrying with backoff on the loop, for at most the connection's :attr:`Connection.lock_wait` seconds; then it raises
-:class:`~shop.errors.Unavailable` (503, retryable). Reads take no lock (WAL), so they keep answering meanwhile.
-A "database is locked" error from SQLite becomes ``Unavailable`` here, at the boundary, and nowhere else.
+the database, an operator's shell, a backup) for as long as it likes; waiting for it inside the engine would sleep on
+the loop's thread, freezing every request of the process, reads included. So a connection never waits inside the
+engine (SQLite: busy timeout 0 once the schema exists; PostgreSQL: the write lock is taken with a try-lock), and
+``async with UnitOfWork(conn)`` waits for the write lock by retrying with backoff on the loop, for at most the
+connection's :attr:`Connection.lock_wait` seconds; then it raises :class:`~shop.errors.Unavailable` (503, retryable).
+Reads take no lock (WAL; MVCC), so they keep answering meanwhile. Writers of one database are serialized on both
+engines, so the domain's read-then-write steps behave the same on both. A "database is locked" error from SQLite, and
+a serialization failure, deadlock, lock or statement timeout or lost connection from PostgreSQL, become
+``Unavailable`` here, at the boundary, and nowhere else.
 """
 
 from __future__ import annotations
@@ -21,9 +28,12 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Protocol, Self
+
+import psycopg
 
 from shop.errors import Unavailable
 
@@ -38,23 +48,96 @@ _MAX_BACKOFF = 0.025
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-class Connection(sqlite3.Connection):
-    """A connection that can keep small per-connection caches (see ``Inventory.catalog_size``) and settings."""
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
+"""What a constraint violation (a UNIQUE key taken) raises, on either engine."""
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, Unavailable)
+"""Whatever a database operation may fail with, on either engine."""
 
+
+class Cursor(Protocol):
+    """What a query returns: its rows, and how many rows a write touched."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """The connection the domain uses, on either engine: SQL in SQLite's dialect with ``?`` placeholders.
+
+    ``catalog_size`` is a small per-connection cache (see ``Inventory.catalog_size``), ``lock_wait`` the seconds a
+    unit of work waits for the write lock.
+    """
+
+    engine: str
+    catalog_size: int | None
+    lock_wait: float
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+    def try_begin(self) -> Exception | None:
+        """Begin a transaction holding the database's write lock, without waiting: None once begun, or (nothing
+        begun) the engine's refusal when another connection holds the lock."""
+        ...
+
+    def create_schema(self, *schemas: str) -> None:
+        """Create the tables of the given contexts (idempotent; SQLite's dialect)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SQLiteConnection(sqlite3.Connection):
+    """A SQLite connection in WAL mode, with transactions managed explicitly by :class:`UnitOfWork`."""
+
+    engine = "sqlite"
     catalog_size: int | None = None
     lock_wait: float = LOCK_WAIT
 
+    def try_begin(self) -> Exception | None:
+        # IMMEDIATE takes the write lock at once, so two processes sharing a file never deadlock on lock upgrade.
+        try:
+            self.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                return exc
+            raise
+        return None
 
-def connect(path: str | Path, *, lock_wait: float = LOCK_WAIT) -> sqlite3.Connection:
-    """Open ``path`` in WAL mode with transactions managed explicitly by :class:`UnitOfWork`.
+    def create_schema(self, *schemas: str) -> None:
+        for schema in schemas:
+            self.executescript(schema)
+        self.execute("PRAGMA busy_timeout = 0")
 
-    ``lock_wait``: seconds a unit of work waits for the write lock (see the module's docstring)."""
+
+def connect(url: str | Path, *, lock_wait: float = LOCK_WAIT, password: str | None = None) -> Connection:
+    """Open the database at ``url`` (``postgresql://...``, ``sqlite:///PATH`` or a path).
+
+    ``lock_wait``: seconds a unit of work waits for the write lock (see the module's docstring); ``password``: for a
+    PostgreSQL URL without one (it travels through the environment, never through the URL written to disk)."""
     if lock_wait < 0:
         raise ValueError(f"lock_wait must be >= 0, not {lock_wait}")
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        from shop.postgres import PostgresConnection  # imported here: a SQLite process never loads the engine
+
+        return PostgresConnection(text, lock_wait=lock_wait, password=password)
+    return connect_sqlite(text.removeprefix("sqlite://"), lock_wait=lock_wait)
+
+
+def connect_sqlite(path: str | Path, *, lock_wait: float = LOCK_WAIT) -> SQLiteConnection:
     conn = sqlite3.connect(
-        str(path), isolation_level=None, check_same_thread=False, timeout=SETUP_BUSY_TIMEOUT, factory=Connection
+        str(path), isolation_level=None, check_same_thread=False, timeout=SETUP_BUSY_TIMEOUT, factory=SQLiteConnection
     )
-    assert isinstance(conn, Connection)
+    assert isinstance(conn, SQLiteConnection)
     conn.lock_wait = lock_wait
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode survives the crash of a process (SIGKILL) with every committed transaction; only an OS crash
@@ -64,11 +147,9 @@ def connect(path: str | Path, *, lock_wait: float = LOCK_WAIT) -> sqlite3.Connec
     return conn
 
 
-def create_schema(conn: sqlite3.Connection, *schemas: str) -> None:
-    """Create the tables of the given contexts (idempotent); from then on, SQLite never sleeps on a lock."""
-    for schema in schemas:
-        conn.executescript(schema)
-    conn.execute("PRAGMA busy_timeout = 0")
+def create_schema(conn: Connection, *schemas: str) -> None:
+    """Create the tables of the given contexts (idempotent); from then on, the engine never sleeps on a lock."""
+    conn.create_schema(*schemas)
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -76,7 +157,7 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _BUSY
 
 
-def unavailable(exc: sqlite3.Error) -> Unavailable:
+def unavailable(exc: Exception) -> Unavailable:
     return Unavailable(f"the database is busy with another writer, retry later ({exc})")
 
 
@@ -87,17 +168,13 @@ class UnitOfWork:
     ``lock_wait``; plain ``with`` does not wait at all. Either way a lock held elsewhere is :class:`Unavailable`.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def __enter__(self) -> Self:
-        # IMMEDIATE takes the write lock at once, so two processes sharing a file never deadlock on lock upgrade.
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if is_busy(exc):
-                raise unavailable(exc) from exc
-            raise
+        refused = self.conn.try_begin()
+        if refused is not None:
+            raise unavailable(refused) from refused
         return self
 
     async def __aenter__(self) -> Self:
@@ -105,15 +182,12 @@ class UnitOfWork:
         deadline = loop.time() + getattr(self.conn, "lock_wait", LOCK_WAIT)
         backoff = _FIRST_BACKOFF
         while True:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
+            refused = self.conn.try_begin()
+            if refused is None:
                 return self
-            except sqlite3.OperationalError as exc:
-                left = deadline - loop.time()
-                if not is_busy(exc):
-                    raise
-                if left <= 0:
-                    raise unavailable(exc) from exc
+            left = deadline - loop.time()
+            if left <= 0:
+                raise unavailable(refused) from refused
             # Full jitter: writers of several processes waiting for one lock do not retry in step.
             await asyncio.sleep(min(left, random.uniform(0, backoff)))
             backoff = min(backoff * 2, _MAX_BACKOFF)

@@ -10,7 +10,6 @@ Stock is conserved: ``initial_stock = stock + held + committed`` for every produ
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -89,7 +88,7 @@ def total_cents(lines: Sequence[PricedLine]) -> int:
 
 
 class Inventory:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def page(self, limit: int, offset: int) -> tuple[list[Product], int]:
@@ -105,12 +104,10 @@ class Inventory:
     def catalog_size(self) -> int:
         """How many products there are. Products are only ever added by :meth:`seed`, which resets the count kept on
         the connection, so it is taken once per connection instead of once per page (a quarter of a page's CPU)."""
-        size: int | None = getattr(self.conn, "catalog_size", None)
+        size = self.conn.catalog_size
         if size is None:
             (count,) = self.conn.execute("SELECT COUNT(*) FROM products").fetchone()
-            size = int(count)
-            if isinstance(self.conn, Connection):
-                self.conn.catalog_size = size
+            size = self.conn.catalog_size = int(count)
         return size
 
     def get(self, product_id: int) -> Product:
@@ -189,8 +186,7 @@ class Inventory:
 
     def seed(self, products: Iterable[tuple[str, str, int, int]]) -> None:
         """Insert seeded ``(sku, name, price_cents, stock)`` rows; they get ids 1..n on an empty table."""
-        if isinstance(self.conn, Connection):
-            self.conn.catalog_size = None
+        self.conn.catalog_size = None
         self.conn.executemany(
             "INSERT INTO products (sku, name, price_cents, stock, initial_stock) VALUES (?, ?, ?, ?, ?)",
             [(sku, name, price, stock, stock) for sku, name, price, stock in products],

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from shop.db import Connection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS notifications (
@@ -26,7 +27,7 @@ class Notification:
 
 
 class Notifications:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def deliver(self, note: Notification) -> bool:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shop.db import valid_id
+from shop.db import Connection, valid_id
 from shop.errors import IdempotencyKeyReused, InvalidInput, OrderNotFound
 from shop.inventory import Line, PricedLine, total_cents
 
@@ -71,10 +70,14 @@ LEASE_COLUMNS = {
 }
 
 
-def add_lease_columns(conn: sqlite3.Connection) -> None:
-    """Give an orders database made before leases its owner and claim columns (idempotent)."""
+def add_lease_columns(conn: Connection) -> None:
+    """Give an orders database made before leases its owner and claim columns (idempotent).
+
+    SQLite only: no PostgreSQL database predates the leases."""
+    if conn.engine != "sqlite":
+        return
     for table, columns in LEASE_COLUMNS.items():
-        have = {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
+        have = {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})").fetchall()}
         for name, decl in columns:
             if name not in have:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
@@ -154,7 +157,7 @@ def confirmation_message(order_id: int, total: int) -> str:
 
 
 class Orders:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def find_by_key(self, key: str, print_: str) -> Order | None:
@@ -179,11 +182,10 @@ class Orders:
         now = time.time()
         cur = self.conn.execute(
             "INSERT INTO orders (user_id, idempotency_key, fingerprint, status, created_at, updated_at, owner, "
-            "lease_until) VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?)",
+            "lease_until) VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?) RETURNING id",
             (user_id, key, print_, now, now, owner, lease_until),
         )
-        order_id = cur.lastrowid
-        assert order_id is not None
+        order_id = int(cur.fetchone()[0])
         self.conn.executemany(
             "INSERT INTO order_lines (order_id, product_id, quantity) VALUES (?, ?, ?)",
             [(order_id, line.product_id, line.quantity) for line in lines],

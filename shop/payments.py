@@ -7,10 +7,10 @@ tombstone so that the late charge is refused instead of taking money for a rejec
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from shop.db import Connection
 from shop.errors import IdempotencyKeyReused, InsufficientFunds, InvalidInput, StepCancelled
 
 SCHEMA = """
@@ -44,7 +44,7 @@ class Charge:
 
 
 class Payments:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def balance(self, user_id: int) -> int:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shop.db import valid_id
+from shop.db import INTEGRITY_ERRORS, Connection, valid_id
 from shop.errors import EmailTaken, InvalidInput, UserNotFound
 
 SCHEMA = """
@@ -56,17 +55,18 @@ def check_name(name: str) -> str:
 
 
 class Users:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def register(self, email: str, name: str) -> User:
         email, name = normalize_email(email), check_name(name)
         try:
-            cur = self.conn.execute("INSERT INTO users (email, name) VALUES (?, ?)", (email, name))
-        except sqlite3.IntegrityError as exc:
+            (user_id,) = self.conn.execute(
+                "INSERT INTO users (email, name) VALUES (?, ?) RETURNING id", (email, name)
+            ).fetchone()
+        except INTEGRITY_ERRORS as exc:
             raise EmailTaken(f"email {email!r} is already registered") from exc
-        assert cur.lastrowid is not None
-        return User(cur.lastrowid, email, name)
+        return User(int(user_id), email, name)
 
     def get(self, user_id: int) -> User:
         row = None

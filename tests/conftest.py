@@ -4,7 +4,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from bench.system.postgres import PostgresServer
+from tests.pgfixtures import server_session
 from tests.shopfixtures import VARIANTS, Deployments, Shop, session_deployments, shop_for
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (tests that take it are marked ``postgres``)."""
+    yield from server_session(tmp_path_factory.mktemp("postgres"))
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,7 @@
-"""Fixtures for the domain tests: fresh SQLite files in ``tmp_path``, opened exactly as the deployments open them.
+"""Fixtures for the domain tests: fresh databases, opened exactly as the deployments open them.
+
+``open_db`` gives SQLite files in ``tmp_path``; the contexts' fixtures (``users_conn`` .. ``shop_conn``) run each test
+on both engines, SQLite and PostgreSQL (a fresh database on the session's server), through ``engine_db``.
 
 Each context gets a database holding only its own tables, as a microservice does, which also shows that no context
 reaches into another's tables. ``shop_conn`` holds all of them, as the monolith does.
@@ -20,10 +23,12 @@ from pathlib import Path
 import pytest
 
 from shop import inventory, notifications, orders, payments, users
-from shop.db import UnitOfWork, connect, create_schema
+from shop.db import Connection, UnitOfWork, connect, create_schema
 from shop.inventory import Inventory
+from tests.pgfixtures import ENGINES, new_database
 
 OpenDb = Callable[..., sqlite3.Connection]
+OpenAny = Callable[..., Connection]
 
 ALL_SCHEMAS = (users.SCHEMA, payments.SCHEMA, inventory.SCHEMA, notifications.SCHEMA, orders.SCHEMA)
 SMALL_CATALOG = (("MUG", "Mug", 250, 10), ("LAMP", "Lamp", 1999, 3), ("PEN", "Pen", 99, 1))
@@ -48,43 +53,66 @@ def open_db(tmp_path: Path) -> Iterator[OpenDb]:
         conn.close()
 
 
-def _seed_small_catalog(conn: sqlite3.Connection) -> None:
+@pytest.fixture(params=ENGINES)
+def engine_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenAny]:
+    """``engine_db(*schemas, name="shop.db")``, as ``open_db``, on SQLite or on PostgreSQL (one database per name)."""
+    opened: list[Connection] = []
+    databases: dict[str, tuple[str, str]] = {}
+
+    def open_(*schemas: str, name: str = "shop.db") -> Connection:
+        if request.param == "sqlite":
+            conn = connect(tmp_path / name)
+        else:
+            if name not in databases:
+                databases[name] = new_database(request.getfixturevalue("pg_server"), "unit")
+            url, password = databases[name]
+            conn = connect(url, password=password)
+        opened.append(conn)
+        create_schema(conn, *schemas)
+        return conn
+
+    yield open_
+    for conn in opened:
+        conn.close()
+
+
+def _seed_small_catalog(conn: Connection) -> None:
     with UnitOfWork(conn) as uow:
         Inventory(conn).seed(SMALL_CATALOG)
         uow.commit()
 
 
 @pytest.fixture
-def users_conn(open_db: OpenDb) -> sqlite3.Connection:
-    return open_db(users.SCHEMA)
+def users_conn(engine_db: OpenAny) -> Connection:
+    return engine_db(users.SCHEMA)
 
 
 @pytest.fixture
-def payments_conn(open_db: OpenDb) -> sqlite3.Connection:
-    return open_db(payments.SCHEMA)
+def payments_conn(engine_db: OpenAny) -> Connection:
+    return engine_db(payments.SCHEMA)
 
 
 @pytest.fixture
-def notifications_conn(open_db: OpenDb) -> sqlite3.Connection:
-    return open_db(notifications.SCHEMA)
+def notifications_conn(engine_db: OpenAny) -> Connection:
+    return engine_db(notifications.SCHEMA)
 
 
 @pytest.fixture
-def orders_conn(open_db: OpenDb) -> sqlite3.Connection:
-    return open_db(orders.SCHEMA)
+def orders_conn(engine_db: OpenAny) -> Connection:
+    return engine_db(orders.SCHEMA)
 
 
 @pytest.fixture
-def inventory_conn(open_db: OpenDb) -> sqlite3.Connection:
+def inventory_conn(engine_db: OpenAny) -> Connection:
     """The inventory tables with the small catalog of the module docstring."""
-    conn = open_db(inventory.SCHEMA)
+    conn = engine_db(inventory.SCHEMA)
     _seed_small_catalog(conn)
     return conn
 
 
 @pytest.fixture
-def shop_conn(open_db: OpenDb) -> sqlite3.Connection:
+def shop_conn(engine_db: OpenAny) -> Connection:
     """Every context's tables in one file, as in the monolith, with the small catalog and no users."""
-    conn = open_db(*ALL_SCHEMAS)
+    conn = engine_db(*ALL_SCHEMAS)
     _seed_small_catalog(conn)
     return conn

@@ -5,17 +5,17 @@ The catalog is the small one of ``conftest``: 1 MUG 250c x10, 2 LAMP 1999c x3, 3
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shop import inventory
-from shop.db import MAX_ID, UnitOfWork, connect, create_schema
+from shop.db import MAX_ID, Connection, UnitOfWork, connect, create_schema
 from shop.errors import DomainError, InvalidInput, InvalidState, OutOfStock, ProductNotFound, StepCancelled
 from shop.inventory import (
     MAX_LINES,
@@ -28,6 +28,7 @@ from shop.inventory import (
     normalize_lines,
     total_cents,
 )
+from tests.unit.conftest import OpenAny
 
 MUG, LAMP, PEN = 1, 2, 3
 
@@ -236,8 +237,8 @@ def test_unknown_product_reserves_nothing(inventory_conn: sqlite3.Connection) ->
     assert Inventory(inventory_conn).reservation_status(7) is None
 
 
-def test_two_connections_never_oversell(inventory_conn: sqlite3.Connection, tmp_path: Path) -> None:
-    other = connect(tmp_path / "shop.db")
+def test_two_connections_never_oversell(inventory_conn: sqlite3.Connection, engine_db: OpenAny) -> None:
+    other = engine_db()
     try:
         reserve(inventory_conn, 7, (LAMP, 2))
         with pytest.raises(OutOfStock):
@@ -250,15 +251,22 @@ def test_two_connections_never_oversell(inventory_conn: sqlite3.Connection, tmp_
     assert_stock_conserved(inventory_conn)
 
 
-def test_concurrent_reservations_of_the_last_unit(inventory_conn: sqlite3.Connection, tmp_path: Path) -> None:
+def test_concurrent_reservations_of_the_last_unit(inventory_conn: sqlite3.Connection, engine_db: OpenAny) -> None:
+    # Each buyer has its own connection and event loop; the one that finds the write lock taken waits for it.
     outcomes: list[str] = []
     start = threading.Barrier(2, timeout=10)
+    opened = [engine_db(), engine_db()]
+
+    async def reserve_waiting(conn: Connection, order_id: int) -> None:
+        async with UnitOfWork(conn) as uow:
+            Inventory(conn).reserve(order_id, [Line(PEN, 1)])
+            uow.commit()
 
     def buy_the_pen(order_id: int) -> None:
-        conn = connect(tmp_path / "shop.db")
+        conn = opened.pop()
         try:
             start.wait()
-            reserve(conn, order_id, (PEN, 1))
+            asyncio.run(reserve_waiting(conn, order_id))
             outcomes.append("reserved")
         except OutOfStock:
             outcomes.append("out of stock")

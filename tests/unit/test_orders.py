@@ -6,6 +6,7 @@ import sqlite3
 
 import jsonschema_rs
 import msgspec
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -121,7 +122,8 @@ def test_the_same_key_cannot_be_recorded_twice(orders_conn: sqlite3.Connection) 
     # The last guard under find_by_key: the database itself refuses a second order under one key.
     create(orders_conn, key="k1")
 
-    with pytest.raises(sqlite3.IntegrityError):
+    refusal = sqlite3.IntegrityError if orders_conn.engine == "sqlite" else psycopg.IntegrityError
+    with pytest.raises(refusal):
         create(orders_conn, key="k1", user_id=BOB)
 
 
