@@ -22,7 +22,8 @@ from bench.experiments.soak import QUICK_SOAK, SoakParams
 from bench.report import render_report
 from bench.report.results import load_results
 from bench.run import DEFAULT_EXPERIMENTS, EXPERIMENTS, RunOptions, run, summary_tables
-from bench.system.deploy import default_run_dir, deploy
+from bench.system.deploy import DB_ENV, DB_URL_ENV, default_run_dir, deploy
+from bench.system.postgres import PostgresMissing
 from bench.system.resources import default_cpu_split
 from bench.system.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
 from bench.system.target import DEFAULT_EXPERIMENTS as TARGET_EXPERIMENTS
@@ -94,6 +95,37 @@ def add_stack_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_db_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        choices=["sqlite", "postgres"],
+        help="the shop's databases: SQLite files in the run directory (default), or archbench's own PostgreSQL "
+        "server in the run directory, stopped with everything else",
+    )
+    parser.add_argument(
+        "--db-servers",
+        choices=["shared", "per-service"],
+        default="shared",
+        help="with --db postgres: one server for the run (default), or one per service's database",
+    )
+    parser.add_argument(
+        "--db-url",
+        metavar="URL",
+        help="an existing PostgreSQL server instead (default ARCHBENCH_DB_URL), each service's database named by "
+        "{component}: postgresql://ROLE@HOST:5432/shop_{component}; the password from PGPASSWORD or the URL",
+    )
+
+
+def apply_db_arguments(args: argparse.Namespace) -> None:
+    """Hand the database options to every deployment of this command (``deploy`` reads them from the environment)."""
+    if args.db == "postgres":
+        os.environ[DB_ENV] = "postgres-per-service" if args.db_servers == "per-service" else "postgres"
+    elif args.db == "sqlite":
+        os.environ[DB_ENV] = "sqlite"
+    if args.db_url:
+        os.environ[DB_URL_ENV] = args.db_url
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="archbench",
@@ -123,6 +155,7 @@ def build_parser() -> Parser:
         "port, the others' callers balance over them; `kill -TERM` one (pids.json) to restart it by hand",
     )
     add_stack_argument(serve)
+    add_db_arguments(serve)
     run = sub.add_parser(
         "run",
         help="measure the topologies and write a results directory",
@@ -173,6 +206,7 @@ def build_parser() -> Parser:
     where.add_argument("--targets", metavar="FILE", type=Path, help="measure the system FILE describes (see below)")
     run.add_argument("--no-report", action="store_true", help="do not render the HTML report at the end")
     add_stack_argument(run)
+    add_db_arguments(run)
     report = sub.add_parser(
         "report",
         help="render the HTML report of a results directory",
@@ -393,10 +427,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return cmd_serve(args)
-    if args.command == "run":
-        return cmd_run(args)
+    if args.command in ("serve", "run"):
+        apply_db_arguments(args)
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "run":
+            return cmd_run(args)
+    except PostgresMissing as exc:
+        print(f"archbench: error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "report":
         return cmd_report(args)
     raise AssertionError(args.command)

@@ -37,6 +37,8 @@ def seed(conn: Connection, spec: SeedSpec) -> None:
     if Inventory(conn).page(1, 0)[1] > 0:
         return
     with UnitOfWork(conn) as uow:
+        if conn.execute("SELECT COUNT(*) FROM products").fetchone()[0] > 0:  # another worker seeded it meanwhile
+            return
         Inventory(conn).seed(catalog(spec))
         Users(conn).seed(seed_users(spec))
         Payments(conn).seed(range(1, spec.users + 1), spec.balance_cents)

@@ -22,6 +22,7 @@ from bench.system.deploy import Deployment, deploy
 from plumbing.host import ProcessApp
 from plumbing.topology import PUBLIC, layout, make_config
 from shop.seed import SeedSpec
+from tests.pgfixtures import current_engine, inprocess_databases
 
 TEST_SEED = SeedSpec(seed=7, products=60, users=20, stock=100_000)
 # (topology, mode): in-process runs the process app in the test's event loop; sockets runs real uvicorn processes.
@@ -32,6 +33,8 @@ VARIANTS = [
     ("colocated", "sockets"),
     ("microservices", "sockets"),
 ]
+# The same contract on PostgreSQL: each topology once (a deployment over sockets costs a server of its own).
+PG_VARIANTS = [("monolith", "inprocess"), ("colocated", "inprocess"), ("microservices", "sockets")]
 _serial = itertools.count(1)
 
 
@@ -64,10 +67,13 @@ class Shop:
 
 @asynccontextmanager
 async def inprocess_shop(topology: str, seed: SeedSpec = TEST_SEED) -> AsyncIterator[Shop]:
-    """The topology's public process running inside this event loop, called through an ASGI transport (no socket)."""
+    """The topology's public process running inside this event loop, called through an ASGI transport (no socket).
+
+    Its databases are SQLite files, or fresh PostgreSQL databases when the test runs on that engine."""
     with tempfile.TemporaryDirectory(prefix=f"archbench-{topology}-") as tmp:
         ports = {name: 1 for name, _ in layout(topology)}  # no socket is opened in-process; peers are all local
-        config = make_config(topology, Path(tmp), ports, seed, "aiohttp")
+        databases = inprocess_databases(topology, Path(tmp)) if current_engine() == "postgresql" else None
+        config = make_config(topology, Path(tmp), ports, seed, "aiohttp", databases=databases)
         app = ProcessApp(config, config.process_of(PUBLIC[topology]))
         await app.startup()
         try:
@@ -91,13 +97,15 @@ class Deployments:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.stack = ExitStack()
-        self.running: dict[tuple[str, SeedSpec], Deployment] = {}
+        self.running: dict[tuple[str, SeedSpec, str], Deployment] = {}
 
     def get(self, topology: str, seed: SeedSpec = TEST_SEED) -> Deployment:
-        key = (topology, seed)
+        engine = current_engine()
+        key = (topology, seed, engine)
         if key not in self.running:
             run_dir = self.base / f"{topology}-{len(self.running)}"
-            self.running[key] = self.stack.enter_context(deploy(topology, run_dir, seed=seed))
+            db = "postgres" if engine == "postgresql" else "sqlite"
+            self.running[key] = self.stack.enter_context(deploy(topology, run_dir, seed=seed, db=db))
         return self.running[key]
 
     def close(self) -> None:

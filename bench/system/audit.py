@@ -1,7 +1,8 @@
 """The consistency audit: reads every database of a run directly and checks the shop's invariants.
 
 It attaches each context's database under the context's name (the monolith's one file under every name), so the same
-queries audit every topology. Each invariant yields the ids that break it; a settled, correct system yields none.
+queries audit every topology; PostgreSQL databases are first copied to SQLite files, so the same queries audit both
+engines. Each invariant yields the ids that break it; a settled, correct system yields none.
 
 Invariants:
 - stock is conserved: initial = on hand + held + committed, per product;
@@ -16,9 +17,11 @@ Invariants:
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.system.postgres import DATABASES_FILE, admin_connect
 from plumbing.topology import SERVICES
 
 CONTEXTS = SERVICES  # users, inventory, payments, notifications, orders
@@ -88,10 +91,46 @@ def database_paths(run_dir: Path, topology: str) -> dict[str, Path]:
 
 
 def audit(run_dir: Path, topology: str) -> AuditReport:
-    """Check every invariant over the databases of ``run_dir``."""
+    """Check every invariant over the databases of ``run_dir``.
+
+    On PostgreSQL (``databases.json`` in the run directory) separate databases cannot be joined: each context's
+    tables are first copied into a SQLite file of their own (:func:`copy_postgres`), and the same checks run there."""
+    with tempfile.TemporaryDirectory(prefix="archbench-audit-") as copies:
+        if (run_dir / DATABASES_FILE).exists():
+            paths = {c: copy_postgres(run_dir, c, topology, Path(copies) / f"{c}.db") for c in CONTEXTS}
+        else:
+            paths = database_paths(run_dir, topology)
+        return _audit(paths)
+
+
+def copy_postgres(run_dir: Path, context: str, topology: str, path: Path) -> Path:
+    """Copy the tables ``context`` owns from its PostgreSQL database (the monolith's for every context) to ``path``."""
+    component = "monolith" if topology == "monolith" else context
+    copy = sqlite3.connect(path)
+    try:
+        with admin_connect(run_dir, component) as source:
+            tables = [
+                str(row[0])
+                for row in source.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                ).fetchall()
+            ]
+            for table in tables:
+                cursor = source.execute(f'SELECT * FROM "{table}"')
+                columns = [column.name for column in cursor.description or ()]
+                copy.execute(f'CREATE TABLE "{table}" ({", ".join(columns)})')
+                marks = ", ".join("?" * len(columns))
+                copy.executemany(f'INSERT INTO "{table}" VALUES ({marks})', cursor.fetchall())
+        copy.commit()
+    finally:
+        copy.close()
+    return path
+
+
+def _audit(paths: dict[str, Path]) -> AuditReport:
     conn = sqlite3.connect("file::memory:", uri=True)
     try:
-        for context, path in database_paths(run_dir, topology).items():
+        for context, path in paths.items():
             if not path.exists():
                 raise FileNotFoundError(f"no database for {context}: {path}")
             conn.execute(f"ATTACH DATABASE ? AS {context}", (f"file:{path}?mode=ro",))

@@ -6,6 +6,8 @@ ports, CPU pinning and the run directory, and leaves the processes to :class:`be
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import sys
 import time
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from bench.system.postgres import DB_CHOICES, PostgresServer, RunDatabases, external_databases, start_databases
 from bench.system.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing import tracing
 from plumbing.auth import API_KEY_HEADER, API_KEYS_ENV, SERVICE_SECRET_ENV
@@ -24,6 +27,11 @@ from plumbing.transports import DEFAULT_STACK
 from shop.seed import SeedSpec
 
 CONFIG_FILE = "topology.json"
+DB_ENV = "ARCHBENCH_DB"
+"""The default database of :func:`deploy`: ``sqlite``, ``postgres`` (archbench's own server, shared by the run's
+databases) or ``postgres-per-service`` (one server per database)."""
+DB_URL_ENV = "ARCHBENCH_DB_URL"
+"""The default existing PostgreSQL server of :func:`deploy` (see :func:`bench.system.postgres.external_databases`)."""
 
 
 class Deployed(Protocol):
@@ -79,6 +87,13 @@ class Deployment:
     admin_token: str | None = None
     api_key: str | None = None
     secrets: Secrets | None = None  # this run's credentials (kept in memory only), for tests that play a caller
+    databases: RunDatabases | None = None  # its PostgreSQL databases (None: SQLite files in the run directory)
+
+    def database_process(self, component: str) -> str | None:
+        """The supervisor's name of the server holding ``component``'s database (None: SQLite, or not ours)."""
+        if self.databases is None:
+            return None
+        return self.databases.servers.get("monolith" if self.topology == "monolith" else component)
 
     @property
     def auth_headers(self) -> tuple[tuple[str, str], ...]:
@@ -151,6 +166,11 @@ class Secrets:
         return env
 
 
+def _clean_up(servers: list[PostgresServer]) -> None:
+    for server in servers:
+        server.cleanup()
+
+
 @contextmanager
 def deploy(
     topology: str,
@@ -166,8 +186,15 @@ def deploy(
     profile: str = "naive",
     auth: bool = True,
     replicas: Mapping[str, int] | None = None,
+    db: str | None = None,
+    db_url: str | None = None,
 ) -> Iterator[Deployment]:
     """Start ``topology`` in ``run_dir`` and yield it once every process answers ``/readyz``; stop all on exit.
+
+    ``db``: ``sqlite`` (a file per database in ``run_dir``), ``postgres`` (archbench's own PostgreSQL server in
+    ``run_dir``, started first and stopped with the rest) or ``postgres-per-service`` (one server per database);
+    default ``ARCHBENCH_DB`` or ``sqlite``. ``db_url`` (default ``ARCHBENCH_DB_URL``): an existing PostgreSQL server
+    instead (see :func:`bench.system.postgres.external_databases`).
 
     With ``admin_token``, every process serves the fault-injection endpoint guarded by that token; without, none does.
     ``replicas`` (process name of the layout -> count) runs several replicas of a process (see
@@ -176,22 +203,50 @@ def deploy(
     """
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    db = db or os.environ.get(DB_ENV) or "sqlite"
+    db_url = db_url or os.environ.get(DB_URL_ENV) or None
+    engine, _, servers = db.partition("-")
+    if engine not in DB_CHOICES or servers not in ("", "per-service"):
+        raise ValueError(f"db must be sqlite, postgres or postgres-per-service, not {db!r}")
     names = [name for name, _ in layout(topology)]
     replicas = dict(replicas or {})
     ports = {proc: free_port() for name in names for proc in {name, *replica_names(name, replicas.get(name, 1))}}
-    config = make_config(
-        topology, run_dir, ports, seed or SeedSpec(), stack, public_port, call_timeout, profile, auth, replicas
-    )
     credentials = Secrets.generate(admin_token)
-    config_path = run_dir / CONFIG_FILE
-    config.save(config_path)
     first = [replica_names(name, replicas.get(name, 1))[0] for name in names]
-    others = [p.name for p in config.processes if p.name not in first]
-    with Supervisor(run_dir) as supervisor:
+    own_servers: list[PostgresServer] = []
+    with contextlib.ExitStack() as cleanup, Supervisor(run_dir) as supervisor:
+        cleanup.callback(_clean_up, own_servers)  # once every process (the servers too) has stopped
         started = time.monotonic()
+        databases: RunDatabases | None = None
+        if db_url is not None:
+            databases = external_databases(topology, db_url)
+        elif engine == "postgres":
+            databases, servers_started = start_databases(
+                supervisor, run_dir, topology, servers or "shared", cpus, timeout=ready_timeout
+            )
+            own_servers.extend(servers_started)
+        if databases is not None:
+            databases.write(run_dir)
+        config = make_config(
+            topology,
+            run_dir,
+            ports,
+            seed or SeedSpec(),
+            stack,
+            public_port,
+            call_timeout,
+            profile,
+            auth,
+            replicas,
+            databases=databases.urls if databases else None,
+        )
+        config_path = run_dir / CONFIG_FILE
+        config.save(config_path)
+        others = [p.name for p in config.processes if p.name not in first]
+        env = {**credentials.env(), **(databases.env() if databases else {})}
         for batch in (first, others):
             for name in batch:
-                supervisor.start(process_spec(config, config_path, name, cpus, credentials.env()))
+                supervisor.start(process_spec(config, config_path, name, cpus, env))
             supervisor.wait_ready(batch, timeout=ready_timeout)
         api_key = credentials.api_key if auth else None
-        yield Deployment(config, supervisor, time.monotonic() - started, admin_token, api_key, credentials)
+        yield Deployment(config, supervisor, time.monotonic() - started, admin_token, api_key, credentials, databases)

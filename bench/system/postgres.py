@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
+import secrets
 import shutil
 import stat
 import subprocess
@@ -35,11 +37,15 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+import psutil
 import psycopg
 from psycopg import sql
 
 from bench.system.supervisor import ProcessSpec, Supervisor, free_port
+from plumbing.topology import database_components, db_password_env
 
 ADMIN = "archbench"
 """The cluster's superuser, reachable only through the unix socket."""
@@ -69,7 +75,7 @@ SEARCHED = ("/usr/lib/postgresql/*/bin",)
 """Where distributions keep the server binaries off PATH (the highest version first)."""
 
 
-def find_bindir(environ: Mapping[str, str] | None = None, searched: Sequence[str] = SEARCHED) -> Path:
+def find_bindir(environ: Mapping[str, str] | None = None, searched: Sequence[str] | None = None) -> Path:
     """The directory holding ``initdb`` and ``postgres``; :class:`PostgresMissing` (one line) when there is none."""
     env = os.environ if environ is None else environ
     candidates: list[Path] = []
@@ -84,7 +90,8 @@ def find_bindir(environ: Mapping[str, str] | None = None, searched: Sequence[str
             out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
             candidates.append(Path(out.stdout.strip()))
     versions = sorted(
-        (path for pattern in searched for path in glob.glob(pattern)), key=lambda p: _version(Path(p).parent.name)
+        (path for pattern in (SEARCHED if searched is None else searched) for path in glob.glob(pattern)),
+        key=lambda p: _version(Path(p).parent.name),
     )
     candidates.extend(Path(p) for p in reversed(versions))
     for directory in candidates:
@@ -246,6 +253,23 @@ class PostgresServer:
                     self.directory.unlink()
 
 
+def server_processes(postmaster: int) -> list[int]:
+    """The postmaster and every process it forked. Each backend calls ``setsid`` (it has a session of its own), so
+    a signal to the postmaster's process group reaches the postmaster alone: a fault on the whole server (pause it,
+    kill it at once) signals each of these."""
+    try:
+        parent = psutil.Process(postmaster)
+        return [postmaster, *(child.pid for child in parent.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def signal_server(postmaster: int, signum: int) -> None:
+    for pid in server_processes(postmaster):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
 @contextlib.contextmanager
 def running_server(
     directory: Path, name: str = "postgres", timeout: float = 60.0, supervisor: Supervisor | None = None
@@ -268,3 +292,111 @@ def running_server(
                 sup.stop(name)
     finally:
         server.cleanup()
+
+
+# --- The databases of a run ------------------------------------------------------------------------------------
+
+DB_CHOICES = ("sqlite", "postgres")
+SERVER_LAYOUTS = ("shared", "per-service")
+DATABASES_FILE = "databases.json"
+"""Where a run directory records its PostgreSQL databases (URLs without passwords, and how the harness reaches each
+as administrator: the unix socket of its own servers), for the audit."""
+
+
+@dataclass
+class RunDatabases:
+    """The PostgreSQL databases of one run: component -> URL (no password), password (environment only), server."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)
+    servers: dict[str, str] = field(default_factory=dict)  # component -> supervisor process of its server
+    admin: dict[str, dict[str, object]] = field(default_factory=dict)  # component -> libpq keywords, no password
+
+    def env(self) -> dict[str, str]:
+        return {db_password_env(component): password for component, password in self.passwords.items()}
+
+    def write(self, run_dir: Path) -> None:
+        record = {
+            c: {"url": url, "server": self.servers.get(c), "admin": self.admin.get(c)} for c, url in self.urls.items()
+        }
+        (run_dir / DATABASES_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def database_name(component: str) -> str:
+    return component
+
+
+def role_name(component: str) -> str:
+    return f"archbench_{component}"
+
+
+def start_databases(
+    supervisor: Supervisor,
+    run_dir: Path,
+    topology: str,
+    servers: str = "shared",
+    cpus: frozenset[int] | None = None,
+    timeout: float = 60.0,
+) -> tuple[RunDatabases, list[PostgresServer]]:
+    """Start archbench's own server(s) under ``supervisor`` and make each component's database and role.
+
+    ``servers``: ``shared`` (one server for the run) or ``per-service`` (one per component owning a database, so
+    that one service's database can be killed or paused alone; the monolith has one either way)."""
+    if servers not in SERVER_LAYOUTS:
+        raise ValueError(f"servers must be one of {', '.join(SERVER_LAYOUTS)}, not {servers!r}")
+    components = database_components(topology)
+    if servers == "shared" or len(components) == 1:
+        placement = dict.fromkeys(components, "postgres")
+    else:
+        placement = {c: f"postgres-{c}" for c in components}
+    started: dict[str, PostgresServer] = {}
+    for name in dict.fromkeys(placement.values()):
+        server = PostgresServer(name, run_dir / name)
+        server.initdb()
+        supervisor.start(server.spec(cpus))
+        started[name] = server
+    supervisor.wait_ready(list(started), timeout=timeout)
+    result = RunDatabases()
+    for component, name in placement.items():
+        server = started[name]
+        password = secrets.token_urlsafe(24)
+        db = database_name(component)
+        result.urls[component] = server.create_database(db, role_name(component), password)
+        result.passwords[component] = password
+        result.servers[component] = name
+        result.admin[component] = {"host": str(server.socket_dir), "port": server.port, "user": ADMIN, "dbname": db}
+    return result, list(started.values())
+
+
+def external_databases(topology: str, url: str) -> RunDatabases:
+    """The databases of a run on an existing server: ``url`` names each component's database with ``{component}``
+    (``postgresql://role@host:5432/shop_{component}``); without it, only the monolith (one database) may use it.
+
+    A password in ``url`` is moved to the environment of the processes; without one, libpq's own sources apply
+    (``PGPASSWORD``, ``~/.pgpass``)."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]!r}")
+    components = database_components(topology)
+    if "{component}" not in url and len(components) > 1:
+        raise ValueError(
+            "each service owns its database: the URL must name it with {component}, "
+            "e.g. postgresql://archbench@db:5432/shop_{component}"
+        )
+    result = RunDatabases()
+    for component in components:
+        parts = urlsplit(url.replace("{component}", component))
+        netloc = parts.netloc
+        if parts.password is not None:
+            result.passwords[component] = unquote(parts.password)
+            netloc = netloc.replace(f":{parts.password}@", "@", 1)
+        result.urls[component] = urlunsplit(parts._replace(netloc=netloc))
+    return result
+
+
+def admin_connect(run_dir: Path, component: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """A connection to ``component``'s database of a run: as the cluster's administrator through the unix socket of
+    archbench's own server, or with the URL and libpq's own password sources (``PGPASSWORD``) on an existing one."""
+    record = json.loads((run_dir / DATABASES_FILE).read_text())[component]
+    if record.get("admin"):
+        return psycopg.connect(**record["admin"], autocommit=True, connect_timeout=5)
+    return psycopg.connect(record["url"], autocommit=True, connect_timeout=5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -22,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.system import postgres
 from tests.bench.test_supervisor import port_is_free, read_pids
 
 pytestmark = pytest.mark.sockets
@@ -32,6 +34,7 @@ STOP_TIMEOUT = 15.0
 """Seconds for the launcher to exit after a signal: its processes get a 5 s grace period, then SIGKILL."""
 SMALL_SHOP = ("--products", "50", "--users", "5")
 
+SERVICE_DATABASES_NAMES = ("users", "inventory", "payments", "notifications", "orders")
 SERVICE_DATABASES = {"users.db", "inventory.db", "payments.db", "notifications.db", "orders.db"}
 PROCESSES = {
     "monolith": {"monolith"},
@@ -292,3 +295,55 @@ def test_serves_replicas_and_stops_them_all(tmp_path: Path) -> None:
         launch.proc.send_signal(signal.SIGINT)
         assert launch.wait_exit(STOP_TIMEOUT) == 0, launch.stderr
         assert [proc for proc in processes if not is_gone(proc)] == []
+
+
+# --- On PostgreSQL ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not postgres.available(), reason=f"no PostgreSQL server binaries: {postgres.INSTALL_HINT}")
+def test_serves_on_its_own_postgres_servers_and_stops_them_too(tmp_path: Path) -> None:
+    args = ("--db", "postgres", "--db-servers", "per-service")
+    with launched(tmp_path, "microservices", *SMALL_SHOP, *args) as launch:
+        url, run_dir = launch.wait_banner()
+        key = re.search(r"^API key: (\S+)$", launch.stdout, re.MULTILINE)
+        assert key is not None, launch.stdout
+        status, body = http_get(url, "/products/1", {"X-API-Key": key.group(1)})
+        assert status == 200, body
+
+        pids = read_pids(run_dir)
+        servers = {f"postgres-{service}" for service in SERVICE_DATABASES_NAMES}
+        assert set(pids) == PROCESSES["microservices"] | servers
+        assert list(run_dir.glob("*.db")) == []
+        assert "password" not in (run_dir / "topology.json").read_text()
+        processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+        launch.proc.send_signal(signal.SIGINT)
+        assert launch.wait_exit(STOP_TIMEOUT) == 0, launch.stderr
+        assert [name for name, proc in processes.items() if not is_gone(proc)] == []
+
+
+def test_postgres_missing_is_one_line_and_status_2(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path), "ARCHBENCH_PG_BINDIR": str(tmp_path)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from bench.system import postgres; postgres.SEARCHED = (); "
+            "from bench.cli import main; raise SystemExit(main())",
+            "serve",
+            "monolith",
+            "--db",
+            "postgres",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "apt-get install postgresql" in result.stderr, result.stderr

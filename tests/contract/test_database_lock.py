@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.system.postgres import DATABASES_FILE, admin_connect
 from shop.db import LOCK_WAIT
+from shop.postgres import WRITE_LOCK
 from tests.contract.test_public_api import assert_error
 from tests.shopfixtures import Shop
 
@@ -23,9 +25,16 @@ FAST = 0.5
 
 
 @contextmanager
-def write_lock_held(path: Path) -> Iterator[None]:
-    """Another connection holds the write lock of ``path`` (BEGIN IMMEDIATE) until the block ends."""
-    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+def write_lock_held(run_dir: Path, component: str) -> Iterator[None]:
+    """Another connection holds the write lock of ``component``'s database until the block ends: BEGIN IMMEDIATE on
+    its SQLite file, the write lock's advisory lock on PostgreSQL."""
+    if (run_dir / DATABASES_FILE).exists():
+        with admin_connect(run_dir, component) as conn:
+            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            yield
+            conn.execute("ROLLBACK")
+        return
+    other = sqlite3.connect(run_dir / f"{component}.db", isolation_level=None, timeout=0)
     try:
         other.execute("BEGIN IMMEDIATE")
         yield
@@ -34,13 +43,13 @@ def write_lock_held(path: Path) -> Iterator[None]:
         other.close()
 
 
-def wallet_database(shop: Shop) -> Path:
-    return shop.run_dir / ("monolith.db" if shop.topology == "monolith" else "payments.db")
+def wallet_database(shop: Shop) -> str:
+    return "monolith" if shop.topology == "monolith" else "payments"
 
 
 async def test_a_writer_lock_held_elsewhere_blocks_neither_reads_nor_the_process(shop: Shop) -> None:
     user_id = await shop.new_user(balance_cents=500)
-    with write_lock_held(wallet_database(shop)):
+    with write_lock_held(shop.run_dir, wallet_database(shop)):
         for path in ("/products/1", f"/users/{user_id}"):
             started = time.perf_counter()
             reply = await shop.client.get(path)

@@ -31,6 +31,13 @@ from tests.shopfixtures import TEST_SEED, Shop, fresh_deployment, settled
 
 pytestmark = pytest.mark.sockets
 
+
+@pytest.fixture
+def engine() -> str:
+    """SQLite's own crash safety (its files after a SIGKILL): this module runs on SQLite only."""
+    return "sqlite"
+
+
 ROUNDS = 8
 FAST = 0.5  # call timeout of the saga's calls: stuck orders are recovered quickly after a restart of orders
 # The processes killed in turn: the monolith is everything; in the microservices, the ones that write on a checkout,

@@ -6,7 +6,6 @@ Every test ends with the audit (bench/audit.py), which reads every database dire
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from shop.seed import SeedSpec
+from tests.pgfixtures import read_rows
 from tests.shopfixtures import TEST_SEED, Shop, fresh_deployment, inprocess_shop, settled
 
 pytestmark = pytest.mark.sockets
@@ -23,11 +23,7 @@ FAST = 0.5  # call timeout of the saga's calls in these tests: recovery picks up
 
 
 def query(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+    return read_rows(db, sql, *args)
 
 
 @pytest.mark.parametrize("where", ["colocated-inprocess", "microservices-sockets"])

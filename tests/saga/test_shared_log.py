@@ -11,6 +11,7 @@ import re
 import sqlite3
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ from shop.db import UnitOfWork, connect, create_schema
 from shop.inventory import Line, PricedLine
 from shop.orders import SCHEMA, Orders, OutboxItem, Owner, add_lease_columns
 from shop.seed import SeedSpec
+from tests.pgfixtures import new_database, read_rows
 
 SMALL = SeedSpec(products=20, users=10)
 TOKEN = "admin-token-for-tests"
@@ -39,11 +41,8 @@ def served(deployment: Deployment, process: str, endpoint: str) -> int:
 
 
 def statuses(db: Path) -> list[tuple[int, str, str | None]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return [(int(i), str(s), r) for i, s, r in conn.execute("SELECT id, status, reason FROM orders ORDER BY id")]
-    finally:
-        conn.close()
+    rows = read_rows(db, "SELECT id, status, reason FROM orders ORDER BY id")
+    return [(int(str(i)), str(s), None if r is None else str(r)) for i, s, r in rows]
 
 
 @pytest.mark.sockets
@@ -96,11 +95,20 @@ async def test_a_restarting_replica_leaves_its_siblings_checkouts_alone(tmp_path
 
 
 @pytest.fixture
-def shared(tmp_path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
-    first = connect(tmp_path / "orders.db")
+def shared(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> Iterator[tuple[sqlite3.Connection, sqlite3.Connection]]:
+    """Two connections to one orders database (a SQLite file, or a PostgreSQL database on the session's server)."""
+    if engine == "postgresql":
+        url, password = new_database(request.getfixturevalue("pg_server"), "orders_")
+        first, second = connect(url, password=password), connect(url, password=password)
+    else:
+        first, second = connect(tmp_path / "orders.db"), connect(tmp_path / "orders.db")
     create_schema(first, SCHEMA)
     add_lease_columns(first)
-    return first, connect(tmp_path / "orders.db")
+    yield first, second
+    first.close()
+    second.close()
 
 
 def place(conn: sqlite3.Connection, key: str, owner: Owner | None, lease_until: float) -> int:
