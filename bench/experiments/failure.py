@@ -163,7 +163,7 @@ def run_profile(
         injector = Injector(deployment)
         if deployment.run_dir is None:
             skipped.append(("consistency", "not audited: the target's databases are not on this machine"))
-        for index, plan in enumerate(params.faults):
+        for index, plan in enumerate((*params.faults, *injector.database_faults())):
             why = injector.unsupported(plan)
             if why is not None:
                 skipped.append((plan.name, why))

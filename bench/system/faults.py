@@ -5,17 +5,24 @@ supervisor: only dependency faults apply, through the admin URLs the target give
 Targets are components (``gateway``, ``users``, ``inventory``, ``payments``, ``notifications``, ``orders``). In the
 monolith a process fault takes down the one process, and a dependency fault hits the module the service would hold;
 in ``colocated`` a process fault takes down everything too.
+
+Database faults (``db-kill``, ``db-pause``) kill or pause the PostgreSQL server that holds the target's database: in
+the monolith its one database, in the microservices the target service's own. They apply when the run is on
+archbench's own servers, one per service's database (``--db postgres --db-servers per-service``), so that one
+service's database goes down alone: the blast radius of the monolith's database against one service's.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
 from bench.system.deploy import Deployed
+from bench.system.postgres import signal_server
 from bench.system.supervisor import Supervisor
 from plumbing.faults import TOKEN_HEADER
 from plumbing.topology import SERVICES
@@ -23,6 +30,9 @@ from plumbing.topology import SERVICES
 TARGETS = ("gateway", *SERVICES)
 PROCESS_FAULTS = ("kill", "pause")
 DEPENDENCY_FAULTS = ("latency", "error", "hang")
+DATABASE_FAULTS = ("db-kill", "db-pause")
+DATABASE_FAULT_PLANS = (("db-kill", "payments"), ("db-pause", "payments"))
+"""What the failure experiment adds on a run with a server per database: kind and target of each."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +66,27 @@ class Injector:
     def component_of(self, target: str) -> str:
         return "monolith" if self.deployment.topology == "monolith" else target
 
+    def database_process(self, target: str) -> str | None:
+        """The supervisor's process of the server that holds ``target``'s database alone (the monolith's holds all
+        of them), or None: SQLite, an external server, or one server shared by several services."""
+        lookup = getattr(self.deployment, "database_process", None)
+        process = lookup(target) if lookup is not None else None
+        if process is None or self.deployment.topology == "monolith":
+            return process
+        sharing = [service for service in SERVICES if lookup is not None and lookup(service) == process]
+        return process if sharing == [target] else None
+
+    def database_faults(self) -> tuple[FaultPlan, ...]:
+        """The database faults this deployment can take (none unless it runs on a server per database)."""
+        plans = tuple(FaultPlan(kind, target) for kind, target in DATABASE_FAULT_PLANS)
+        return tuple(plan for plan in plans if self.unsupported(plan) is None)
+
     def unsupported(self, plan: FaultPlan) -> str | None:
         """Why ``plan`` cannot be applied to this deployment (an external target), or None when it can."""
+        if plan.kind in DATABASE_FAULTS and (
+            self.deployment.supervisor is None or not self.database_process(plan.target)
+        ):
+            return "skipped: a database fault needs archbench's own PostgreSQL servers, one per service's database"
         if plan.kind in PROCESS_FAULTS and self.deployment.supervisor is None:
             return "skipped: a process fault needs the harness's supervisor, and this target was not started here"
         process = self.process_of(plan.target)
@@ -66,7 +95,15 @@ class Injector:
         return None
 
     def begin(self, plan: FaultPlan) -> None:
-        if plan.kind == "kill":
+        if plan.kind in DATABASE_FAULTS:
+            server = self._database(plan.target)
+            postmaster = self._supervisor().pid(server)
+            if plan.kind == "db-kill":  # every process of the server at once, as an out-of-memory kill would
+                signal_server(postmaster, signal.SIGKILL)
+                self._supervisor().kill(server)
+            else:
+                signal_server(postmaster, signal.SIGSTOP)
+        elif plan.kind == "kill":
             self._supervisor().kill(self.process_of(plan.target))
         elif plan.kind == "pause":
             self._supervisor().pause(self.process_of(plan.target))
@@ -79,6 +116,11 @@ class Injector:
 
     def end(self, plan: FaultPlan) -> float:
         """Lift the fault; returns the seconds until the target is ready again (restart time after a kill)."""
+        if plan.kind == "db-kill":
+            return self._supervisor().restart(self._database(plan.target))
+        if plan.kind == "db-pause":
+            signal_server(self._supervisor().pid(self._database(plan.target)), signal.SIGCONT)
+            return 0.0
         process = self.process_of(plan.target)
         if plan.kind == "kill":
             return self._supervisor().restart(process)
@@ -88,6 +130,12 @@ class Injector:
             for replica in self.replicas_of(plan.target):
                 self._admin("DELETE", replica, None)
         return 0.0
+
+    def _database(self, target: str) -> str:
+        server = self.database_process(target)
+        if server is None:
+            raise RuntimeError(f"no database server of {target}'s own to fault in this deployment")
+        return server
 
     def _supervisor(self) -> Supervisor:
         if self.deployment.supervisor is None:
