@@ -133,18 +133,19 @@ def restarts_table(rows: Sequence[pd.Series]) -> Table:
 @dataclass(frozen=True)
 class Deployment:
     timeline: Figure | None
+    timelines: tuple[charts.RestartTimeline, ...]
     table: Table
     command: str = DEPLOYMENT
 
 
 def deployment(ctx: Context) -> Deployment:
     rows = restart_order(ctx)
-    chart = None
+    chart, timelines = None, []
     if ctx.has("deployment_timeline"):
         timelines = [restart_timeline(ctx, row) for row in rows]
         svg = charts.svg_of(charts.restart_chart(timelines), "restart", "latency and errors during each restart")
         chart = Figure(svg, "restart")
-    return Deployment(chart, restarts_table(rows))
+    return Deployment(chart, tuple(timelines), restarts_table(rows))
 
 
 PART = Part(

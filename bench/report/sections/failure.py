@@ -113,6 +113,7 @@ def param(value: object) -> float | None:
 @dataclass(frozen=True)
 class Heatmap:
     chart: Figure
+    panels: tuple[charts.Heatmap, ...]
     window: str
     rate: str
     healthy: str
@@ -143,6 +144,7 @@ def heatmap(ctx: Context) -> Heatmap:
     window, rate = param(ctx.failure.window), param(ctx.failure.rate)
     return Heatmap(
         Figure(svg, "heatmap"),
+        tuple(panels),
         f" for {num(window)} s" if window is not None else "",
         f" at {num(rate)} req/s" if rate is not None else "",
         f"{HEALTHY_SUCCESS:.0%}",
@@ -167,7 +169,13 @@ def op_series(timeline: pd.DataFrame, topology: str, op: str, valid: bool) -> ch
     )
 
 
-def timeline(ctx: Context) -> Figure:
+@dataclass(frozen=True)
+class Timeline:
+    chart: Figure
+    rows: tuple[charts.TimelineRow, ...]
+
+
+def timeline(ctx: Context) -> Timeline:
     rows = []
     for fault in ctx.faults():
         mix, checkout = [], []
@@ -181,7 +189,7 @@ def timeline(ctx: Context) -> Figure:
         if mix:
             rows.append(charts.TimelineRow(ctx.fault_label(fault), ctx.fault_window(fault), mix, checkout))
     svg = charts.svg_of(charts.timeline_chart(rows, ctx.failure_slo), "timeline", "per-second timelines of each fault")
-    return Figure(svg, "timeline")
+    return Timeline(Figure(svg, "timeline"), tuple(rows))
 
 
 @dataclass(frozen=True)

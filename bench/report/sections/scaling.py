@@ -262,6 +262,7 @@ class Scaling:
     shared_steps: int
     steps: int
     throughput: Figure
+    panels: tuple[tuple[str, list[charts.ReplicaLine]], ...]
     models: Table
     memory: Figure
     table: Table
@@ -272,8 +273,9 @@ class Scaling:
 
 def scaling(ctx: Context) -> Scaling:
     models = scaling_model(ctx)
+    panels = throughput_panels(ctx, models)
     throughput = charts.svg_of(
-        charts.replicas_chart(throughput_panels(ctx, models), "sustainable throughput (req/s)", "replicas / workers"),
+        charts.replicas_chart(panels, "sustainable throughput (req/s)", "replicas / workers"),
         "scaling",
         "sustainable throughput against replicas, measured and modelled",
     )
@@ -294,6 +296,7 @@ def scaling(ctx: Context) -> Scaling:
         int(shared.sum()),
         len(shared),
         Figure(throughput, "scaling"),
+        tuple(panels),
         model_table(ctx, models),
         Figure(memory, "scaling-memory"),
         steps_table(ctx),
