@@ -66,7 +66,7 @@ def test_an_anomaly_is_shown_prominently(tmp_path: Path) -> None:
     row = consistency.audits.row("audit-microservices-kill_payments")
     assert row.css == "anomaly"
     assert [row.text(i) for i in (2, 3, 4)] == ["⚠ ANOMALIES", "wallet_balances: 2", "never (within 30 s)"]
-    wallet = [r for r in consistency.invariants.rows if r.text(0) == "wallet_balances"][0]
+    wallet = next(r for r in consistency.invariants.rows if r.text(0) == "wallet_balances")
     assert wallet.css == "anomaly"
     assert [s.kind for s in wallet.cells[4]] == ["alarm"]
     assert wallet.text(4) == "2"

@@ -49,7 +49,8 @@ def test_heatmap_and_timelines_show_every_fault_and_topology(ctx: Context) -> No
     slow = [c for p in heatmap.panels for c in p.rows[2].cells.values() if c.p99 > 0.2]
     assert len(slow) == 3 * len(TOPOLOGIES)
     assert heatmap.panels[1].rows[1].valid is False  # colocated's error run is invalid
-    assert heatmap.window == " for 1.50 s" and heatmap.rate == " at 100 req/s"
+    assert heatmap.window == " for 1.50 s"
+    assert heatmap.rate == " at 100 req/s"
     assert heatmap.chart.svg.count("<svg") == 1
     timeline = view(ctx, "failure-timeline")
     assert [r.label for r in timeline.rows] == list(LABELS)
@@ -121,8 +122,10 @@ def test_verdict_rows_fill_from_the_tables_that_exist(tmp_path: Path) -> None:
     assert texts(blast)["monolith"] == "100% over 2 faults"
     assert texts(blast)["colocated"] == "75% over 2 faults"
     assert blast.figures is not None
-    assert blast.figures["colocated"] is not None and blast.figures["colocated"].ratio == "×0.75 vs monolith"
-    assert blast.figures["monolith"] is not None and blast.figures["monolith"].ratio == "baseline"
+    assert blast.figures["colocated"] is not None
+    assert blast.figures["colocated"].ratio == "×0.75 vs monolith"
+    assert blast.figures["monolith"] is not None
+    assert blast.figures["monolith"].ratio == "baseline"
     # The consistency audit is another table: still not measured, with its command.
     consistency = rows.row("anomalies the audit found")
     assert (consistency.figures, consistency.command) == (None, FAILURE_COMMAND)

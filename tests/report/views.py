@@ -52,7 +52,11 @@ def texts(row: Row) -> dict[str, str]:
 
 
 def write(
-    target: Path, tables: dict[str, pd.DataFrame], topologies: tuple[str, ...], experiments: tuple[str, ...], **params: Any
+    target: Path,
+    tables: dict[str, pd.DataFrame],
+    topologies: tuple[str, ...],
+    experiments: tuple[str, ...],
+    **params: Any,
 ) -> Path:
     """A results directory holding ``tables``, as a run of ``experiments`` would have saved it."""
     meta = {
