@@ -120,3 +120,11 @@ def test_rendering_does_not_import_the_deployments(golden: Path, tmp_path: Path)
     assert imported == []
     assert "bench.report" in modules
     assert (tmp_path / "r.html").is_file()
+
+
+def test_every_section_has_its_template_and_a_command() -> None:
+    templates = Path(__file__).parents[2] / "bench" / "report" / "templates" / "sections"
+    for section in SECTIONS:
+        assert (templates / section.template).is_file(), section.id
+        assert section.command.startswith("archbench run"), section.id
+    assert len({s.id for s in SECTIONS}) == len(SECTIONS)
