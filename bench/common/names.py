@@ -37,3 +37,16 @@ INVARIANTS: Final[dict[str, str]] = {
     "notification_delivered_once": "every confirmed order's notification is delivered exactly once",
     "no_pending_orders": "settled: no order is still pending",
 }
+
+# -- read by the report
+
+#: One row per component of a topology: ``topology``, ``component``, ``process`` (that hosts it) and ``database`` (the
+#: file name of its database, "" when it has none).
+PLACEMENT: Final = "placement"
+#: The columns of ``failure_impact`` that say which fault a row is about: its kind (kill, pause, latency, error,
+#: hang), its target (a process or a component) and the fault window as applied, in seconds from the start of the
+#: measured load; ``fault`` (its name) and ``profile`` (the resilience profile) stay beside them.
+FAULT_KIND: Final = "fault_kind"
+FAULT_TARGET: Final = "fault_target"
+WINDOW_START: Final = "window_start"
+WINDOW_END: Final = "window_end"
