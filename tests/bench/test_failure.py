@@ -6,23 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from bench.experiments.failure import FailureParams, run_topology
+from bench.experiments import failure
+from bench.experiments.failure import FailureParams
 from bench.system.faults import FaultPlan
-from bench.system.resources import default_cpu_split
-from plumbing.client import DEFAULT_STACK
+from tests.bench.contexts import silent, small_context
 
 pytestmark = pytest.mark.sockets
 
-SHORT = dict(rate=60.0, before=0.8, window=1.2, after=1.5, warmup=0.3, products=60, users=20, call_timeout=0.5)
+SHORT = dict(rate=60.0, before=0.8, window=1.2, after=1.5, warmup=0.3, call_timeout=0.5)
 
 
 def run(
     topology: str, faults: tuple[FaultPlan, ...], tmp_path: Path, profiles: tuple[str, ...] = ("naive",), **changes
 ) -> dict:
     params = FailureParams(faults=faults, profiles=profiles, **{**SHORT, **changes})  # type: ignore[arg-type]
-    return run_topology(
-        topology, params, tmp_path / topology, default_cpu_split()[0], DEFAULT_STACK, lambda *_: None, "tok"
-    )
+    return failure.EXPERIMENT.run(small_context(tmp_path / topology, [topology]), params, silent)
 
 
 def test_killing_each_microservice_during_checkouts_leaves_no_anomaly(tmp_path: Path) -> None:

@@ -212,6 +212,7 @@ QUICK = FailureParams(
     warmup=0.5,
     faults=(FaultPlan("kill", "payments"), FaultPlan("error", "payments", 0.5), FaultPlan("latency", "inventory", 0.2)),
 )
+FAILURE_SLO = 0.050
 OPS = ("browse", "product", "user", "checkout", "order")
 
 
@@ -257,7 +258,7 @@ def failure_tables(params: FailureParams, *, anomaly: tuple[str, str] | None = N
                     "fault": plan.name,
                     "kind": plan.kind,
                     "target": plan.target,
-                    **impact(frame, timeline, start, start + params.window, params),
+                    **impact(frame, timeline, start, start + params.window, params, FAILURE_SLO),
                     "restart_seconds": 0.25 + 0.125 * TOPOLOGIES.index(topology) if plan.kind == "kill" else math.nan,
                     "load_valid": not invalid,
                     "load_invalid_reasons": "send lag p99 9.9 ms exceeds 1 ms (planted)" if invalid else "",
@@ -291,7 +292,7 @@ def with_failure(
     for name, frame in failure_tables(QUICK, anomaly=anomaly).items():
         frame.to_parquet(copy / f"{name}.parquet", index=False)
     meta = json.loads((copy / "meta.json").read_text())
-    meta["parameters"]["failure"] = asdict(QUICK)
+    meta["parameters"]["failure"] = asdict(QUICK) | {"slo_p99": FAILURE_SLO}
     meta["parameters"]["experiments"] = ["network", "failure"]
     (copy / "meta.json").write_text(json.dumps(meta))
     for name in drop:
