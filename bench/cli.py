@@ -264,8 +264,9 @@ def run_context(
 ) -> RunContext:
     """The one context of the run, from the command line: a target is seeded as it was deployed and is the one
     topology measured."""
-    products, users = (target.spec.products, target.spec.users) if target is not None else (None, None)
-    seed = SeedSpec(seed=args.seed, products=products or SeedSpec.products, users=users or SeedSpec.users)
+    seed = SeedSpec(seed=args.seed)
+    if target is not None:
+        seed = SeedSpec(seed=args.seed, products=target.spec.products, users=target.spec.users)
     return RunContext(
         out=out,
         topologies=(target.topology,) if target is not None else tuple(args.topologies or TOPOLOGIES),

@@ -8,14 +8,13 @@ runs were invalid and how to summarize it in the terminal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
 import pandas as pd
 from rich.table import Table
 
-from bench.common.names import NOTES
 from bench.experiments.context import RunContext
 
 P = TypeVar("P")
@@ -102,9 +101,3 @@ def rows_where_invalid(tables: Tables, table: str, column: str = "valid") -> lis
         return []
     frame = tables[table]
     return [{str(k): v for k, v in row.items()} for row in frame[~frame[column].astype(bool)].to_dict(orient="records")]
-
-
-def notes_of(tables: Sequence[Tables]) -> pd.DataFrame | None:
-    """The ``notes`` of several experiments' tables, together (None when none has any)."""
-    found = [t[NOTES] for t in tables if NOTES in t]
-    return pd.concat(found, ignore_index=True) if found else None
