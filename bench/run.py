@@ -14,11 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench.common.names import CODEBASE, COMPLEXITY, COMPLEXITY_LIVE, NOTES, PLACEMENT, STEPS
+from bench.common.names import CODEBASE, COMPLEXITY, COMPLEXITY_LIVE, NOTES, PLACEMENT
 from bench.experiments import check_on_target
 from bench.experiments.context import RunContext
 from bench.experiments.experiment import Experiment
-from bench.experiments.network import sustainable
 from bench.report.results import environment, save
 from bench.system.codebase import codebase_table
 from bench.system.complexity import complexity_table
@@ -125,8 +124,8 @@ def metadata(
     context: RunContext, planned: Sequence[Planned], frames: Mapping[str, pd.DataFrame], seconds: float
 ) -> dict[str, Any]:
     """What ``meta.json`` records: the environment, the parameters (each experiment's beside the shared settings it
-    uses), the sustainable throughput per topology, every invalid run, the wall time."""
-    steps = frames.get(STEPS)
+    uses), what each experiment derives from its tables (e.g. the sustainable throughput per topology), every
+    invalid run, the wall time."""
     settings = context.settings()
     target = context.target
     return {
@@ -142,7 +141,7 @@ def metadata(
             **{p.name: asdict(p.params) | {key: settings[key] for key in p.experiment.uses} for p in planned},
             "target": target.spec.describe() if target is not None else None,
         },
-        "sustainable_throughput": sustainable(steps, context.slo) if steps is not None else {},
+        **{key: value for p in planned for key, value in p.experiment.facts(context, frames).items()},
         "invalid_runs": invalid_runs(planned, frames),
         "wall_seconds": seconds,
     }

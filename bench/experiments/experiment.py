@@ -39,6 +39,10 @@ def no_summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     return None
 
 
+def no_facts(context: RunContext, tables: Tables) -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Experiment(Generic[P]):
     """One experiment (see the module docstring).
@@ -48,6 +52,8 @@ class Experiment(Generic[P]):
     ``uses`` names the settings of the :class:`RunContext` it reads, recorded beside its parameters in the results.
     ``configure`` adapts the parameters to the context (e.g. to what an external target was deployed with);
     ``check`` says why the experiment cannot run in this context (None when it can), before anything runs.
+    ``facts`` derives what ``meta.json`` records at its top level from the run's tables (e.g. the sustainable
+    throughput per topology).
     """
 
     name: str
@@ -67,6 +73,7 @@ class Experiment(Generic[P]):
     summary: Callable[[Tables, Mapping[str, Any]], Table | None] = no_summary
     configure: Callable[[RunContext, P], P] = unchanged
     check: Callable[[RunContext, P], str | None] = no_objection
+    facts: Callable[[RunContext, Tables], dict[str, Any]] = no_facts
 
     def parameters(self, quick: bool, given: Mapping[str, Any] | None = None) -> P:
         """The parameters for a run: quick or full, with the command-line options it takes that were ``given``."""

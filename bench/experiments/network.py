@@ -307,6 +307,11 @@ def sustainable(steps: pd.DataFrame, slo: Slo) -> dict[str, float | None]:
     return out
 
 
+def facts(context: RunContext, tables: Tables) -> dict[str, Any]:
+    """``sustainable_throughput``: topology -> the highest sweep rate that was valid and met the SLO (or None)."""
+    return {"sustainable_throughput": sustainable(tables[STEPS], context.slo) if STEPS in tables else {}}
+
+
 def planned_seconds(context: RunContext, params: NetworkParams) -> float:
     return len(context.topologies) * (params.planned_seconds() + 3.0)
 
@@ -357,4 +362,5 @@ EXPERIMENT = Experiment(
     run=each_topology(run_topology),
     invalid_runs=invalid_runs,
     summary=summary,
+    facts=facts,
 )
