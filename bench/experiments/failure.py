@@ -11,6 +11,10 @@ timed). From the per-request records:
 * time to detect (first unhealthy second after the fault began) and time to recover (from the fault's end to the
   first second after which every second is healthy).
 
+Each row of ``failure_impact`` and ``failure_timeline`` names the fault (``fault``, ``profile``), its kind and the
+component it hit (``fault_kind``, ``fault_target``) and the window as applied (``window_start``, ``window_end``, on the
+load's clock), so that a reader needs nothing but the tables.
+
 After each fault the databases are audited until consistent; the time from the fault's end until the audit passes
 is the eventual-consistency window. An anomaly that outlives the settling time is recorded, never hidden.
 """
@@ -50,6 +54,7 @@ from bench.system.audit import AuditReport, audit
 from bench.system.deploy import Deployment, deploy, placement
 from bench.system.faults import FaultPlan, Injector
 from bench.system.target import notes, running
+from plumbing.resilience import PROFILES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +70,7 @@ class FailureParams:
     settle_timeout: float = 30.0
     mix: str = "default"
     call_timeout: float = 1.0
-    profiles: tuple[str, ...] = ("naive", "resilient")
+    profiles: tuple[str, ...] = PROFILES
     faults: tuple[FaultPlan, ...] = field(
         default_factory=lambda: (
             FaultPlan("kill", "payments"),
