@@ -77,3 +77,10 @@ def test_the_busiest_process_is_the_one_scaled() -> None:
 
     probes = [probe(100, {"gateway": 0.9, "inventory": 0.1}), probe(400, {"gateway": 0.5, "inventory": 0.7})]
     assert busiest(probes, {"gateway": "gateway", "inventory": "inventory"}) == "inventory"
+
+
+def test_a_budget_this_machine_cannot_give_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    context = small_context(tmp_path, ["monolith"], sut_cpus=frozenset({0}), gen_cpus=frozenset({1}))
+    assert scale_out.check(context, ScalingParams(max_replicas=2)) is None
+    assert scale_out.check(context, ScalingParams(max_replicas=3)) == "3 replicas need 3 CPUs; this machine gives 2"
+    assert scale_out.check(small_context(tmp_path, ["monolith"], sut_cpus=None), ScalingParams(max_replicas=9)) is None
