@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from bench.common.names import CODEBASE, COMPLEXITY, COMPLEXITY_LIVE, NOTES, PLACEMENT
-from bench.experiments import check_on_target
+from bench.experiments import EXPERIMENTS, check_on_target
 from bench.experiments.context import RunContext
 from bench.experiments.experiment import Experiment
 from bench.report.results import environment, save
@@ -123,11 +123,15 @@ def add_tables(tables: dict[str, pd.DataFrame], new: Mapping[str, pd.DataFrame])
 def metadata(
     context: RunContext, planned: Sequence[Planned], frames: Mapping[str, pd.DataFrame], seconds: float
 ) -> dict[str, Any]:
-    """What ``meta.json`` records: the environment, the parameters (each experiment's beside the shared settings it
+    """What ``meta.json`` records: the environment, the parameters (every experiment's, beside the shared settings it
     uses), what each experiment derives from its tables (e.g. the sustainable throughput per topology), every
     invalid run, the wall time."""
     settings = context.settings()
     target = context.target
+    # Every experiment's parameters, run or not (``experiments`` says which ran): those it would have run with.
+    chosen = {p.name for p in planned}
+    recorded = [*planned, *plan(context, [e for e in EXPERIMENTS if e.name not in chosen], {})]
+    recorded.sort(key=lambda p: EXPERIMENTS.index(p.experiment))
     return {
         "environment": environment(),
         "parameters": {
@@ -138,10 +142,10 @@ def metadata(
             "sut_cpus": sorted(context.sut_cpus) if context.sut_cpus else None,
             "generator_cpus": sorted(context.gen_cpus) if context.gen_cpus else None,
             **settings,
-            **{p.name: asdict(p.params) | {key: settings[key] for key in p.experiment.uses} for p in planned},
+            **{p.name: asdict(p.params) | {key: settings[key] for key in p.experiment.uses} for p in recorded},
             "target": target.spec.describe() if target is not None else None,
         },
-        **{key: value for p in planned for key, value in p.experiment.facts(context, frames).items()},
+        **{key: value for p in recorded for key, value in p.experiment.facts(context, frames).items()},
         "invalid_runs": invalid_runs(planned, frames),
         "wall_seconds": seconds,
     }
