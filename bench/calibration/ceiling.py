@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -43,6 +43,7 @@ import uvloop
 
 from bench.common import stats
 from bench.load.loadgen import LoadSpec, PreciseTimer, run_load_sync
+from bench.load.search import Judged, highest_passing, rising, search
 from bench.load.workload import HelloWorkload
 from bench.system.resources import default_cpu_split, pin_self
 from bench.system.supervisor import ProcessSpec, Supervisor, free_port, shutdown_on_signals
@@ -92,7 +93,7 @@ def _server_argv(endpoint: str, port: int) -> list[str]:
 
 
 @dataclass
-class Step:
+class GeneratorRun:
     """One generator run of the sweep."""
 
     rate: float
@@ -116,7 +117,7 @@ class EndpointResult:
     """The sweep of one endpoint, its ceiling and the wrk comparison."""
 
     endpoint: str
-    steps: list[Step]
+    steps: list[GeneratorRun]
     ceiling: float | None
     wrk: dict[str, Any] | None
 
@@ -145,13 +146,13 @@ def _cpu(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def measure_step(url: str, server_pid: int, rate: float, duration: float, warmup: float) -> Step:
+def measure_run(url: str, server_pid: int, rate: float, duration: float, warmup: float) -> GeneratorRun:
     """One open-loop run at ``rate`` against ``url``."""
     window = _CpuWindow(server_pid)
     result = run_load_sync(url, HelloWorkload(), LoadSpec(rate=rate, duration=duration, warmup=warmup))
     generator, server, other = window.stop()
     summary = result.summary()
-    return Step(
+    return GeneratorRun(
         rate=rate,
         valid=result.valid,
         achieved_rate=summary["achieved_rate"],
@@ -203,40 +204,29 @@ def timer_lateness(count: int = 2000, interval: float = 0.0005) -> dict[str, flo
     return {"p50": ms["p50"], "p99": ms["p99"], "max": ms["max"]}
 
 
-def rates(start: float, factor: float, maximum: float) -> Iterator[float]:
-    """``start``, ``start * factor``, ... up to ``maximum``, rounded to 100 req/s."""
-    rate = start
-    while rate <= maximum:
-        yield float(round(rate, -2))
-        rate *= factor
-
-
-def sweep(url: str, server_pid: int, args: argparse.Namespace) -> list[Step]:
+def sweep(url: str, server_pid: int, args: argparse.Namespace) -> list[GeneratorRun]:
     """Runs at increasing rates until two rates in a row are invalid (or ``--max-rate``); prints each run.
 
     An invalid run is retried up to ``--retries`` times: the ceiling is what the generator can do, and on a
     shared machine one burst of someone else's work can spoil a run. Every attempt is kept and printed.
     """
-    steps: list[Step] = []
-    failed_rates = 0
-    for rate in rates(args.start, args.factor, args.max_rate):
-        for attempt in range(1, args.retries + 2):
-            step = measure_step(url, server_pid, rate, args.duration, args.warmup)
-            step.attempt = attempt
-            steps.append(step)
-            print(_format_step(step), flush=True)
-            if step.valid:
-                break
-        failed_rates = 0 if step.valid else failed_rates + 1
-        if failed_rates == 2:
-            break
-    return steps
+    runs: list[GeneratorRun] = []
+
+    def probe(rate: float) -> Judged[GeneratorRun]:
+        run = measure_run(url, server_pid, rate, args.duration, args.warmup)
+        run.attempt = 1 + sum(1 for earlier in runs if earlier.rate == rate)
+        runs.append(run)
+        print(_format_run(run), flush=True)
+        return Judged(rate, run.valid, "; ".join(run.invalid_reasons), run)
+
+    ladder = rising(args.start, args.factor, digits=-2, maximum=args.max_rate)
+    return [judged.result for judged in search(probe, ladder, misses_to_stop=2, retries=args.retries)]
 
 
-def ceiling(steps: Sequence[Step]) -> float | None:
+def ceiling(runs: Sequence[GeneratorRun]) -> float | None:
     """The highest valid rate of a sweep."""
-    valid = [step.rate for step in steps if step.valid]
-    return max(valid) if valid else None
+    best = highest_passing([Judged(run.rate, run.valid, "", run) for run in runs])
+    return best.rate if best is not None else None
 
 
 _WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
@@ -267,9 +257,9 @@ def measure_endpoint(sup: Supervisor, endpoint: str, args: argparse.Namespace, c
         sup.wait_ready([endpoint])
         url = f"http://127.0.0.1:{port}/"
         print(f"\n{endpoint} endpoint at {url} (pid {sup.pid(endpoint)}, cpus {sorted(cpus)})", flush=True)
-        steps = sweep(url, sup.pid(endpoint), args)
+        runs = sweep(url, sup.pid(endpoint), args)
         wrk = None if args.no_wrk else measure_wrk(url, args.wrk_duration)
-        result = EndpointResult(endpoint, steps, ceiling(steps), wrk)
+        result = EndpointResult(endpoint, runs, ceiling(runs), wrk)
         print(_format_endpoint(result), flush=True)
         return result
     finally:
@@ -279,17 +269,17 @@ def measure_endpoint(sup: Supervisor, endpoint: str, args: argparse.Namespace, c
 # ---- output ---------------------------------------------------------------------------------------------------------
 
 
-def _format_step(step: Step) -> str:
-    verdict = "valid" if step.valid else "INVALID"
-    retry = f" (attempt {step.attempt})" if step.attempt > 1 else ""
+def _format_run(run: GeneratorRun) -> str:
+    verdict = "valid" if run.valid else "INVALID"
+    retry = f" (attempt {run.attempt})" if run.attempt > 1 else ""
     line = (
-        f"  {step.rate:>8.0f} req/s{retry}  {verdict:<7}  achieved {step.achieved_rate:>8.0f}  "
-        f"send-lag p99 {step.send_lag_p99_ms:7.3f} ms  latency p50/p99 {step.latency_p50_ms:6.2f}/"
-        f"{step.latency_p99_ms:6.2f} ms  errors {step.errors}  conns {step.connections}  "
-        f"cpu gen/server/other {step.generator_cpu:.2f}/{step.server_cpu:.2f}/{step.other_cpu:.2f}  "
-        f"gen {step.generator_us_per_request:.1f} us/req"
+        f"  {run.rate:>8.0f} req/s{retry}  {verdict:<7}  achieved {run.achieved_rate:>8.0f}  "
+        f"send-lag p99 {run.send_lag_p99_ms:7.3f} ms  latency p50/p99 {run.latency_p50_ms:6.2f}/"
+        f"{run.latency_p99_ms:6.2f} ms  errors {run.errors}  conns {run.connections}  "
+        f"cpu gen/server/other {run.generator_cpu:.2f}/{run.server_cpu:.2f}/{run.other_cpu:.2f}  "
+        f"gen {run.generator_us_per_request:.1f} us/req"
     )
-    return line if step.valid else f"{line}\n      {'; '.join(step.invalid_reasons)}"
+    return line if run.valid else f"{line}\n      {'; '.join(run.invalid_reasons)}"
 
 
 def _format_endpoint(result: EndpointResult) -> str:

@@ -16,28 +16,40 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
+from rich.table import Table
 
 from bench.common import stats
+from bench.common.names import (
+    COMPLEXITY_LIVE,
+    NOTES,
+    PER_OPERATION,
+    PLACEMENT,
+    REQUESTS,
+    RESOURCES,
+    STEPS,
+)
+from bench.experiments.context import RunContext, Slo
+from bench.experiments.experiment import Experiment, Progress, Tables, each_topology, rows_where_invalid
 from bench.load.loadgen import LoadResult, LoadSpec, Request, run_load_sync
+from bench.load.search import Judged, search
 from bench.load.workload import OPS, ShopWorkload
 from bench.system.complexity import live_counts
-from bench.system.deploy import Deployed, deploy
+from bench.system.deploy import Deployed, Deployment, deploy, placement
 from bench.system.resources import ResourceMeter, Usage, cpu_per_request
 from bench.system.target import NOT_METERED, notes, running
 from bench.system.traces import load_spans, spans_frame, summarize
 from plumbing import tracing
-from shop.seed import SeedSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NetworkParams:
-    """Rates in requests per second, durations in seconds."""
+    """Rates in requests per second, durations in seconds. The SLO, the seed and the catalog come from the run's
+    context."""
 
     low_rate: float = 200.0
     low_duration: float = 15.0
@@ -46,19 +58,18 @@ class NetworkParams:
     sweep_rates: tuple[float, ...] = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000)
     step_duration: float = 5.0
     step_warmup: float = 1.0
-    slo_p99: float = 0.050
-    error_budget: float = 0.001
     mix: str = "default"
     arrival: str = "poisson"
-    seed: int = 1
-    products: int = 1000
-    users: int = 200
 
     def planned_seconds(self) -> float:
         """An upper bound of the measuring time per topology (the sweep usually stops earlier)."""
         traced = self.traced_per_op * len(OPS) / 50.0 + 1.0
         sweep = len(self.sweep_rates) * (self.step_duration + self.step_warmup)
         return self.warmup + self.low_duration + traced + sweep
+
+    def low_load(self) -> dict[str, Any]:
+        """The load of the low phase, as the columns of its row in the ``steps`` table name it."""
+        return {"target_rate": self.low_rate, "duration": self.low_duration, "warmup": self.warmup, "mix": self.mix}
 
 
 QUICK = NetworkParams(
@@ -73,8 +84,8 @@ QUICK = NetworkParams(
 
 
 @dataclass
-class Step:
-    """One measured load run and the resources it took."""
+class MeteredRun:
+    """One load run and the resources it took; ``phase`` and ``step`` place it in the network experiment."""
 
     phase: str
     step: int
@@ -82,7 +93,7 @@ class Step:
     usage: dict[str, Usage]
 
 
-Progress = Callable[[str, float], None]  # (description of what runs now, seconds it is expected to take)
+TRACED_MIX = "each operation in turn"
 
 
 class CyclingWorkload:
@@ -126,94 +137,101 @@ def metered_run(
     return result, usage
 
 
-def measure(deployment: Deployed, workload: Any, spec: LoadSpec, phase: str, step: int) -> Step:
+def measure(deployment: Deployed, workload: Any, spec: LoadSpec, phase: str, step: int) -> MeteredRun:
     """One load run; its processes are metered when they run here (an external target's are not)."""
     pids = deployment.supervisor.pids() if deployment.supervisor is not None else {}
     result, usage = metered_run(deployment.public_url, pids, workload, spec)
-    return Step(phase, step, result, usage)
+    return MeteredRun(phase, step, result, usage)
 
 
 def run_topology(
-    topology: str,
-    params: NetworkParams,
-    run_dir: Path,
-    sut_cpus: frozenset[int] | None,
-    stack: str,
-    progress: Progress,
-    target: Deployed | None = None,
+    context: RunContext, topology: str, params: NetworkParams, progress: Progress
 ) -> dict[str, pd.DataFrame]:
-    """Deploy ``topology`` (or use ``target``, already running elsewhere), run the phases, and return its tables.
+    """Deploy ``topology`` (or use the context's target, already running elsewhere), run the phases, and return its
+    tables.
 
     On a target the traced phase is skipped (the span files are on its hosts) and CPU and memory are not metered
     (NaN): the ``notes`` table says so.
     """
-    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+    seed, slo = context.seed, context.slo
+    run_dir = context.runs / topology
     progress(f"{topology}: starting", 3.0)
-    with running(target, lambda: deploy(topology, run_dir, seed=seed, cpus=sut_cpus, stack=stack)) as deployment:
+    with running(
+        context.target, lambda: deploy(topology, run_dir, seed=seed, cpus=context.sut_cpus, stack=context.stack)
+    ) as deployment:
         auth = deployment.auth_headers
-        workload = ShopWorkload(params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=auth)
+        workload = ShopWorkload(seed.users, seed.products, mix=params.mix, seed=seed.seed, auth_headers=auth)
         spec = LoadSpec(
             rate=params.low_rate,
             duration=params.low_duration,
             warmup=params.warmup,
             arrival=params.arrival,
-            seed=params.seed,
-            expected_latency=params.slo_p99,
+            seed=seed.seed,
+            expected_latency=slo.p99,
         )
         progress(f"{topology}: low load, {params.low_rate:g} req/s", params.warmup + params.low_duration)
-        steps = [measure(deployment, workload, spec, "low", 0)]
+        runs = [measure(deployment, workload, spec, "low", 0)]
         # Counted now: every process is up and has made the connections that the mix makes.
         live = live_counts(topology, deployment.supervisor.pids()) if deployment.supervisor is not None else None
+        placed = placement(deployment) if isinstance(deployment, Deployment) else None
 
-        traced: tuple[Step, CyclingWorkload] | None = None
+        traced: tuple[MeteredRun, CyclingWorkload] | None = None
         if deployment.run_dir is not None:  # the spans are written there
             # The edge honours a traceparent only with the harness's credential (plumbing.tracing).
             trusted = (*auth, *deployment.trace_headers)
-            traced_wl = CyclingWorkload(params.users, params.products, params.seed, workload.order_ids, trusted)
+            traced_wl = CyclingWorkload(seed.users, seed.products, seed.seed, workload.order_ids, trusted)
             count = params.traced_per_op * len(OPS)
             progress(f"{topology}: {count} traced requests", count / 50.0 + 1.0)
-            traced_spec = LoadSpec(rate=50.0, duration=count / 50.0, warmup=0.0, seed=params.seed, arrival="constant")
+            traced_spec = LoadSpec(rate=50.0, duration=count / 50.0, warmup=0.0, seed=seed.seed, arrival="constant")
             traced = measure(deployment, traced_wl, traced_spec, "traced", 0), traced_wl
 
-        for index, rate in enumerate(params.sweep_rates):
+        def probe(rate: float) -> Judged[MeteredRun]:
+            index = len(runs) - 1  # the sweep's runs so far
             progress(f"{topology}: sweep {rate:g} req/s", params.step_duration + params.step_warmup)
             spec = LoadSpec(
                 rate=rate,
                 duration=params.step_duration,
                 warmup=params.step_warmup,
                 arrival=params.arrival,
-                seed=params.seed + index,
+                seed=seed.seed + index,
                 # Size the pool for latencies up to the SLO (Little's law): a run within the SLO never waits for a
                 # connection in the generator, so a queue there means the server is past the SLO, not the client.
-                expected_latency=params.slo_p99,
+                expected_latency=slo.p99,
             )
-            step = measure(deployment, workload, spec, "sweep", index)
-            steps.append(step)
-            summary = step.result.summary()
-            if not summary["p99"] <= params.slo_p99 or summary["error_rate"] >= params.error_budget:
-                break  # past saturation every higher rate is worse: stop here, the knee is measured
+            run = measure(deployment, workload, spec, "sweep", index)
+            runs.append(run)
+            met = slo.met(run.result.summary())
+            return Judged(rate, met, "" if met else "p99 over the SLO or errors over the budget", run)
+
+        # Past saturation every higher rate is worse: the sweep stops at the first miss, the knee is measured.
+        search(probe, params.sweep_rates, misses_to_stop=1)
         spans: list[tracing.Span] = []
         if deployment.run_dir is not None:
             time.sleep(0.2)  # let the last span lines reach their files
             spans = load_spans(deployment.run_dir / "spans")
         skipped = [] if deployment.supervisor is not None else [("resources", NOT_METERED)]
-    tables = tidy(topology, steps if traced is None else [*steps, traced[0]])
+    tables = tidy(topology, runs if traced is None else [*runs, traced[0]])
+    # The mix of each run, so that a reader of the table knows the load (the traced run cycles through the ops).
+    phases = tables[STEPS]["phase"]
+    tables[STEPS] = tables[STEPS].assign(mix=phases.where(phases == "traced", params.mix).replace("traced", TRACED_MIX))
     if traced is None:
         skipped.append(("traced", "per-hop breakdown skipped: the span files are on the target's hosts"))
     else:
         tables |= hop_tables(topology, *traced, spans)
     if skipped:
-        tables["notes"] = notes(topology, "network", skipped)
+        tables[NOTES] = notes(topology, "network", skipped)
     if live is not None:
-        tables["complexity_live"] = pd.DataFrame([live])
+        tables[COMPLEXITY_LIVE] = pd.DataFrame([live])
+    if placed is not None:
+        tables[PLACEMENT] = placed
     return tables
 
 
 def hop_tables(
-    topology: str, traced_step: Step, traced_wl: CyclingWorkload, spans: list[tracing.Span]
+    topology: str, traced_run: MeteredRun, traced_wl: CyclingWorkload, spans: list[tracing.Span]
 ) -> dict[str, pd.DataFrame]:
     """The per-hop breakdown of the traced requests, from the spans their processes wrote."""
-    traced_frame = traced_step.result.to_frame()
+    traced_frame = traced_run.result.to_frame()
     traced = [
         (str(op), trace_id, (done - intended) * 1e6)
         for op, trace_id, done, intended in zip(
@@ -229,10 +247,10 @@ def hop_tables(
     }
 
 
-def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
-    """Per-request rows, one summary row per step, and one resource row per step and process."""
+def tidy(topology: str, runs: Sequence[MeteredRun]) -> dict[str, pd.DataFrame]:
+    """Per-request rows, one summary row per run, and one resource row per run and process."""
     requests, summaries, resources = [], [], []
-    for s in steps:
+    for s in runs:
         frame = s.result.to_frame()
         requests.append(frame.assign(topology=topology, phase=s.phase, step=s.step, target_rate=s.result.spec.rate))
         summary = s.result.summary()
@@ -273,23 +291,78 @@ def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
             )
     by_op = [
         stats.per_op_summary(s.result.to_frame()).reset_index().assign(topology=topology, phase=s.phase, step=s.step)
-        for s in steps
+        for s in runs
     ]
     return {
-        "requests": pd.concat(requests, ignore_index=True),
-        "steps": pd.DataFrame(summaries),
-        "resources": pd.DataFrame(resources),
-        "ops": pd.concat(by_op, ignore_index=True),
+        REQUESTS: pd.concat(requests, ignore_index=True),
+        STEPS: pd.DataFrame(summaries),
+        RESOURCES: pd.DataFrame(resources),
+        PER_OPERATION: pd.concat(by_op, ignore_index=True),
     }
 
 
-def params_dict(params: NetworkParams) -> dict[str, Any]:
-    return asdict(params)
-
-
-def sustainable(steps: pd.DataFrame, params: NetworkParams) -> dict[str, float | None]:
+def sustainable(steps: pd.DataFrame, slo: Slo) -> dict[str, float | None]:
     """Sustainable throughput per topology from the sweep rows."""
     out: dict[str, float | None] = {}
     for topology, group in steps[steps["phase"] == "sweep"].groupby("topology", sort=False):
-        out[str(topology)] = stats.sustainable_throughput(group, params.slo_p99, params.error_budget)
+        out[str(topology)] = stats.sustainable_throughput(group, slo.p99, slo.error_budget)
     return out
+
+
+def facts(context: RunContext, tables: Tables) -> dict[str, Any]:
+    """``sustainable_throughput``: topology -> the highest sweep rate that was valid and met the SLO (or None)."""
+    return {"sustainable_throughput": sustainable(tables[STEPS], context.slo) if STEPS in tables else {}}
+
+
+def planned_seconds(context: RunContext, params: NetworkParams) -> float:
+    return len(context.topologies) * (params.planned_seconds() + 3.0)
+
+
+def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
+    keys = ("topology", "phase", "step", "target_rate")
+    return [
+        {"experiment": "network", **{k: row[k] for k in keys}, "reasons": row["invalid_reasons"]}
+        for row in rows_where_invalid(tables, STEPS)
+    ]
+
+
+def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
+    if STEPS not in tables:
+        return None
+    table = Table(title="archbench: network overhead (low load, then sweep)")
+    for column in ("topology", "p50 ms", "p99 ms", "checkout p50 ms", "sustainable req/s", "CPU/req us", "peak RSS MB"):
+        table.add_column(column, justify="right" if column != "topology" else "left")
+    steps, ops = tables[STEPS], tables[PER_OPERATION]
+    rates = meta["sustainable_throughput"]
+    for topology in meta["parameters"]["topologies"]:
+        low = steps[(steps["topology"] == topology) & (steps["phase"] == "low")].iloc[0]
+        checkout = ops[(ops["topology"] == topology) & (ops["phase"] == "low") & (ops["op"] == "checkout")]
+        sweep = steps[(steps["topology"] == topology) & (steps["phase"] == "sweep")]
+        rate = rates.get(topology)
+        flag = "" if bool(low["valid"]) else " (invalid)"
+        table.add_row(
+            topology + flag,
+            f"{low['p50'] * 1e3:.2f}",
+            f"{low['p99'] * 1e3:.2f}",
+            f"{checkout['p50'].iloc[0] * 1e3:.2f}" if len(checkout) else "-",
+            f"{rate:g}" if rate is not None else "none met the SLO",
+            "-" if math.isnan(low["cpu_per_request_us"]) else f"{low['cpu_per_request_us']:.0f}",
+            f"{sweep['peak_rss_bytes'].max() / 2**20:.0f}" if sweep["peak_rss_bytes"].notna().any() else "-",
+        )
+    return table
+
+
+EXPERIMENT = Experiment(
+    name="network",
+    help="per-operation latency at low load, a rate sweep to the sustainable throughput, CPU and memory per "
+    "process, the per-hop breakdown",
+    params=NetworkParams(),
+    quick=QUICK,
+    on_target=True,
+    uses=("seed", "products", "users", "slo_p99", "error_budget"),
+    planned_seconds=planned_seconds,
+    run=each_topology(run_topology),
+    invalid_runs=invalid_runs,
+    summary=summary,
+    facts=facts,
+)

@@ -5,14 +5,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bench.experiments.failure import FailureParams
+from bench.experiments import network
 from bench.experiments.network import NetworkParams
-from bench.experiments.security import SecurityParams
-from bench.experiments.soak import SoakParams
-from bench.run import RunOptions, run
-from bench.system.resources import default_cpu_split
+from bench.run import Planned, run
 from plumbing.topology import TOPOLOGIES
-from plumbing.transports import DEFAULT_STACK
+from tests.bench.contexts import small_context
 
 # A real run of every topology, as short as a run can be and still have every phase.
 TINY = NetworkParams(
@@ -23,27 +20,12 @@ TINY = NetworkParams(
     sweep_rates=(100.0, 200.0),
     step_duration=0.8,
     step_warmup=0.2,
-    products=60,
-    users=20,
 )
 
 
 @pytest.fixture(scope="session")
 def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results directory written by a real (tiny) run of every topology."""
-    sut, gen = default_cpu_split()
     out = tmp_path_factory.mktemp("results") / "tiny"
-    options = RunOptions(
-        TOPOLOGIES,
-        ["network"],
-        out,
-        TINY,
-        FailureParams(),
-        SecurityParams(),
-        SoakParams(),
-        sut,
-        gen,
-        DEFAULT_STACK,
-        quick=True,
-    )
-    return run(options, Console(quiet=True))
+    context = small_context(out, TOPOLOGIES, quick=True)
+    return run(context, [Planned(network.EXPERIMENT, TINY)], Console(quiet=True))

@@ -25,6 +25,8 @@ QUICK = FailureParams(
     faults=(FaultPlan("kill", "payments"), FaultPlan("error", "payments", 0.5), FaultPlan("latency", "inventory", 0.2)),
 )
 OPS = ("browse", "product", "user", "checkout", "order")
+#: The SLO the run shares with every experiment (recorded beside the failure parameters, as a run does).
+SLO_P99 = 0.050
 
 
 def requests_of(topology: str, plan: FaultPlan, params: FailureParams) -> pd.DataFrame:
@@ -69,7 +71,7 @@ def failure_tables(params: FailureParams, *, anomaly: tuple[str, str] | None = N
                     "fault": plan.name,
                     "kind": plan.kind,
                     "target": plan.target,
-                    **impact(frame, start, start + params.window, params),
+                    **impact(frame, start, start + params.window, params, SLO_P99),
                     "restart_seconds": 0.25 + 0.125 * TOPOLOGIES.index(topology) if plan.kind == "kill" else math.nan,
                     "load_valid": not invalid,
                     "load_invalid_reasons": "send lag p99 9.9 ms exceeds 1 ms (planted)" if invalid else "",
@@ -102,7 +104,7 @@ def with_failure(target: Path, *, anomaly: tuple[str, str] | None = None, drop: 
     for name, frame in failure_tables(QUICK, anomaly=anomaly).items():
         frame.to_parquet(copy / f"{name}.parquet", index=False)
     meta = json.loads((copy / "meta.json").read_text())
-    meta["parameters"]["failure"] = asdict(QUICK)
+    meta["parameters"]["failure"] = asdict(QUICK) | {"slo_p99": SLO_P99}
     meta["parameters"]["experiments"] = ["network", "failure"]
     (copy / "meta.json").write_text(json.dumps(meta))
     for name in drop:
