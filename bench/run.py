@@ -54,48 +54,35 @@ class PhaseProgress:
 
 
 def run(context: RunContext, planned: Sequence[Planned], console: Console) -> Path:
-    """Run every planned experiment: those of one topology on each topology in turn (or on the target), then those
-    over all topologies; returns the results directory."""
+    """Run every planned experiment in the registry's order: one over all topologies runs once, one of a single
+    topology runs on each topology in turn (or on the target) and reads what earlier experiments measured on it;
+    returns the results directory."""
     if context.target is not None:
         check_on_target([p.name for p in planned])
     pin_self(context.gen_cpus)
     started = time.monotonic()
     collected: dict[str, list[pd.DataFrame]] = defaultdict(list)
-    per_topology = [p for p in planned if p.experiment.scope == "topology"]
-    whole_run = [p for p in planned if p.experiment.scope == "run"]
-    topologies = context.topologies
-    expected = {
-        topology: sum(p.experiment.planned_seconds(context.on(topology), p.params) for p in per_topology)
-        for topology in topologies
-    }
-    whole = sum(p.experiment.planned_seconds(context, p.params) for p in whole_run)
     columns = (
-        TextColumn("{task.description:<48}"),
-        BarColumn(),
+        TextColumn("{task.description:<40.40}"),
+        BarColumn(bar_width=20),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    # One refresh a second: the bar is drawn by a thread of this process, which also generates the load.
+    # One refresh a second: the bar is drawn by a thread of this process (the generator runs in processes of its own).
     with Progress(*columns, console=console, transient=False, refresh_per_second=1) as bar:
-        task = bar.add_task("starting", total=sum(expected.values()) + whole)
+        task = bar.add_task("starting", total=sum(expected_seconds(context, p) for p in planned))
         done = 0.0
-        for topology in topologies:
-            tables: dict[str, pd.DataFrame] = {}
+        for p in planned:
             phases = PhaseProgress(bar, task)
-            for p in per_topology:
-                measured = {name: tables[name] for name in p.experiment.reads if name in tables}
-                add_tables(tables, p.experiment.run(context.on(topology, measured), p.params, phases))
-            for name, frame in tables.items():
+            for name, frame in run_one(context, p, collected, phases).items():
                 collected[name].append(frame)
-            done += expected[topology]
-            bar.update(task, completed=done, description=f"{topology}: done")
-        phases = PhaseProgress(bar, task)
-        for p in whole_run:
-            for name, frame in p.experiment.run(context, p.params, phases).items():
-                collected[name].append(frame)
-        bar.update(task, completed=done + whole, description="done")
+            done += expected_seconds(context, p)
+            bar.update(task, completed=done, description=f"{p.name}: done")
+        bar.update(task, completed=done, description="done")
     frames = {name: pd.concat(parts, ignore_index=True) for name, parts in collected.items()}
+    if PLACEMENT in frames:  # every experiment that deployed a topology found the same placement: keep it once
+        frames[PLACEMENT] = frames[PLACEMENT].drop_duplicates(["topology", "component"], ignore_index=True)
     frames[CODEBASE] = codebase_table()  # static: counted from the sources, no deployment needed
     deploy_files = Path(__file__).resolve().parents[1]
     if (deploy_files / "deploy").is_dir():  # a source checkout: count what it takes to deploy each topology
@@ -109,15 +96,31 @@ def run(context: RunContext, planned: Sequence[Planned], console: Console) -> Pa
     return context.out
 
 
-def add_tables(tables: dict[str, pd.DataFrame], new: Mapping[str, pd.DataFrame]) -> None:
-    """Add an experiment's tables to those of the topology: the ``notes`` of every experiment are kept together, and
-    the placement of the topology is written once (every experiment that deployed it found the same)."""
-    new = dict(new)
-    if NOTES in tables and NOTES in new:
-        new[NOTES] = pd.concat([tables[NOTES], new[NOTES]], ignore_index=True)
-    if PLACEMENT in tables:
-        new.pop(PLACEMENT, None)
-    tables |= new
+def expected_seconds(context: RunContext, planned: Planned) -> float:
+    """What an experiment is expected to take in this run, on every topology it runs on."""
+    experiment, params = planned.experiment, planned.params
+    if experiment.scope == "run":
+        return experiment.planned_seconds(context, params)
+    return sum(experiment.planned_seconds(context.on(t), params) for t in context.topologies)
+
+
+def run_one(
+    context: RunContext, planned: Planned, collected: Mapping[str, list[pd.DataFrame]], progress: PhaseProgress
+) -> dict[str, pd.DataFrame]:
+    """Run one experiment: once over all topologies, or on each in turn with what was measured on it so far."""
+    experiment, params = planned.experiment, planned.params
+    if experiment.scope == "run":
+        return dict(experiment.run(context, params, progress))
+    parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
+    for topology in context.topologies:
+        measured = {
+            name: frame[frame["topology"] == topology]
+            for name in experiment.reads
+            if name in collected and "topology" in (frame := pd.concat(collected[name], ignore_index=True))
+        }
+        for name, frame in experiment.run(context.on(topology, measured), params, progress).items():
+            parts[name].append(frame)
+    return {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
 
 
 def metadata(

@@ -45,6 +45,10 @@ REQUESTS: Final = "requests"
 STEPS: Final = "steps"
 RESOURCES: Final = "resources"
 PER_OPERATION: Final = "ops"
+#: network: the knee per topology and round (the bracket's probes and the crossing estimated from them), and every
+#: headline figure as a median over rounds with its interval and its ratio to the monolith, paired per round.
+KNEE: Final = "knee"
+ESTIMATES: Final = "estimates"
 #: network: the per-hop breakdown of traced requests.
 TRACES: Final = "traces"
 HOPS: Final = "hops"

@@ -28,7 +28,7 @@ import psutil
 from rich.table import Table
 
 from bench.common import stats
-from bench.common.names import NOTES, PLACEMENT, SOAK, SOAK_LOAD, SOAK_SUMMARY, STEPS
+from bench.common.names import ESTIMATES, NOTES, PLACEMENT, SOAK, SOAK_LOAD, SOAK_SUMMARY, STEPS
 from bench.experiments.context import RunContext
 from bench.experiments.experiment import Experiment, Progress, Tables, each_topology, rows_where_invalid
 from bench.experiments.network import sustainable
@@ -169,10 +169,9 @@ def run_topology(context: RunContext, topology: str, params: SoakParams, progres
     ``soak_load`` tables.
 
     The rate follows the topology's sustainable throughput when the network experiment measured it earlier in the
-    run (its ``steps`` in ``context.measured``).
+    run (its ``estimates``, or an older run's ``steps``, in ``context.measured``).
     """
-    steps = context.measured.get(STEPS)
-    rate = params.rate_for(sustainable(steps, context.slo).get(topology) if steps is not None else None)
+    rate = params.rate_for(sustainable(context.measured, context.slo).get(topology))
     seed = context.seed
     progress(f"{topology}: starting", 3.0)
     with running(
@@ -300,7 +299,7 @@ EXPERIMENT = Experiment(
     quick=QUICK_SOAK,
     runs_by_default=False,
     on_target=True,
-    reads=(STEPS,),
+    reads=(ESTIMATES, STEPS),
     uses=("seed", "products", "users", "slo_p99", "error_budget"),
     planned_seconds=planned_seconds,
     run=each_topology(run_topology),
