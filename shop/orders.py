@@ -40,10 +40,15 @@ _ORDERS_TABLE = """(
     lease_until REAL NOT NULL DEFAULT 0
 )"""
 
+_ORDERS_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS orders_pending ON orders (status) WHERE status = 'PENDING'",
+    "CREATE UNIQUE INDEX IF NOT EXISTS orders_user_key ON orders (user_id, idempotency_key)",
+)
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS orders {_ORDERS_TABLE};
-CREATE INDEX IF NOT EXISTS orders_pending ON orders (status) WHERE status = 'PENDING';
-CREATE UNIQUE INDEX IF NOT EXISTS orders_user_key ON orders (user_id, idempotency_key);
+{_ORDERS_INDEXES[0]};
+{_ORDERS_INDEXES[1]};
 CREATE TABLE IF NOT EXISTS order_lines (
     order_id INTEGER NOT NULL REFERENCES orders (id),
     product_id INTEGER NOT NULL,
@@ -100,10 +105,10 @@ def _global_key_index(conn: sqlite3.Connection) -> bool:
 def scope_keys_per_user(conn: sqlite3.Connection) -> None:
     """Drop the global uniqueness of idempotency keys from an orders table made before keys were per user.
 
-    It was a column constraint (``UNIQUE``), which SQLite cannot drop: the table is rebuilt with the same rows (the
-    documented way: new table, copy, drop, rename; foreign keys off meanwhile, since order_lines refers to orders).
-    Its indexes go with the old table; :func:`~shop.db.create_schema` makes them again, ``orders_user_key`` included.
-    One transaction, decided again under the write lock: of processes starting together on one file, one rebuilds.
+    It was a column constraint (``UNIQUE``), which SQLite cannot drop: the table is rebuilt with the same rows and
+    this version's indexes (the documented way: new table, copy, drop, rename; foreign keys off meanwhile, since
+    order_lines refers to orders). One transaction, decided again under the write lock: of processes starting together
+    on one file, one rebuilds, and none sees the table without its unique index.
     """
     if not _global_key_index(conn):
         return
@@ -117,6 +122,8 @@ def scope_keys_per_user(conn: sqlite3.Connection) -> None:
                 conn.execute(f"INSERT INTO orders_rebuilt ({names}) SELECT {names} FROM orders")
                 conn.execute("DROP TABLE orders")
                 conn.execute("ALTER TABLE orders_rebuilt RENAME TO orders")
+                for index in _ORDERS_INDEXES:
+                    conn.execute(index)
                 broken = conn.execute("PRAGMA foreign_key_check").fetchall()
                 if broken:
                     raise RuntimeError(f"rebuilding orders broke foreign keys: {broken[:5]}")

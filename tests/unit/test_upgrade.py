@@ -137,6 +137,21 @@ def test_an_old_orders_database_gets_keys_per_user(tmp_path: Path, schema: str) 
     conn.close()
 
 
+def test_the_rebuilt_table_has_its_unique_index_at_once(tmp_path: Path) -> None:
+    # A process already serving (its create_schema done) never sees the rebuilt table without the per-user guard.
+    db = tmp_path / "orders.db"
+    old_orders_db(db, LEASED_ORDERS)
+    conn = connect(db)
+
+    orders.upgrade(conn)
+
+    assert indexes(conn, "orders") == {
+        "orders_pending": ["status"],
+        "orders_user_key": ["user_id", "idempotency_key"],
+    }
+    conn.close()
+
+
 def test_upgrading_twice_changes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "orders.db"
     old_orders_db(db, FIRST_ORDERS)
