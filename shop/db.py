@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -69,6 +70,35 @@ def create_schema(conn: sqlite3.Connection, *schemas: str) -> None:
     for schema in schemas:
         conn.executescript(schema)
     conn.execute("PRAGMA busy_timeout = 0")
+
+
+def columns_of(conn: sqlite3.Connection, table: str) -> list[str]:
+    """The column names of ``table``, in order (none when it does not exist)."""
+    return [str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def add_columns(conn: sqlite3.Connection, tables: Mapping[str, Sequence[tuple[str, str]]]) -> None:
+    """Give each existing table of ``tables`` the ``(name, declaration)`` columns it lacks (idempotent).
+
+    For a database made by an earlier version of the schema: ``CREATE TABLE IF NOT EXISTS`` leaves an existing table
+    as it is. A table that does not exist yet is left to :func:`create_schema`. Run it before that, while SQLite may
+    still wait for the lock: the columns are re-read under the write lock, so that processes starting together on one
+    file add each column once.
+    """
+
+    def missing() -> list[tuple[str, str, str]]:
+        found = []
+        for table, columns in tables.items():
+            have = columns_of(conn, table)
+            found += [(table, name, decl) for name, decl in columns if have and name not in have]
+        return found
+
+    if not missing():
+        return
+    with UnitOfWork(conn) as uow:
+        for table, name, decl in missing():
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        uow.commit()
 
 
 def is_busy(exc: BaseException) -> bool:

@@ -34,6 +34,7 @@ INVARIANTS: Final[dict[str, str]] = {
     "no_charge_without_confirmed_order": "no charge survives without a confirmed order (refunds settled)",
     "no_stock_held_by_rejected_order": "no stock is held by a rejected order",
     "wallet_balances": "wallet = deposits − charges + refunds, per user",
+    "deposit_credited_once": "a deposit's idempotency key credits once: one deposit per user and key",
     "notification_delivered_once": "every confirmed order's notification is delivered exactly once",
     "no_pending_orders": "settled: no order is still pending",
 }
