@@ -30,8 +30,8 @@ class SecurityParams:
 
     # The same load as the network experiment's low phase, so that its auth-on measurement can be reused.
     rate: float = 200.0
-    duration: float = 15.0
-    warmup: float = 2.0
+    duration: float = 5.0
+    warmup: float = 1.0
     mix: str = "default"
 
     def planned_seconds(self) -> float:
@@ -42,7 +42,7 @@ class SecurityParams:
         return {"target_rate": self.rate, "duration": self.duration, "warmup": self.warmup, "mix": self.mix}
 
 
-QUICK_SECURITY = SecurityParams(rate=100.0, duration=2.0, warmup=0.5)
+QUICK_SECURITY = SecurityParams(rate=200.0, duration=1.5, warmup=0.3)
 
 
 def same_load(security: SecurityParams, low: Mapping[str, Any]) -> bool:

@@ -16,10 +16,15 @@ TINY = NetworkParams(
     low_rate=50.0,
     low_duration=1.0,
     warmup=0.3,
+    rounds=2,
     traced_per_op=2,
-    sweep_rates=(100.0, 200.0),
-    step_duration=0.8,
-    step_warmup=0.2,
+    start_rate=100.0,
+    max_probes=2,
+    probe_requests=50,
+    probe_duration=0.8,
+    probe_warmup=0.2,
+    recheck_rounds=1,
+    retries=0,
 )
 
 
