@@ -30,10 +30,11 @@ from functools import partial
 from typing import Any
 
 import pandas as pd
+from rich import box
 from rich.table import Table
 
 from bench.common import stats
-from bench.common.intervals import NOTHING, Estimate, median_interval, paired_ratio, smallest_resolving_sample
+from bench.common.intervals import NOTHING, median_interval, paired_ratio, smallest_resolving_sample
 from bench.common.names import (
     COMPLEXITY_LIVE,
     ESTIMATES,
@@ -617,14 +618,14 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
 
 
 def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
-    """Each headline figure per topology as "median (low-high)", the ratio to the monolith below it; at most 80
-    columns wide for three topologies."""
+    """Each headline figure per topology: the median over rounds, its interval below it, then the ratio to the
+    monolith with its interval; under 80 columns wide for the three topologies."""
     if ESTIMATES not in tables:
         return None
     frame = tables[ESTIMATES]
     topologies = list(dict.fromkeys(frame["topology"].astype(str)))
-    table = Table(title="archbench: network overhead, median (interval) over rounds", title_justify="left")
-    table.add_column("figure", no_wrap=True)
+    table = Table(title="archbench: network overhead (median over rounds, interval)", box=box.SIMPLE_HEAD)
+    table.add_column("figure")
     for topology in topologies:
         table.add_column(topology, justify="right", no_wrap=True)
     wide = False
@@ -633,31 +634,27 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
         cells = []
         for topology in topologies:
             row = rows[topology]
-            text = estimate_text(row, "", spec)
+            lines = estimate_lines(row, "", spec)
             if topology != "monolith" and row["ratio_n"]:
-                text += "\n" + estimate_text(row, "ratio_", ".2g", prefix="x")
+                lines += estimate_lines(row, "ratio_", ".2g", prefix="x")
             wide = wide or bool(row["wide"]) or bool(row["ratio_wide"])
-            cells.append(text)
-        table.add_row(label, *cells)
+            cells.append("\n".join(lines))
+        table.add_row(label, *cells, end_section=True)
     rounds = int(frame["n"].max()) if len(frame) else 0
     table.caption = f"{rounds} rounds; x: ratio to the monolith, paired per round" + (
-        "; some intervals are wide (over ±10%): run again with more rounds or on a quieter machine" if wide else ""
+        ". Some intervals are over ±10%: run again with more rounds, or on a quieter machine" if wide else ""
     )
     return table
 
 
-def estimate_text(row: pd.Series, column: str, spec: str, prefix: str = "") -> str:
-    """One estimate of a row of ``estimates`` as "median (low-high)"."""
+def estimate_lines(row: pd.Series, column: str, spec: str, prefix: str = "") -> list[str]:
+    """One estimate of a row of ``estimates``: the median, then "(low–high)" when there are several rounds."""
     if not row[f"{column}n"]:
-        return "-"
-    value = Estimate(
-        float(row[f"{column}value"]),
-        float(row[f"{column}low"]),
-        float(row[f"{column}high"]),
-        int(row[f"{column}n"]),
-        float(row[f"{column}coverage"]),
-    )
-    return prefix + value.text(spec)
+        return ["-"]
+    lines = [prefix + format(float(row[f"{column}value"]), spec)]
+    if row[f"{column}n"] > 1:
+        lines.append(f"({float(row[f'{column}low']):{spec}}–{float(row[f'{column}high']):{spec}})")
+    return lines
 
 
 EXPERIMENT = Experiment(
