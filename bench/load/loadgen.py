@@ -53,12 +53,13 @@ import uvloop
 
 from bench.common import stats
 from bench.common.names import ERROR_CLASSES
+from bench.load.validity import Judgement, judge
 
 _OK, _REFUSED, _RESET, _TIMEOUT, _E4XX, _E5XX = range(len(ERROR_CLASSES))
 
-#: A run is invalid when it sent fewer than this share of the requests its schedule offered in the measured window.
+#: A run "sent in full" when it sent at least this share of the requests its schedule offered in the measured window.
 MIN_ACHIEVED_SHARE: Final = 0.99
-#: A run is invalid when the p99 of ``sent - intended`` over measured requests exceeds this (seconds).
+#: How late a request may be sent and still count as sent in the window (seconds).
 MAX_SEND_LAG_P99: Final = 0.001
 
 #: Connection pool sizing: Little's law (rate x expected latency) times this headroom, clamped to [MIN, MAX].
@@ -214,36 +215,31 @@ class LoadResult:
         return stats.percentile(self.send_lags, 99.0)
 
     @cached_property
+    def judgement(self) -> Judgement:
+        """What the run's figures are worth (:func:`bench.load.validity.judge`): the percentiles the generator's own
+        lag voids, whether it was an overload, and why it is invalid, if it is."""
+        rec, measured = self.records, self._measured
+        return judge(
+            rec["intended"][measured], rec["dispatched"][measured], rec["sent"][measured], rec["done"][measured]
+        )
+
+    @cached_property
     def invalid_reasons(self) -> list[str]:
-        """Why this run must not be used as a measurement; empty when it is valid."""
+        """Why this run must not be used as a measurement; empty when it is valid. A run past the knee (requests
+        waited for connections) is a measured overload, not an invalid run (:attr:`judgement`)."""
         if self.workload_error is not None:
             return [f"the workload raised: {self.workload_error}"]
-        if not self._measured.any():
-            return ["no request was scheduled in the measured window"]
-        reasons = []
-        if self.achieved_rate < MIN_ACHIEVED_SHARE * self.offered_rate:
-            reasons.append(
-                f"achieved rate {self.achieved_rate:.1f} req/s is below {MIN_ACHIEVED_SHARE:.0%} of the offered "
-                f"{self.offered_rate:.1f} req/s ({self.achieved_rate / self.offered_rate:.1%})"
-            )
-        if not self.send_lag_p99 <= MAX_SEND_LAG_P99:
-            reasons.append(self._send_lag_reason())
-        return reasons
+        return list(self.judgement.reasons)
+
+    @property
+    def sent_in_full(self) -> bool:
+        """Whether the generator sent at least :data:`MIN_ACHIEVED_SHARE` of the offered requests on time."""
+        return self.achieved_rate >= MIN_ACHIEVED_SHARE * self.offered_rate
 
     @property
     def _scheduler_lags(self) -> npt.NDArray[np.float64]:
         lags: npt.NDArray[np.float64] = (self.records["dispatched"] - self.records["intended"])[self._measured]
         return lags
-
-    def _send_lag_reason(self) -> str:
-        rec, measured = self.records, self._measured
-        scheduler_lag = self._scheduler_lags
-        waited = (np.isnan(rec["sent"]) | (rec["sent"] - rec["dispatched"] > MAX_SEND_LAG_P99 / 2))[measured]
-        return (
-            f"send lag p99 {self.send_lag_p99 * 1e3:.3f} ms exceeds {MAX_SEND_LAG_P99 * 1e3:g} ms "
-            f"(scheduler lag p99 {stats.percentile(scheduler_lag, 99.0) * 1e3:.3f} ms; {waited.mean():.1%} of "
-            f"requests waited for one of the {self.connections} connections)"
-        )
 
     @property
     def valid(self) -> bool:
@@ -275,6 +271,7 @@ class LoadResult:
             "error_rate": failed / count if count else math.nan,
             "valid": self.valid,
             "invalid_reasons": list(self.invalid_reasons),
+            **self.judgement.columns(),
         }
 
 
