@@ -140,6 +140,11 @@ class Cell:
     text: str
     invalid: tuple[str, ...] = ()
     alarm: tuple[str, ...] = ()
+    #: The ratio to the monolith when the experiment measured it paired per round, with its interval ("×2.8
+    #: (2.6–3.0)"); empty: the verdict divides the two values.
+    ratio: str = ""
+    #: Whether the figure's interval, or its ratio's, is wider than ±10% of it.
+    wide: bool = False
 
 
 Fill = Callable[["Context"], dict[str, Cell]]

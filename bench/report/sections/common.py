@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Final
 
+from bench.common.names import ESTIMATES
 from bench.report import charts
-from bench.report.view import Content, Span
+from bench.report.context import Context
+from bench.report.format import ratio_text
+from bench.report.view import Cell, Content, Span
 
 NETWORK: Final = "archbench run --experiments network"
 FAILURE: Final = "archbench run --experiments failure"
@@ -25,3 +30,28 @@ def topo(topology: str) -> Content:
 def valid_or(flags: Content) -> Content:
     """``yes``, or the flag of the invalid run."""
     return flags or (Span("yes"),)
+
+
+def estimate_cells(ctx: Context, figure: str, show: Callable[[float], str], unit: str) -> dict[str, Cell] | None:
+    """The cells of a figure the network experiment estimated over rounds (its ``estimates`` table): the median in
+    ``unit`` and its interval, numbers shown by ``show`` ("1,002 µs (990–2,000)"), and the ratio to the monolith
+    paired per round with its interval; None when the run has no such estimate (an older run, or no round could
+    carry the figure: the caller reads its single run)."""
+    estimates = ctx.table(ESTIMATES)
+    if estimates.empty:
+        return None
+    out = {}
+    for row in estimates[estimates["figure"] == figure].to_dict(orient="records"):
+        if not row["n"]:
+            continue
+        text = f"{show(float(row['value']))} {unit}"
+        if row["n"] > 1:
+            text += f" ({show(float(row['low']))}–{show(float(row['high']))})"
+        ratio = ""
+        if row["ratio_n"] and math.isfinite(row["ratio_value"]):
+            ratio = ratio_text(float(row["ratio_value"]))
+            if row["ratio_n"] > 1:
+                ratio += f" ({float(row['ratio_low']):.2f}–{float(row['ratio_high']):.2f})"
+        wide = bool(row["wide"] or row["ratio_wide"])
+        out[str(row["topology"])] = Cell(float(row["value"]), text, ratio=ratio, wide=wide)
+    return out or None

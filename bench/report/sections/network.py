@@ -8,14 +8,18 @@ from dataclasses import dataclass
 from bench.report import charts
 from bench.report.context import Context
 from bench.report.format import ms, num
-from bench.report.sections.common import NETWORK, topo, valid_or
+from bench.report.sections.common import NETWORK, estimate_cells, topo, valid_or
 from bench.report.view import Cell, Figure, Fill, Metric, Part, Row, Section, Table, flag, table, text
 
 
 def low_op_latency(op: str, column: str) -> Fill:
-    """``column`` (p50, p99...) of ``op`` in the low-load phase, from the ``ops`` table."""
+    """``column`` (p50, p99...) of ``op`` in the low-load phase: the median over rounds with its interval where the
+    run estimated it (``estimates``), else the one low-load run's figure from the ``ops`` table."""
 
     def fill(ctx: Context) -> dict[str, Cell]:
+        estimated = estimate_cells(ctx, f"{op}_{column}_ms", lambda v: ms(v / 1e3), "ms")
+        if estimated is not None:
+            return estimated
         ops = ctx.table("ops")
         rows = ops[(ops["phase"] == "low") & (ops["op"] == op)]
         out = {}
@@ -30,6 +34,11 @@ def low_op_latency(op: str, column: str) -> Fill:
 
 
 def sustainable(ctx: Context) -> dict[str, Cell]:
+    """The sustainable throughput: the median over the knee's rounds with its interval where the run estimated it,
+    else the highest sweep rate that met the SLO (an older run)."""
+    estimated = estimate_cells(ctx, "sustainable_rps", lambda v: f"{v:,.0f}", "req/s")
+    if estimated is not None:
+        return estimated
     rates = ctx.meta.sustainable_throughput
     out = {}
     for topology in ctx.topologies:

@@ -9,11 +9,16 @@ from bench.common.names import PLACEMENT
 from bench.report import charts
 from bench.report.context import Context
 from bench.report.format import MIB, num
-from bench.report.sections.common import NETWORK, topo, valid_or
+from bench.report.sections.common import NETWORK, estimate_cells, topo, valid_or
 from bench.report.view import Cell, Figure, Metric, Part, Row, Section, Table, flag, table, text
 
 
 def cpu_low(ctx: Context) -> dict[str, Cell]:
+    """CPU per successful request at low load: the median over rounds with its interval where the run estimated it,
+    else the one low-load run's figure."""
+    estimated = estimate_cells(ctx, "cpu_per_request_us", num, "µs")
+    if estimated is not None:
+        return estimated
     out = {}
     for topology in ctx.topologies:
         row = ctx.step(topology, "low")

@@ -66,9 +66,12 @@ class Headline:
 
 @dataclass(frozen=True)
 class Verdict:
+    """``wide``: some figure's interval is over ±10% of it (the page says what to do)."""
+
     topologies: tuple[str, ...]
     rows: tuple[Row, ...]
     headline: tuple[Headline, ...]
+    wide: bool = False
 
     def row(self, name: str) -> Row:
         """The row whose metric name starts with ``name``."""
@@ -89,6 +92,8 @@ def ratio_of(cell: Cell, baseline: Cell | None, is_baseline: bool, ratio: bool) 
         return ""
     if is_baseline:
         return "baseline"
+    if cell.ratio:
+        return f"{cell.ratio} vs monolith"
     if (
         baseline is not None
         and baseline.value is not None
@@ -136,4 +141,5 @@ def build(ctx: Context, metrics: Sequence[Metric]) -> Verdict:
                 metric.tables,
             )
         )
-    return Verdict(tuple(ctx.topologies), tuple(rows), tuple(headline))
+    wide = any(f is not None and f.cell.wide for row in rows if row.figures for f in row.figures.values())
+    return Verdict(tuple(ctx.topologies), tuple(rows), tuple(headline), wide)
