@@ -13,7 +13,16 @@ from typing import NoReturn
 
 from rich.console import Console
 
-from bench.experiments import DEFAULT, EXPERIMENTS, NAMES, ON_TARGET, ON_TARGET_BY_DEFAULT, check_on_target, named
+from bench.experiments import (
+    DEFAULT,
+    EXPERIMENTS,
+    NAMES,
+    ON_TARGET,
+    ON_TARGET_BY_DEFAULT,
+    QUICK_DEFAULT,
+    check_on_target,
+    named,
+)
 from bench.experiments.context import RunContext, Slo
 from bench.report import render_report
 from bench.report.results import load_results
@@ -208,7 +217,8 @@ def cpu_set(text: str) -> frozenset[int]:
 def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     external = args.target is not None or args.targets is not None
-    experiments = named(args.experiments or (ON_TARGET_BY_DEFAULT if external else DEFAULT))
+    default = ON_TARGET_BY_DEFAULT if external else QUICK_DEFAULT if args.quick else DEFAULT
+    experiments = named(args.experiments or default)
     try:
         target = external_target(args, [e.name for e in experiments]) if external else None
     except TargetError as exc:
@@ -252,6 +262,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"results: {path}")
     if not args.no_report:
         print(f"report: {render_report(path)}")
+    left_out = [name for name in (ON_TARGET if external else DEFAULT) if name not in {e.name for e in experiments}]
+    if left_out and not args.experiments:
+        print(f"not measured by this run: {', '.join(left_out)} (archbench run --experiments {','.join(left_out)})")
     return 0
 
 

@@ -26,6 +26,8 @@ EXPERIMENTS: tuple[Experiment[Any], ...] = (
 NAMES = tuple(e.name for e in EXPERIMENTS)
 #: What ``archbench run`` measures unless told otherwise (the soak is long by nature and runs only when asked for).
 DEFAULT = tuple(e.name for e in EXPERIMENTS if e.runs_by_default)
+#: What ``archbench run --quick`` measures unless told otherwise.
+QUICK_DEFAULT = tuple(e.name for e in EXPERIMENTS if e.quick_by_default)
 #: The experiments that make sense on a system deployed elsewhere; the others start systems themselves.
 ON_TARGET = tuple(e.name for e in EXPERIMENTS if e.on_target)
 #: What runs on an external target unless told otherwise.

@@ -30,11 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from rich.table import Table
 
 from bench.common import stats
-from bench.common.intervals import resolved_percentile, success_upper_bound
+from bench.common.intervals import (
+    percentile_interval,
+    resolved_percentile,
+    success_lower_bound,
+    success_upper_bound,
+)
 from bench.common.names import (
     CONSISTENCY,
     FAILURE_IMPACT,
@@ -355,6 +361,18 @@ def healthy_seconds(frame: pd.DataFrame, slo_p99: float) -> dict[int, bool]:
     return healthy
 
 
+def judged_op(ok: npt.NDArray[np.bool_], answered: npt.NDArray[np.float64], slo_p99: float) -> tuple[bool, bool]:
+    """Whether one operation was surely hurt during a fault window, and whether it was surely spared, at 95%
+    confidence: hurt when its success ratio is below :data:`HEALTHY_SUCCESS` or a percentile it resolves is over the
+    SLO; spared when its success ratio is above it and its p99 is resolved and within the SLO."""
+    successes, requests = int(ok.sum()), len(ok)
+    slow = resolved_percentile(answered)
+    hurt = success_upper_bound(successes, requests) < HEALTHY_SUCCESS or (slow is not None and slow[1][0] > slo_p99)
+    p99 = percentile_interval(answered, 99.0)
+    spared = success_lower_bound(successes, requests) >= HEALTHY_SUCCESS and p99 is not None and p99[1] <= slo_p99
+    return hurt, spared
+
+
 def impact(frame: pd.DataFrame, start: float, end: float, params: FailureParams, slo_p99: float) -> dict[str, float]:
     """Availability and p99 per operation during the window ``[start, end)``, the blast radius, and the times to
     detect and to recover (see the module docstring); ``slo_p99`` in seconds."""
@@ -363,18 +381,26 @@ def impact(frame: pd.DataFrame, start: float, end: float, params: FailureParams,
     weights = resolve_mix(params.mix)
     total = sum(weights.values())
     out: dict[str, float] = {}
-    radius = 0.0
+    radius, surely, maybe = 0.0, 0.0, 0.0
     for op, weight in weights.items():
         group = during[during["op"].astype(str) == op]
         if group.empty:
             continue
-        success = float((group["error"].astype(str) == "").mean())
-        p99 = stats.percentile((group["done"] - group["intended"]).to_numpy(), 99.0)
+        ok = (group["error"].astype(str) == "").to_numpy()
+        latency = (group["done"] - group["intended"]).to_numpy()
+        success = float(ok.mean())
+        p99 = stats.percentile(latency, 99.0)
         out[f"availability_{op}"] = success
         out[f"p99_{op}"] = p99
         if success < HEALTHY_SUCCESS or not p99 <= slo_p99:
             radius += weight / total
+        hurt, spared = judged_op(ok, latency[ok], slo_p99)
+        surely += weight / total if hurt else 0.0
+        maybe += weight / total if not hurt and not spared else 0.0
     out["blast_radius"] = radius
+    # What the window's sample can tell: the operations surely hurt, and those surely or possibly hurt.
+    out["blast_radius_low"] = surely
+    out["blast_radius_high"] = surely + maybe
     healthy = healthy_seconds(frame, slo_p99)
     bad_after_start = [s for s, ok in sorted(healthy.items()) if not ok and s >= math.floor(start)]
     out["time_to_detect"] = float(bad_after_start[0] - start) if bad_after_start else math.nan
@@ -445,6 +471,7 @@ EXPERIMENT = Experiment(
     name="failure",
     help="the same faults under the same load on every topology and resilience profile, then an audit",
     params=FailureParams(),
+    quick_by_default=True,
     quick=QUICK_FAILURE,
     on_target=True,
     injects_faults=True,

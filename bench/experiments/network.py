@@ -662,6 +662,7 @@ EXPERIMENT = Experiment(
     help="per-operation latency at low load and the sustainable throughput, measured in interleaved rounds with "
     "intervals; CPU and memory per process, the per-hop breakdown",
     params=NetworkParams(),
+    quick_by_default=True,
     quick=QUICK,
     on_target=True,
     scope="run",

@@ -32,8 +32,21 @@ def faults_invalid(ctx: Context, rows: pd.DataFrame) -> tuple[str, ...]:
     return tuple(a for _, r in rows.iterrows() for a in ctx.fault_invalid(str(r["topology"]), fault_of(r)))
 
 
+def bounds_text(rows: pd.DataFrame, column: str, fmt: str, reduce: str) -> str:
+    """ " (low–high)" from the ``<column>_low`` and ``<column>_high`` columns of ``rows`` (reduced by ``reduce``:
+    "mean" or the row of the worst ``column``), where the experiment wrote them and they differ; "" otherwise."""
+    low, high = f"{column}_low", f"{column}_high"
+    if low not in rows or high not in rows or rows[[low, high]].isna().all().all():
+        return ""
+    values = rows[[low, high]].astype(float)
+    a, b = (values.mean() if reduce == "mean" else values.iloc[0]).to_numpy()
+    low_text, high_text = fmt.format(a), fmt.format(b)
+    return "" if low_text == high_text else f" ({low_text}–{high_text})"  # a conclusive sample needs no bounds
+
+
 def mean_over_faults(table_: str, column: str, fmt: str) -> Fill:
-    """The mean of ``column`` over a topology's fault runs (rows of ``table_``)."""
+    """The mean of ``column`` over a topology's fault runs (rows of ``table_``), with the mean of its bounds where
+    the experiment wrote them (what each fault window's sample could tell)."""
 
     def fill(ctx: Context) -> dict[str, Cell]:
         out = {}
@@ -41,7 +54,8 @@ def mean_over_faults(table_: str, column: str, fmt: str) -> Fill:
             rows = topology_fault_rows(ctx, table_, topology, column)
             if len(rows):
                 value = float(rows[column].astype(float).mean())
-                out[topology] = Cell(value, f"{fmt.format(value)} over {len(rows)} faults", faults_invalid(ctx, rows))
+                text_ = f"{fmt.format(value)}{bounds_text(rows, column, fmt, 'mean')} over {len(rows)} faults"
+                out[topology] = Cell(value, text_, faults_invalid(ctx, rows))
         return out
 
     return fill
@@ -68,7 +82,8 @@ def worst_fault(table_: str, column: str, said: Callable[[float], str], *, load_
             else:
                 which = "every fault" if len(names) == len(rows) else f"{names[0]} and {len(names) - 1} more"
             invalid = faults_invalid(ctx, at) if load_figure else ()
-            out[topology] = Cell(worst, f"{said(worst)} ({which})", invalid)
+            bounds = bounds_text(at, column, "{:.0%}", "worst") if column == "blast_radius" else ""
+            out[topology] = Cell(worst, f"{said(worst)}{bounds} ({which})", invalid)
         return out
 
     return fill
