@@ -4,8 +4,11 @@ Run ``python -m bench.calibration.ceiling [--json FILE]``.
 
 Two endpoints, each in its own process pinned to the system-under-test core(s) (core 0 on a 2-core machine): a raw
 uvloop protocol answering a canned HTTP/1.1 200 (cheap enough never to be the bottleneck), and a starlette hello
-world on uvicorn (``python -m bench.calibration.hops serve hello``). This process pins itself to the generator
-core(s) (core 1) and runs the open-loop generator at geometrically increasing rates until two rates in a row are
+world on uvicorn (``python -m bench.calibration.hops serve hello``). The open-loop generator runs in generator
+processes of its own (``--processes N``, default 1; ``bench.load.processes``), each pinned to one CPU: the generator
+core(s) first (core 1), then, when there are more processes than generator cores, the server's (core 0 on a 2-core
+machine: the endpoint and a generator process then share it, and the figure is what the machine as a whole reaches,
+not what N free generator cores would). It runs at geometrically increasing rates until two rates in a row are
 invalid (achieved rate under 99% of the target, or send-lag p99 over 1 ms; an invalid run is retried once, see
 ``--retries``); the ceiling is the highest valid rate. Against the starlette endpoint the server may saturate first,
 and then that figure is the server's, not the generator's: the per-run CPU of both (in cores) tells which side limits.
@@ -38,6 +41,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import psutil
 import uvloop
 
@@ -103,12 +107,13 @@ class Step:
     latency_p99_ms: float
     errors: int
     connections: int
-    generator_cpu: float  # cores
+    generator_cpu: float  # cores: CPU time of the generator processes during the run over the run's length
     server_cpu: float  # cores
     other_cpu: float  # cores used by every other process and the kernel meanwhile
     generator_us_per_request: float  # generator CPU per request sent: 1e6 / this is its rate on a core of its own
     invalid_reasons: list[str] = field(default_factory=list)
     attempt: int = 1
+    processes: int = 1
 
 
 @dataclass
@@ -122,7 +127,11 @@ class EndpointResult:
 
 
 class _CpuWindow:
-    """CPU used by the generator, the server and everything else between construction and ``stop``."""
+    """CPU used by the generator, the server and everything else between construction and ``stop``.
+
+    The generator is this process and its reaped children: the generator processes of the run (waited for before
+    ``run_load_sync`` returns).
+    """
 
     def __init__(self, server_pid: int) -> None:
         self._generator, self._server = psutil.Process(), psutil.Process(server_pid)
@@ -131,7 +140,7 @@ class _CpuWindow:
     def _sample(self) -> tuple[float, float, float, float]:
         machine = psutil.cpu_times()
         busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-        return time.monotonic(), busy, _cpu(self._generator), _cpu(self._server)
+        return time.monotonic(), busy, _cpu(self._generator, children=True), _cpu(self._server)
 
     def stop(self) -> tuple[float, float, float]:
         """(generator, server, other) in cores, averaged over the window."""
@@ -140,17 +149,37 @@ class _CpuWindow:
         return generator / wall, server / wall, max(0.0, busy - generator - server) / wall
 
 
-def _cpu(process: psutil.Process) -> float:
+def _cpu(process: psutil.Process, children: bool = False) -> float:
     times = process.cpu_times()
-    return float(times.user + times.system)
+    own = float(times.user + times.system)
+    return own + float(times.children_user + times.children_system) if children else own
 
 
-def measure_step(url: str, server_pid: int, rate: float, duration: float, warmup: float) -> Step:
-    """One open-loop run at ``rate`` against ``url``."""
+def generator_cpus(processes: int, generator: frozenset[int], server: frozenset[int]) -> tuple[int, ...]:
+    """The CPUs of ``processes`` generator processes, one each: the generator's first, then the server's."""
+    order = sorted(generator) + sorted(server - generator)
+    return tuple(order[: max(processes, len(generator))])
+
+
+def measure_step(
+    url: str,
+    server_pid: int,
+    rate: float,
+    duration: float,
+    warmup: float,
+    processes: int = 1,
+    cpus: tuple[int, ...] | None = None,
+) -> Step:
+    """One open-loop run at ``rate`` against ``url`` from ``processes`` generator processes pinned to ``cpus``."""
     window = _CpuWindow(server_pid)
-    result = run_load_sync(url, HelloWorkload(), LoadSpec(rate=rate, duration=duration, warmup=warmup))
-    generator, server, other = window.stop()
+    spec = LoadSpec(rate=rate, duration=duration, warmup=warmup, processes=processes, cpus=cpus)
+    result = run_load_sync(url, HelloWorkload(), spec)
+    _, server, other = window.stop()
     summary = result.summary()
+    # The generator's CPU during the run only: a generator process's start-up (an interpreter, numpy) is not part of
+    # what it costs per request.
+    generator = result.generator_cpu / (spec.warmup + spec.duration)
+    sent = int(np.count_nonzero(~np.isnan(result.records["sent"])))
     return Step(
         rate=rate,
         valid=result.valid,
@@ -163,8 +192,9 @@ def measure_step(url: str, server_pid: int, rate: float, duration: float, warmup
         generator_cpu=generator,
         server_cpu=server,
         other_cpu=other,
-        generator_us_per_request=generator / result.achieved_rate * 1e6 if result.achieved_rate else math.nan,
+        generator_us_per_request=result.generator_cpu / sent * 1e6 if sent else math.nan,
         invalid_reasons=list(result.invalid_reasons),
+        processes=processes,
     )
 
 
@@ -221,7 +251,7 @@ def sweep(url: str, server_pid: int, args: argparse.Namespace) -> list[Step]:
     failed_rates = 0
     for rate in rates(args.start, args.factor, args.max_rate):
         for attempt in range(1, args.retries + 2):
-            step = measure_step(url, server_pid, rate, args.duration, args.warmup)
+            step = measure_step(url, server_pid, rate, args.duration, args.warmup, args.processes, args.cpus)
             step.attempt = attempt
             steps.append(step)
             print(_format_step(step), flush=True)
@@ -288,6 +318,7 @@ def _format_step(step: Step) -> str:
         f"{step.latency_p99_ms:6.2f} ms  errors {step.errors}  conns {step.connections}  "
         f"cpu gen/server/other {step.generator_cpu:.2f}/{step.server_cpu:.2f}/{step.other_cpu:.2f}  "
         f"gen {step.generator_us_per_request:.1f} us/req"
+        + (f" ({step.processes} processes)" if step.processes > 1 else "")
     )
     return line if step.valid else f"{line}\n      {'; '.join(step.invalid_reasons)}"
 
@@ -336,6 +367,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--retries", type=int, default=1, help="retries of an invalid run (default 1)")
     parser.add_argument("--wrk-duration", type=float, default=5.0, help="seconds of the wrk run (default 5)")
     parser.add_argument("--no-wrk", action="store_true", help="skip the wrk comparison")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="generator processes sharing each load, one per CPU: the generator's, then the server's (default 1)",
+    )
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve-raw", help="(internal) run the canned-response endpoint")
     serve.add_argument("--port", type=int, required=True)
@@ -351,19 +388,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     endpoints = [name.strip() for name in args.endpoints.split(",") if name.strip()]
     if unknown := set(endpoints) - set(ENDPOINTS):
         raise SystemExit(f"unknown endpoints {sorted(unknown)}; known: {', '.join(ENDPOINTS)}")
-    server_cpus, generator_cpus = default_cpu_split()
-    if server_cpus & generator_cpus:
+    if args.processes < 1:
+        raise SystemExit("--processes must be >= 1")
+    server_cpus, gen_cpus = default_cpu_split()
+    if server_cpus & gen_cpus:
         print("warning: one CPU only: the server and the generator share it", file=sys.stderr)
-    environment = _environment(server_cpus, generator_cpus)
+    args.cpus = generator_cpus(args.processes, gen_cpus, server_cpus)
+    if set(args.cpus) & server_cpus:
+        print(
+            f"warning: {args.processes} generator processes on cpus {list(args.cpus)}: some share the server's "
+            f"cpus {sorted(server_cpus)}; the ceiling is the machine's, not the generator's alone",
+            file=sys.stderr,
+        )
+    environment = _environment(server_cpus, frozenset(args.cpus))
     with (
         shutdown_on_signals(),
         tempfile.TemporaryDirectory(prefix="archbench-ceiling-") as run_dir,
         Supervisor(Path(run_dir)) as sup,
     ):
-        pin_self(generator_cpus)
+        pin_self(gen_cpus)
         environment["timer_lateness_ms"] = lateness = timer_lateness()
         print(
-            f"timer wake-up lateness on cpus {sorted(generator_cpus)}: p50 {lateness['p50']:.3f} ms, "
+            f"timer wake-up lateness on cpus {sorted(gen_cpus)}: p50 {lateness['p50']:.3f} ms, "
             f"p99 {lateness['p99']:.3f} ms, max {lateness['max']:.3f} ms (the floor under the send lag)",
             flush=True,
         )

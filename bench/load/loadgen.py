@@ -220,7 +220,9 @@ class LoadResult:
     ``records`` maps column name to a numpy array, one element per scheduled request, in schedule order: op,
     intended, dispatched, sent, done, status, error, warmup (see the module docstring). ``connections`` counts those
     of every generator process; ``t0`` is the run's time zero as a ``time.monotonic()`` value (CLOCK_MONOTONIC,
-    the same in every process of the machine), NaN when unknown.
+    the same in every process of the machine), NaN when unknown. ``generator_cpu`` is the CPU time (seconds) the
+    generator used from ``t0`` to the end of the run, summed over its processes (in the harness's own interpreter,
+    that of the whole process: other threads included); NaN when unknown.
     """
 
     spec: LoadSpec
@@ -228,6 +230,7 @@ class LoadResult:
     connections: int
     workload_error: str | None = None
     t0: float = math.nan
+    generator_cpu: float = math.nan
 
     def to_frame(self) -> pd.DataFrame:
         """The records as a DataFrame (op and error categorical), one row per request."""
@@ -588,6 +591,7 @@ class _Run:
         self.tasks: set[asyncio.Task[None]] = set()
         self.finished: asyncio.Future[None] = self.loop.create_future()
         self.t0 = 0.0
+        self.cpu_used = math.nan  # CPU seconds from t0 to the end of the run
         self.workload_error: str | None = None
         self._last_request: Request | None = None
         self._last_payload = b""
@@ -761,6 +765,7 @@ class _Run:
         gc.collect()
         gc.freeze()
         self.t0 = time.monotonic() if start is None else await start()
+        cpu_at_start = time.process_time()
         self.loop.call_soon(self.tick)
         self.loop.call_soon(self.sweep)
         last = self.intended[-1] if self.intended else 0.0
@@ -769,6 +774,7 @@ class _Run:
             bound = max(0.0, self.t0 - time.monotonic()) + last + self.spec.timeout + 30
             await asyncio.wait_for(asyncio.shield(self.finished), bound)
         finally:
+            self.cpu_used = time.process_time() - cpu_at_start
             gc.unfreeze()
             self.timer.close()
             if not self.finished.done():
@@ -793,7 +799,7 @@ class _Run:
             "error": np.array(ERROR_CLASSES, dtype=object)[np.frombuffer(self.error, dtype=np.int8)],
             "warmup": intended < self.spec.warmup,
         }
-        return LoadResult(self.spec, records, connections, self.workload_error, self.t0)
+        return LoadResult(self.spec, records, connections, self.workload_error, self.t0, self.cpu_used)
 
 
 def _resolve(base_url: str) -> tuple[tuple[str, int], str]:

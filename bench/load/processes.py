@@ -89,6 +89,7 @@ class PartRecords:
     workload_error: str | None
     connections: int
     outcome: object
+    cpu: float = math.nan  # CPU seconds it used from the time zero to its end
 
 
 def merge(spec: LoadSpec, parts: Sequence[PartRecords], t0: float) -> LoadResult:
@@ -123,7 +124,8 @@ def merge(spec: LoadSpec, parts: Sequence[PartRecords], t0: float) -> LoadResult
         "warmup": intended < spec.warmup,
     }
     workload_error = next((part.workload_error for part in parts if part.workload_error is not None), None)
-    return LoadResult(spec, records, sum(part.connections for part in parts), workload_error, t0)
+    cpu = sum(part.cpu for part in parts)
+    return LoadResult(spec, records, sum(part.connections for part in parts), workload_error, t0, cpu)
 
 
 class _Process:
@@ -169,7 +171,13 @@ class _Process:
             name: np.frombuffer(self.receive_bytes(deadline, "result"), dtype=_DTYPES[code]) for name, code in COLUMNS
         }
         return PartRecords(
-            self.part, columns, header["op_names"], header["workload_error"], header["connections"], header["outcome"]
+            self.part,
+            columns,
+            header["op_names"],
+            header["workload_error"],
+            header["connections"],
+            header["outcome"],
+            header["cpu"],
         )
 
     def stop(self, kill: bool) -> None:

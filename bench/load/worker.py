@@ -98,6 +98,7 @@ def serve(conn: Connection) -> None:
         "workload_error": engine.workload_error,
         "connections": job.connections,
         "t0": engine.t0,
+        "cpu": engine.cpu_used,
         "outcome": job.source.outcome(engine.workload),
         "count": len(engine.intended),
         "finished_at": time.monotonic(),
