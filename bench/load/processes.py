@@ -167,9 +167,12 @@ class _Process:
 
     def records(self, deadline: float) -> PartRecords:
         header: dict[str, Any] = self.receive(deadline, "result")[1]
-        columns = {
-            name: np.frombuffer(self.receive_bytes(deadline, "result"), dtype=_DTYPES[code]) for name, code in COLUMNS
-        }
+        columns = {}
+        for name, code in COLUMNS:
+            data, dtype = self.receive_bytes(deadline, "result"), np.dtype(_DTYPES[code])
+            if len(data) != header["count"] * dtype.itemsize:  # not a column: the process failed while sending
+                raise GeneratorError(f"generator process {self.part} sent a broken {name} column")
+            columns[name] = np.frombuffer(data, dtype=dtype)
         return PartRecords(
             self.part,
             columns,

@@ -83,6 +83,8 @@ async def _play(conn: Connection, job: Job) -> _Run:
 
     await engine.run(job.connections, start)
     loop.remove_reader(conn.fileno())
+    # The loop made the socket non-blocking while it watched it: the records (megabytes) are sent blocking.
+    os.set_blocking(conn.fileno(), True)
     return engine
 
 

@@ -166,6 +166,15 @@ def test_every_process_sends_its_share_of_the_requests(framing_server: str) -> N
         assert int(reply.read()) == 2 + 1  # one per process, plus this request's
 
 
+@pytest.mark.sockets
+def test_records_larger_than_a_socket_buffer_come_back_whole(framing_server: str) -> None:
+    spec = LoadSpec(rate=8000, duration=2.0, warmup=0.0, processes=2)  # 8000 records per process: 64 KiB a column
+    result = run_load_sync(framing_server, FixedWorkload(Request("get", "GET", "/")), spec)
+    assert len(result.records["done"]) == 16_000
+    assert np.isfinite(result.records["done"]).all()
+    assert result.to_frame()["status"].isin([0, 200]).all()
+
+
 def test_merge_interleaves_parts_and_unifies_operation_names() -> None:
     spec = LoadSpec(rate=10, duration=0.5, warmup=0.2)  # 7 requests: process 0 has 0, 2, 4, 6; process 1 has 1, 3, 5
     ones = {"dispatched": np.arange(4.0), "sent": np.arange(4.0), "done": np.arange(4.0) + 0.5}
