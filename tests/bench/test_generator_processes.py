@@ -247,10 +247,11 @@ def test_the_harness_starts_on_the_generators_clock(framing_server: str) -> None
     assert workload.started
     assert workload.t0 == result.t0
     assert len(called) == 1
-    assert 0.0 <= called[0] - result.t0 < 0.005  # called at the load's time zero, in this process
+    # Called at the load's time zero, in this process; the bounds leave room for a busy machine's scheduling delays.
+    assert 0.0 <= called[0] - result.t0 < 0.05
     # The records of both processes count from that same zero (CLOCK_MONOTONIC is system-wide).
-    assert 0.0 <= result.records["dispatched"][0] < 0.005
-    assert 0.0 <= result.records["dispatched"][1] - 0.01 < 0.005
+    assert 0.0 <= result.records["dispatched"][0] < 0.05
+    assert 0.0 <= result.records["dispatched"][1] - 0.01 < 0.05
 
 
 # ---- the shop workload travels as its state --------------------------------------------------------------------
@@ -327,7 +328,7 @@ def test_responses_without_a_body_complete_at_once(framing_server: str, method: 
     frame = result.to_frame()
     assert (frame["status"] == status).all()
     assert (frame["error"] == ("" if status < 400 else "4xx")).all()
-    assert stats.latencies(frame).max() < 0.05
+    assert stats.latencies(frame).max() < 0.5  # a body awaited in vain would be the 2 s timeout
     # The connections stay usable: 10 requests over the 2 opened before the start, none reopened.
     with urllib.request.urlopen(f"{framing_server}/connections", timeout=5) as reply:
         assert int(reply.read()) == 2 + 1
