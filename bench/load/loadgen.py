@@ -11,6 +11,10 @@ machine, as a generator against a starlette hello world, raw asyncio streams rea
 scheduler callback dispatches every request that is due (no task or timer per request), and a single periodic sweep
 enforces timeouts. ``python -m bench.calibration.ceiling`` measures what this reaches.
 
+``run_load_sync`` runs this engine in generator processes of its own, pinned, with nothing else in them
+(``bench.load.processes``), when the workload can describe itself (``RemoteWorkload``); several processes can share
+one load. Responses are framed as the inter-service client frames them (``plumbing.framing``).
+
 Per request the result keeps (all times in seconds on a monotonic clock, relative to the run start):
 
 * ``op``: the workload's operation name;
