@@ -32,7 +32,8 @@ from bench.common import stats
 from bench.common.names import DEPLOYMENT, DEPLOYMENT_EVENTS, DEPLOYMENT_TIMELINE, FAILURES, RESTART_SCENARIOS
 from bench.experiments.context import RunContext
 from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid
-from bench.load.loadgen import LoadResult, LoadSpec, run_load_sync
+from bench.load.loadgen import LoadResult, LoadSpec
+from bench.load.processes import run_load_sync
 from bench.load.workload import ShopWorkload, StartsOnFirstRequest
 from bench.system.deploy import Deployment, deploy
 from plumbing.topology import replica_names

@@ -55,7 +55,8 @@ from bench.common.names import (
 )
 from bench.experiments.context import RunContext
 from bench.experiments.experiment import Experiment, Progress, Tables, each_topology, rows_where_invalid
-from bench.load.loadgen import LoadSpec, run_load_sync
+from bench.load.loadgen import LoadSpec
+from bench.load.processes import run_load_sync
 from bench.load.workload import ShopWorkload, StartsOnFirstRequest, resolve_mix
 from bench.system.audit import AuditReport, audit
 from bench.system.deploy import Deployment, deploy, placement

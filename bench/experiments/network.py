@@ -49,7 +49,8 @@ from bench.common.names import (
 from bench.experiments import trials
 from bench.experiments.context import RunContext, Slo
 from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid
-from bench.load.loadgen import LoadResult, LoadSpec, Request, run_load_sync
+from bench.load.loadgen import LoadResult, LoadSpec, Request
+from bench.load.processes import run_load_sync
 from bench.load.search import Judged, Search, interleave, rising
 from bench.load.workload import OPS, ShopWorkload
 from bench.system.complexity import live_counts
@@ -520,25 +521,30 @@ FIGURES: tuple[tuple[str, str], ...] = (
 
 def per_round(tables: Mapping[str, pd.DataFrame], figure: str) -> pd.DataFrame:
     """``figure`` per topology and round (columns ``topology``, ``round``, ``value``), from the trials that can carry
-    it: low-load trials whose generator kept its schedule, p99 only where a trial's sample resolves it."""
+    it: a latency from the low-load trials whose generator's own lag did not void it, p99 only where a trial's
+    sample resolves it; CPU per request from every trial."""
     if figure == "sustainable_rps":
         knee = tables.get(KNEE)
         if knee is None or knee.empty:
             return pd.DataFrame(columns=["topology", "round", "value"])
         return knee.rename(columns={"sustainable_rps": "value"})[["topology", "round", "value"]]
     steps = tables[STEPS]
-    low = steps[(steps["phase"] == "low") & steps["valid"].astype(bool)]
+    low = steps[steps["phase"] == "low"]
+    voided = low.get("voided_percentiles", pd.Series("", index=low.index)).fillna("").astype(str).str.split(",")
+    if figure == "cpu_per_request_us":  # CPU time is the processes' own: the generator's lag does not void it
+        return pd.DataFrame({"topology": low["topology"], "round": low["step"], "value": low["cpu_per_request_us"]})
+    name = "p99" if figure == "p99_ms" else "p50"
+    # A latency figure of a trial whose generator's own lag voided it (or, in an older run, an invalid trial).
+    usable = ~voided.map(lambda names: name in names) if "voided_percentiles" in low else low["valid"].astype(bool)
+    low = low[usable]
     if figure == "checkout_p50_ms":
         ops = tables[PER_OPERATION]
         rows = ops[(ops["phase"] == "low") & (ops["op"].astype(str) == "checkout")]
         rows = rows.merge(low[["topology", "step"]], on=["topology", "step"])
         return pd.DataFrame({"topology": rows["topology"], "round": rows["step"], "value": rows["p50"] * 1e3})
-    if figure == "cpu_per_request_us":
-        values = low["cpu_per_request_us"]
-    elif figure == "p99_ms":
-        values = (low["p99"] * 1e3).where(low["requests"] >= smallest_resolving_sample(99.0))
-    else:
-        values = low["p50"] * 1e3
+    values = low[name] * 1e3
+    if figure == "p99_ms":
+        values = values.where(low["requests"] >= smallest_resolving_sample(99.0))
     return pd.DataFrame({"topology": low["topology"], "round": low["step"], "value": values})
 
 

@@ -32,7 +32,8 @@ from bench.common.names import ESTIMATES, NOTES, PLACEMENT, SOAK, SOAK_LOAD, SOA
 from bench.experiments.context import RunContext
 from bench.experiments.experiment import Experiment, Progress, Tables, each_topology, rows_where_invalid
 from bench.experiments.network import sustainable
-from bench.load.loadgen import LoadResult, LoadSpec, run_load_sync
+from bench.load.loadgen import LoadResult, LoadSpec
+from bench.load.processes import run_load_sync
 from bench.load.workload import ShopWorkload, StartsOnFirstRequest
 from bench.system.deploy import Deployment, deploy, placement
 from bench.system.target import NOT_METERED, notes, running

@@ -84,9 +84,10 @@ def test_estimates_are_medians_over_rounds_with_ratios_paired_per_round() -> Non
     # Paired per round, the busy round cancels out: exactly 3.
     assert (cpu["ratio_value"], cpu["ratio_low"], cpu["ratio_high"]) == pytest.approx((3.0, 3.0, 3.0))
     assert not cpu["ratio_wide"]
-    # An invalid trial is left out of its topology's figure and of the pairs.
-    assert table.loc[("cpu_per_request_us", "colocated"), "n"] == 3
-    assert table.loc[("cpu_per_request_us", "colocated"), "ratio_n"] == 3
+    # An invalid trial's latency is left out of its topology's figure and of the pairs; its CPU time stands.
+    assert table.loc[("p50_ms", "colocated"), "n"] == 3
+    assert table.loc[("p50_ms", "colocated"), "ratio_n"] == 3
+    assert table.loc[("cpu_per_request_us", "colocated"), "n"] == 4
     # p99 of 300 requests is not resolved: no figure.
     assert table.loc[("p99_ms", "monolith"), "n"] == 0
     knee = table.loc[("sustainable_rps", "colocated")]
@@ -106,3 +107,15 @@ def test_sustainable_throughput_comes_from_the_estimates_or_an_older_runs_sweep(
     )
     assert sustainable({"steps": sweep}, SLO) == {"monolith": 1000.0}
     assert per_round({"steps": sweep}, "sustainable_rps").empty
+
+
+def test_a_latency_the_generator_voided_is_left_out_and_cpu_kept() -> None:
+    tables = rounds_tables()
+    steps = tables["steps"].assign(valid=True, voided_percentiles="")
+    steps.loc[(steps["topology"] == "monolith") & (steps["step"] == 1), "voided_percentiles"] = "max"
+    steps.loc[(steps["topology"] == "monolith") & (steps["step"] == 2), "voided_percentiles"] = "p50,p90,max"
+    table = estimates(tables | {"steps": steps}, ("monolith", "colocated", "microservices"))
+    table = table.set_index(["figure", "topology"])
+    assert table.loc[("p50_ms", "monolith"), "n"] == 3  # a voided max does not touch p50
+    assert table.loc[("checkout_p50_ms", "monolith"), "n"] == 3
+    assert table.loc[("cpu_per_request_us", "monolith"), "n"] == 4

@@ -41,8 +41,12 @@ def estimate_cells(ctx: Context, figure: str, show: Callable[[float], str], unit
     if estimates.empty:
         return None
     out = {}
-    for row in estimates[estimates["figure"] == figure].to_dict(orient="records"):
+    rows = estimates[estimates["figure"] == figure].to_dict(orient="records")
+    if not any(row["n"] for row in rows):
+        return None
+    for row in rows:
         if not row["n"]:
+            out[str(row["topology"])] = Cell(None, "no round could carry it")
             continue
         text = f"{show(float(row['value']))} {unit}"
         if row["n"] > 1:
