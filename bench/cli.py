@@ -4,39 +4,34 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
 
-from bench.experiments.deployment import QUICK_DEPLOYMENT, DeploymentParams
-from bench.experiments.failure import QUICK_FAILURE, FailureParams
-from bench.experiments.network import QUICK, NetworkParams
-from bench.experiments.scaling import QUICK_SCALING, ScalingParams, budget
-from bench.experiments.security import QUICK_SECURITY, SecurityParams
-from bench.experiments.soak import QUICK_SOAK, SoakParams
+from bench.experiments import (
+    DEFAULT,
+    EXPERIMENTS,
+    NAMES,
+    ON_TARGET,
+    ON_TARGET_BY_DEFAULT,
+    QUICK_DEFAULT,
+    check_on_target,
+    named,
+)
+from bench.experiments.context import RunContext, Slo
 from bench.report import render_report
 from bench.report.results import load_results
-from bench.run import DEFAULT_EXPERIMENTS, EXPERIMENTS, RunOptions, run, summary_tables
+from bench.run import plan, run, summary_tables
 from bench.system.deploy import DB_ENV, DB_URL_ENV, default_run_dir, deploy
 from bench.system.postgres import PostgresMissing
 from bench.system.resources import default_cpu_split
 from bench.system.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
-from bench.system.target import DEFAULT_EXPERIMENTS as TARGET_EXPERIMENTS
-from bench.system.target import EXPERIMENTS as ON_TARGETS
-from bench.system.target import (
-    FILE_FORMAT,
-    ExternalDeployment,
-    TargetError,
-    TargetSpec,
-    check_experiments,
-    connect,
-    load_targets,
-)
+from bench.system.target import FILE_FORMAT, ExternalDeployment, TargetError, TargetSpec, connect, load_targets
 from plumbing.resilience import PROFILES
 from plumbing.topology import SERVICES, TOPOLOGIES, layout
 from plumbing.transports import DEFAULT_STACK, STACKS
@@ -61,7 +56,7 @@ class Formatter(argparse.HelpFormatter):
 TARGET_HELP = f"""\
 Against a system deployed elsewhere (the compose files or Kubernetes manifests in deploy/, another machine), \
 nothing is started here: --target URL with --topologies NAME gives its public URL and topology, --targets FILE \
-describes it, with the admin URL of each process for dependency faults. Experiments: {", ".join(ON_TARGETS)}. \
+describes it, with the admin URL of each process for dependency faults. Experiments: {", ".join(ON_TARGET)}. \
 Process faults (kill, pause), CPU and memory per process, the per-hop breakdown and the consistency audit need \
 processes and files on this machine: they are skipped, and the notes table of the results says so. The API key \
 and the admin token come from the environment (ARCHBENCH_API_KEY, ARCHBENCH_ADMIN_TOKEN by default).
@@ -174,9 +169,9 @@ def build_parser() -> Parser:
     )
     run.add_argument(
         "--experiments",
-        type=names_of(EXPERIMENTS),
-        help=f"comma-separated, from {','.join(EXPERIMENTS)} (default: {','.join(DEFAULT_EXPERIMENTS)}, against a "
-        f"target {','.join(TARGET_EXPERIMENTS)}; the soak runs 10 minutes per topology, 20 s with --quick)",
+        type=names_of(NAMES),
+        help=f"comma-separated, from {','.join(NAMES)} (default: {','.join(DEFAULT)}, against a target "
+        f"{','.join(ON_TARGET_BY_DEFAULT)}): " + "; ".join(f"{e.name}: {e.help}" for e in EXPERIMENTS),
     )
     run.add_argument("--out", type=Path, help="results directory (default: results/run-<time>)")
     run.add_argument("--seed", type=int, default=1, help="seed of the catalog, users and workload (default 1)")
@@ -256,9 +251,10 @@ def cpu_set(text: str) -> frozenset[int]:
 def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     external = args.target is not None or args.targets is not None
-    experiments = args.experiments or list(TARGET_EXPERIMENTS if external else DEFAULT_EXPERIMENTS)
+    default = ON_TARGET_BY_DEFAULT if external else QUICK_DEFAULT if args.quick else DEFAULT
+    experiments = named(args.experiments or default)
     try:
-        target = external_target(args, experiments) if external else None
+        target = external_target(args, [e.name for e in experiments]) if external else None
     except TargetError as exc:
         print(f"archbench: error: {exc}", file=sys.stderr)
         return 2
@@ -272,61 +268,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"warning: the generator shares CPUs {shared} with the system under test")
     else:  # the system runs elsewhere: the generator may have this whole machine
         sut_cpus, gen_cpus = None, args.generator_cpus
-    params = replace(QUICK if args.quick else NetworkParams(), seed=args.seed, slo_p99=args.slo_ms / 1000)
     out: Path = args.out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
         print(f"archbench: error: {out} is not empty; choose another --out", file=sys.stderr)
         return 2
-    fail = replace(
-        QUICK_FAILURE if args.quick else FailureParams(),
-        seed=args.seed,
-        slo_p99=args.slo_ms / 1000,
-        profiles=tuple(args.profiles or PROFILES),
-    )
-    sec = replace(QUICK_SECURITY if args.quick else SecurityParams(), seed=args.seed)
-    soak_params = replace(QUICK_SOAK if args.quick else SoakParams(), seed=args.seed)
-    scale = replace(
-        QUICK_SCALING if args.quick else ScalingParams(),
-        seed=args.seed,
-        slo_p99=args.slo_ms / 1000,
-        max_replicas=args.scale_to or 0,
-    )
-    if sut_cpus is not None and "scaling" in experiments:
-        try:  # before anything runs: the last step must find its CPUs
-            budget(scale.replicas(sorted(sut_cpus)), sorted(sut_cpus), sorted(gen_cpus or ()))
-        except ValueError as exc:
-            print(f"archbench: error: scaling: {exc}", file=sys.stderr)
+    context = run_context(args, out, target, sut_cpus, gen_cpus)
+    planned = plan(context, experiments, vars(args))
+    for p in planned:  # before anything runs
+        why = p.experiment.check(context, p.params)
+        if why is not None:
+            print(f"archbench: error: {p.name}: {why}", file=sys.stderr)
             return 2
-    restarts = replace(
-        QUICK_DEPLOYMENT if args.quick else DeploymentParams(), seed=args.seed, service=args.restart_service
-    )
-    topologies = args.topologies or list(TOPOLOGIES)
-    if target is not None:  # seeded as it was deployed, and run with the profile it was deployed with
-        products, users = target.spec.products, target.spec.users
-        params = replace(params, products=products, users=users)
-        soak_params = replace(soak_params, products=products, users=users)
-        fail = replace(fail, profiles=(target.spec.profile,), products=products, users=users)
-        topologies = [target.topology]
+    if target is not None:
         console.print(f"external target: {target.topology} at {target.public_url}; nothing is started here")
-    options = RunOptions(
-        topologies,
-        experiments,
-        out,
-        params,
-        fail,
-        sec,
-        soak_params,
-        sut_cpus,
-        gen_cpus,
-        args.stack,
-        args.quick,
-        target,
-        scale,
-        restarts,
-    )
     try:
         with shutdown_on_signals():
-            path = run(options, console)
+            path = run(context, planned, console)
     except ShutdownRequested:
         print("interrupted; every process was stopped, no results written", file=sys.stderr)
         return 130
@@ -334,12 +291,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"archbench: error: {startup_failure(exc)}", file=sys.stderr)
         return 1
     results = load_results(path)
-    for table in summary_tables(results.tables, results.meta):
+    for table in summary_tables(experiments, results.tables, results.meta):
         Console().print(table)
     print(f"results: {path}")
     if not args.no_report:
         print(f"report: {render_report(path)}")
+    left_out = [name for name in (ON_TARGET if external else DEFAULT) if name not in {e.name for e in experiments}]
+    if left_out and not args.experiments:
+        print(f"not measured by this run: {', '.join(left_out)} (archbench run --experiments {','.join(left_out)})")
     return 0
+
+
+def run_context(
+    args: argparse.Namespace,
+    out: Path,
+    target: ExternalDeployment | None,
+    sut_cpus: frozenset[int] | None,
+    gen_cpus: frozenset[int] | None,
+) -> RunContext:
+    """The one context of the run, from the command line: a target is seeded as it was deployed and is the one
+    topology measured."""
+    seed = SeedSpec(seed=args.seed)
+    if target is not None:
+        seed = SeedSpec(seed=args.seed, products=target.spec.products, users=target.spec.users)
+    return RunContext(
+        out=out,
+        topologies=(target.topology,) if target is not None else tuple(args.topologies or TOPOLOGIES),
+        seed=seed,
+        slo=Slo(p99=args.slo_ms / 1000),
+        stack=args.stack,
+        sut_cpus=sut_cpus,
+        gen_cpus=gen_cpus,
+        admin_token=secrets.token_hex(16),  # enables the fault endpoints of this run's processes, and only of them
+        target=target,
+        quick=args.quick,
+    )
 
 
 def external_target(args: argparse.Namespace, experiments: Sequence[str]) -> ExternalDeployment:
@@ -359,8 +345,8 @@ def external_target(args: argparse.Namespace, experiments: Sequence[str]) -> Ext
         raise TargetError(f"--target is one deployed system: give one topology, not {','.join(args.topologies)}")
     else:
         spec = TargetSpec.from_url(args.target, args.topologies[0])
-    check_experiments(experiments)
-    return connect(spec, faults="failure" in experiments)
+    check_on_target(experiments)
+    return connect(spec, faults=any(e.injects_faults for e in named(experiments)))
 
 
 def startup_failure(exc: StartupError) -> str:

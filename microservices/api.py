@@ -163,8 +163,11 @@ class PaymentsClient(Client):
     async def balance(self, user_id: int) -> int:
         return (await self.get(f"/wallets/{user_id}", Balance)).balance_cents
 
-    async def deposit(self, user_id: int, amount_cents: int) -> int:
-        reply = await self.post(f"/wallets/{user_id}/deposits", NewDeposit(amount_cents), Balance)
+    async def deposit(self, user_id: int, amount_cents: int, key: str | None = None) -> int:
+        """Fund a wallet; with an Idempotency-Key the deposit happens once, so it is safe to retry (idempotent)."""
+        headers = {"idempotency-key": key} if key is not None else None
+        path = f"/wallets/{user_id}/deposits"
+        reply = await self.post(path, NewDeposit(amount_cents), Balance, headers, idempotent=key is not None)
         return reply.balance_cents
 
     async def charge(self, order_id: int, user_id: int, amount_cents: int) -> str:

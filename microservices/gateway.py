@@ -19,6 +19,7 @@ from plumbing.host import ComponentContext
 from plumbing.resilience import Policy
 from plumbing.responses import JSON, json_response
 from plumbing.web import Handler, build_app, path_id, query, read_body, read_json
+from shop.orders import check_optional_key
 
 
 class Gateway:
@@ -53,8 +54,10 @@ class Gateway:
 
         async def deposit(request: Request) -> Response:
             body = await read_json(request, contract.NewDeposit)
+            # Checked here, at the edge: payments is only ever sent a key it can take (it checks again).
+            key = check_optional_key(request.headers.get("idempotency-key"))
             user = await self.users.get_user(path_id(request, "user_id"))
-            balance = await self.payments.deposit(user.id, body.amount_cents)
+            balance = await self.payments.deposit(user.id, body.amount_cents, key)
             return json_response(contract.BalanceOut(user.id, balance), 201)
 
         async def list_products(request: Request) -> Response:

@@ -25,8 +25,7 @@ log = logging.getLogger(__name__)
 
 class OrdersService(Service):
     def __init__(self, ctx: ComponentContext) -> None:
-        super().__init__(ctx, [orders.SCHEMA], lambda conn: self._endpoints())
-        orders.add_lease_columns(self.conn)
+        super().__init__(ctx, [orders.SCHEMA], lambda conn: self._endpoints(), upgrade=orders.upgrade)
         me = ctx.credential
         # A saga's calls take at most 4 call timeouts: the lease outlives one with a margin, and is renewed 4 times
         # within it while the order is driven. An order whose lease ran out has lost its coordinator.

@@ -7,12 +7,13 @@ from starlette.responses import Response
 
 from microservices.api import Balance, ChargeIn, ChargeOut
 from microservices.service import Service
-from plumbing.contract import NewDeposit
+from plumbing.contract import KEY_SCHEMA, NewDeposit
 from plumbing.host import ComponentContext
 from plumbing.responses import json_response
 from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import payments
 from shop.db import Connection, UnitOfWork
+from shop.orders import check_optional_key
 from shop.payments import Payments
 from shop.seed import SeedSpec
 
@@ -31,8 +32,9 @@ def endpoints(conn: Connection) -> list[Endpoint]:
     async def deposit(request: Request) -> Response:
         body = await read_json(request, NewDeposit)
         user_id = path_id(request, "user_id")
+        key = check_optional_key(request.headers.get("idempotency-key"))
         async with UnitOfWork(conn) as uow:
-            new_balance = Payments(conn).deposit(user_id, body.amount_cents)
+            new_balance = Payments(conn).deposit(user_id, body.amount_cents, key)
             uow.commit()
         return json_response(Balance(user_id, new_balance), 201)
 
@@ -64,9 +66,11 @@ def endpoints(conn: Connection) -> list[Endpoint]:
                 "POST",
                 "/wallets/{user_id}/deposits",
                 deposit,
-                "Fund a wallet",
+                "Fund a wallet (once per user and Idempotency-Key, when one is sent)",
                 NewDeposit,
                 {201: Balance, 404: None, 422: None},
+                optional_headers=("Idempotency-Key",),
+                header_schemas={"Idempotency-Key": KEY_SCHEMA},
             ),
             Endpoint(
                 "POST",
@@ -95,4 +99,4 @@ def endpoints(conn: Connection) -> list[Endpoint]:
 
 
 def build(ctx: ComponentContext) -> Service:
-    return Service(ctx, [payments.SCHEMA], endpoints, seed)
+    return Service(ctx, [payments.SCHEMA], endpoints, seed, upgrade=payments.upgrade)

@@ -67,7 +67,7 @@ class Saga:
         lines = normalize_lines(items)
         print_ = fingerprint(user_id, lines)
         async with UnitOfWork(self.conn) as uow:
-            existing = self.orders.find_by_key(key, print_)
+            existing = self.orders.find_by_key(user_id, key, print_)
             if existing is None:
                 order_id = self.orders.create(user_id, key, print_, lines, self.owner.id, time.time() + self.lease)
                 uow.commit()

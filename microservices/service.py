@@ -23,9 +23,13 @@ class Service:
         schemas: Sequence[str],
         endpoints: Callable[[Connection], Sequence[Endpoint]],
         seeder: Seeder | None = None,
+        upgrade: Callable[[Connection], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.conn = connect(ctx.db_url, lock_wait=ctx.config.lock_wait, password=ctx.db_password)
+        if upgrade is not None:
+            # A database made by an earlier version: its tables get what the schema's indexes need first.
+            upgrade(self.conn)
         create_schema(self.conn, *schemas)
         self.seeder = seeder
         self.ready = False

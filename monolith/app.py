@@ -23,7 +23,7 @@ from shop.db import Connection, UnitOfWork, connect, create_schema
 from shop.errors import Unavailable
 from shop.inventory import Inventory
 from shop.notifications import Notification, Notifications
-from shop.orders import Orders, OutboxItem, Owner
+from shop.orders import Orders, OutboxItem, Owner, check_optional_key
 from shop.payments import Payments
 from shop.seed import SeedSpec, catalog
 from shop.seed import users as seed_users
@@ -81,8 +81,10 @@ class Monolith:
     def __init__(self, ctx: ComponentContext) -> None:
         self.ctx = ctx
         self.conn = connect(ctx.db_url, lock_wait=ctx.config.lock_wait, password=ctx.db_password)
+        # A database made by an earlier version: its tables get what the schemas' indexes need first.
+        orders.upgrade(self.conn)
+        payments.upgrade(self.conn)
         create_schema(self.conn, *SCHEMAS)
-        orders.add_lease_columns(self.conn)
         # Every worker runs a relay over the one outbox: each claims the rows it hands over.
         lease = 4 * ctx.config.call_timeout + 1.0
         self.relay = OutboxRelay(self.conn, self._deliver, owner=Owner.new(ctx.instance), lease=lease)
@@ -126,11 +128,13 @@ class Monolith:
 
         async def deposit(request: Request) -> Response:
             body = await read_json(request, contract.NewDeposit)
+            key = check_optional_key(request.headers.get("idempotency-key"))
             await modules("users", guards=self.guards)
-            await modules("payments", guards=self.guards, idempotent=False)
+            # A keyed deposit happens once: safe to retry, as the gateway may retry it to the payments service.
+            await modules("payments", guards=self.guards, idempotent=key is not None)
             async with UnitOfWork(conn) as uow:
                 user = Users(conn).get(path_id(request, "user_id"))
-                balance = Payments(conn).deposit(user.id, body.amount_cents)
+                balance = Payments(conn).deposit(user.id, body.amount_cents, key)
                 uow.commit()
             return json_response(contract.BalanceOut(user.id, balance), 201)
 

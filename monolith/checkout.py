@@ -20,7 +20,7 @@ async def checkout(conn: Connection, user_id: int, items: Sequence[Line], key: s
     lines = normalize_lines(items)
     orders = Orders(conn)
     async with UnitOfWork(conn) as uow:
-        existing = orders.find_by_key(key, fingerprint(user_id, lines))
+        existing = orders.find_by_key(user_id, key, fingerprint(user_id, lines))
         if existing is not None:
             return existing, False
         Users(conn).get(user_id)

@@ -157,6 +157,7 @@ class RouteSpec:
     responses: Mapping[int, type | None]
     query: type = NoQuery
     headers: Sequence[str] = ()
+    optional_headers: Sequence[str] = ()
 
 
 # What shop.orders.check_key accepts: 1 to MAX_KEY printable ASCII characters, no space first or last (HTTP strips
@@ -171,9 +172,10 @@ PUBLIC_ROUTES: tuple[RouteSpec, ...] = (
         "deposit",
         "POST",
         "/users/{user_id}/deposits",
-        "Fund the user's wallet",
+        "Fund the user's wallet; with an Idempotency-Key (the user's own), a retry credits once and answers the same",
         NewDeposit,
         {201: BalanceOut, 404: None, 422: None},
+        optional_headers=("Idempotency-Key",),
     ),
     RouteSpec(
         "list_products", "GET", "/products", "A page of the catalog", None, {200: ProductPage, 422: None}, PageQuery
@@ -215,6 +217,7 @@ def bind(handlers: Mapping[str, Handler]) -> list[Endpoint]:
             s.responses,
             s.query,
             s.headers,
+            optional_headers=s.optional_headers,
             header_schemas={"Idempotency-Key": KEY_SCHEMA},
         )
         for s in PUBLIC_ROUTES

@@ -214,9 +214,11 @@ class Endpoint:
     # stated in the document from the same type.
     query: type = NoQuery
     headers: Sequence[str] = ()
+    # Headers the endpoint reads when they are sent (documented as not required).
+    optional_headers: Sequence[str] = ()
     # None: a public endpoint (API key). A set: an internal endpoint, for these calling components only.
     callers: frozenset[str] | None = None
-    # JSON Schema of each header in ``headers`` (default: any string), for the OpenAPI document.
+    # JSON Schema of each header in ``headers`` and ``optional_headers`` (default: any string), for the document.
     header_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
@@ -395,9 +397,10 @@ def openapi(title: str, version: str, endpoints: Sequence[Endpoint]) -> dict[str
             {"name": name, "in": "query", "required": name in query_schema["required"], "schema": schema}
             for name, schema in query_schema["properties"].items()
         ]
+        headers = [(h, True) for h in e.headers] + [(h, False) for h in e.optional_headers]
         params += [
-            {"name": h, "in": "header", "required": True, "schema": dict(e.header_schemas.get(h, {"type": "string"}))}
-            for h in e.headers
+            {"name": h, "in": "header", "required": need, "schema": dict(e.header_schemas.get(h, {"type": "string"}))}
+            for h, need in headers
         ]
         if params:
             op["parameters"] = params

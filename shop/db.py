@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -150,6 +150,36 @@ def connect_sqlite(path: str | Path, *, lock_wait: float = LOCK_WAIT) -> SQLiteC
 def create_schema(conn: Connection, *schemas: str) -> None:
     """Create the tables of the given contexts (idempotent); from then on, the engine never sleeps on a lock."""
     conn.create_schema(*schemas)
+
+
+def columns_of(conn: Connection, table: str) -> list[str]:
+    """The column names of ``table``, in order (none when it does not exist). SQLite only (``PRAGMA``): schema
+    upgrades concern files made by earlier versions, and no PostgreSQL database predates them."""
+    return [str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})").fetchall()]
+
+
+def add_columns(conn: Connection, tables: Mapping[str, Sequence[tuple[str, str]]]) -> None:
+    """Give each existing table of ``tables`` the ``(name, declaration)`` columns it lacks (idempotent).
+
+    For a database made by an earlier version of the schema: ``CREATE TABLE IF NOT EXISTS`` leaves an existing table
+    as it is. A table that does not exist yet is left to :func:`create_schema`. Run it before that, while SQLite may
+    still wait for the lock: the columns are re-read under the write lock, so that processes starting together on one
+    file add each column once.
+    """
+
+    def missing() -> list[tuple[str, str, str]]:
+        found = []
+        for table, columns in tables.items():
+            have = columns_of(conn, table)
+            found += [(table, name, decl) for name, decl in columns if have and name not in have]
+        return found
+
+    if conn.engine != "sqlite" or not missing():
+        return
+    with UnitOfWork(conn) as uow:
+        for table, name, decl in missing():
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        uow.commit()
 
 
 def is_busy(exc: BaseException) -> bool:

@@ -18,15 +18,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shop.db import Connection, valid_id
+from shop.db import Connection, UnitOfWork, add_columns, columns_of, valid_id
 from shop.errors import IdempotencyKeyReused, InvalidInput, OrderNotFound
 from shop.inventory import Line, PricedLine, total_cents
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS orders (
+# An idempotency key is the user's: two users may send the same one (orders_user_key), as a payment API scopes keys
+# per account.
+_ORDERS_TABLE = """(
     id INTEGER PRIMARY KEY,
     user_id INTEGER NOT NULL,
-    idempotency_key TEXT NOT NULL UNIQUE,
+    idempotency_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('PENDING', 'CONFIRMED', 'REJECTED')),
     step TEXT NOT NULL DEFAULT 'started',
@@ -36,8 +37,17 @@ CREATE TABLE IF NOT EXISTS orders (
     updated_at REAL NOT NULL,
     owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS orders_pending ON orders (status) WHERE status = 'PENDING';
+)"""
+
+_ORDERS_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS orders_pending ON orders (status) WHERE status = 'PENDING'",
+    "CREATE UNIQUE INDEX IF NOT EXISTS orders_user_key ON orders (user_id, idempotency_key)",
+)
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS orders {_ORDERS_TABLE};
+{_ORDERS_INDEXES[0]};
+{_ORDERS_INDEXES[1]};
 CREATE TABLE IF NOT EXISTS order_lines (
     order_id INTEGER NOT NULL REFERENCES orders (id),
     product_id INTEGER NOT NULL,
@@ -71,16 +81,59 @@ LEASE_COLUMNS = {
 
 
 def add_lease_columns(conn: Connection) -> None:
-    """Give an orders database made before leases its owner and claim columns (idempotent).
+    """Give an orders database made before leases its owner and claim columns (idempotent)."""
+    add_columns(conn, LEASE_COLUMNS)
 
-    SQLite only: no PostgreSQL database predates the leases."""
+
+def upgrade(conn: Connection) -> None:
+    """Bring an orders database made by an earlier version to this schema (idempotent): lease columns, and keys
+    scoped per user. Run it before :func:`~shop.db.create_schema`, which then adds the indexes. SQLite only: no
+    PostgreSQL database predates this schema."""
     if conn.engine != "sqlite":
         return
-    for table, columns in LEASE_COLUMNS.items():
-        have = {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})").fetchall()}
-        for name, decl in columns:
-            if name not in have:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+    add_lease_columns(conn)
+    scope_keys_per_user(conn)
+
+
+def _global_key_index(conn: Connection) -> bool:
+    """Whether ``orders`` still has a unique index on ``idempotency_key`` alone (keys shared by every user)."""
+    for _, name, unique, *_ in conn.execute("PRAGMA index_list(orders)").fetchall():
+        quoted = '"' + str(name).replace('"', '""') + '"'
+        if unique and [row[2] for row in conn.execute(f"PRAGMA index_info({quoted})").fetchall()] == [
+            "idempotency_key"
+        ]:
+            return True
+    return False
+
+
+def scope_keys_per_user(conn: Connection) -> None:
+    """Drop the global uniqueness of idempotency keys from an orders table made before keys were per user.
+
+    It was a column constraint (``UNIQUE``), which SQLite cannot drop: the table is rebuilt with the same rows and
+    this version's indexes (the documented way: new table, copy, drop, rename; foreign keys off meanwhile, since
+    order_lines refers to orders). One transaction, decided again under the write lock: of processes starting together
+    on one file, one rebuilds, and none sees the table without its unique index.
+    """
+    if not _global_key_index(conn):
+        return
+    (foreign_keys,) = conn.execute("PRAGMA foreign_keys").fetchone()
+    conn.execute("PRAGMA foreign_keys = OFF")  # no effect inside a transaction: set before it
+    try:
+        with UnitOfWork(conn) as uow:
+            if _global_key_index(conn):
+                conn.execute(f"CREATE TABLE orders_rebuilt {_ORDERS_TABLE}")
+                names = ", ".join(columns_of(conn, "orders_rebuilt"))
+                conn.execute(f"INSERT INTO orders_rebuilt ({names}) SELECT {names} FROM orders")
+                conn.execute("DROP TABLE orders")
+                conn.execute("ALTER TABLE orders_rebuilt RENAME TO orders")
+                for index in _ORDERS_INDEXES:
+                    conn.execute(index)
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"rebuilding orders broke foreign keys: {broken[:5]}")
+                uow.commit()
+    finally:
+        conn.execute(f"PRAGMA foreign_keys = {int(foreign_keys)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +194,20 @@ class OutboxItem:
         return f"order-{self.order_id}"
 
 
+def _valid_key(key: str) -> bool:
+    return 1 <= len(key) <= MAX_KEY and re.search(KEY_PATTERN, key) is not None
+
+
 def check_key(key: str | None) -> str:
-    if key is None or not 1 <= len(key) <= MAX_KEY or re.search(KEY_PATTERN, key) is None:
+    if key is None or not _valid_key(key):
         raise InvalidInput(f"an Idempotency-Key header of 1 to {MAX_KEY} printable characters is required")
+    return key
+
+
+def check_optional_key(key: str | None) -> str | None:
+    """An Idempotency-Key where one is optional (deposits): None when absent, else the same rules as checkouts."""
+    if key is not None and not _valid_key(key):
+        raise InvalidInput(f"an Idempotency-Key header must have 1 to {MAX_KEY} printable characters")
     return key
 
 
@@ -160,9 +224,13 @@ class Orders:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def find_by_key(self, key: str, print_: str) -> Order | None:
-        """The order already placed with ``key``; a different request under the same key is refused."""
-        row = self.conn.execute("SELECT id, fingerprint FROM orders WHERE idempotency_key = ?", (key,)).fetchone()
+    def find_by_key(self, user_id: int, key: str, print_: str) -> Order | None:
+        """The order ``user_id`` already placed with ``key``; a different request under the same key is refused.
+
+        Keys are the user's own: another user's order under the same key is not seen (nor revealed)."""
+        row = self.conn.execute(
+            "SELECT id, fingerprint FROM orders WHERE user_id = ? AND idempotency_key = ?", (user_id, key)
+        ).fetchone()
         if row is None:
             return None
         if row[1] != print_:

@@ -3,6 +3,10 @@
 A charge and its refund are saga steps: both are idempotent for a given order id, and a refund that arrives before the
 charge it cancels (the charge call timed out, the orchestrator compensated, then the charge finally ran) leaves a VOID
 tombstone so that the late charge is refused instead of taking money for a rejected order.
+
+A deposit may carry an idempotency key, the user's own (as payment APIs scope keys per account): a retry under the
+same key credits nothing more and answers the balance the first deposit answered; the same key with another amount is
+refused.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shop.db import Connection
+from shop.db import Connection, add_columns
 from shop.errors import IdempotencyKeyReused, InsufficientFunds, InvalidInput, StepCancelled
+from shop.orders import check_optional_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS wallets (
@@ -21,8 +26,12 @@ CREATE TABLE IF NOT EXISTS wallets (
 CREATE TABLE IF NOT EXISTS deposits (
     id INTEGER PRIMARY KEY,
     user_id INTEGER NOT NULL,
-    amount_cents INTEGER NOT NULL CHECK (amount_cents > 0)
+    amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+    idempotency_key TEXT,
+    balance_after_cents INTEGER
 );
+CREATE UNIQUE INDEX IF NOT EXISTS deposits_user_key ON deposits (user_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS charges (
     order_id INTEGER PRIMARY KEY,
     user_id INTEGER,
@@ -33,6 +42,16 @@ CREATE TABLE IF NOT EXISTS charges (
 
 MAX_DEPOSIT = 10**9
 MAX_BALANCE = 10**15
+
+# Added to databases created before deposits took a key (CREATE TABLE IF NOT EXISTS leaves an existing table as it is).
+DEPOSIT_KEY_COLUMNS = {"deposits": (("idempotency_key", "TEXT"), ("balance_after_cents", "INTEGER"))}
+
+
+def upgrade(conn: Connection) -> None:
+    """Bring a payments database made by an earlier version to this schema (idempotent): the deposits' key columns.
+    Run it before :func:`~shop.db.create_schema`, whose index on them would otherwise name missing columns. SQLite
+    only (see :func:`shop.db.add_columns`)."""
+    add_columns(conn, DEPOSIT_KEY_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +70,31 @@ class Payments:
         row = self.conn.execute("SELECT balance_cents FROM wallets WHERE user_id = ?", (user_id,)).fetchone()
         return int(row[0]) if row else 0
 
-    def deposit(self, user_id: int, amount_cents: int) -> int:
-        """Add ``amount_cents`` to the wallet and return the new balance."""
+    def deposit(self, user_id: int, amount_cents: int, key: str | None = None) -> int:
+        """Add ``amount_cents`` to the wallet and return the new balance.
+
+        With ``key`` (an Idempotency-Key), once per user and key: a deposit already made under it is not made again,
+        and its answer, the balance it returned then, is returned again; another amount under it is refused.
+        """
         if not 1 <= amount_cents <= MAX_DEPOSIT:
             raise InvalidInput(f"amount_cents must be between 1 and {MAX_DEPOSIT}")
+        key = check_optional_key(key)
+        if key is not None:
+            row = self.conn.execute(
+                "SELECT amount_cents, balance_after_cents FROM deposits WHERE user_id = ? AND idempotency_key = ?",
+                (user_id, key),
+            ).fetchone()
+            if row is not None:
+                if row[0] != amount_cents:
+                    raise IdempotencyKeyReused("this Idempotency-Key was used for a different deposit")
+                return int(row[1])
         balance = self.balance(user_id) + amount_cents
         if balance > MAX_BALANCE:
             raise InvalidInput(f"a wallet holds at most {MAX_BALANCE} cents")
-        self.conn.execute("INSERT INTO deposits (user_id, amount_cents) VALUES (?, ?)", (user_id, amount_cents))
+        self.conn.execute(
+            "INSERT INTO deposits (user_id, amount_cents, idempotency_key, balance_after_cents) VALUES (?, ?, ?, ?)",
+            (user_id, amount_cents, key, balance),
+        )
         self.conn.execute(
             "INSERT INTO wallets (user_id, balance_cents) VALUES (?, ?) "
             "ON CONFLICT (user_id) DO UPDATE SET balance_cents = excluded.balance_cents",

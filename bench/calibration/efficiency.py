@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,6 +26,7 @@ from bench.calibration.hops import server_spec
 from bench.common.stats import successes
 from bench.experiments.network import metered_run
 from bench.load.loadgen import LoadSpec, Workload
+from bench.load.search import Judged, highest_passing, rising, search
 from bench.load.workload import HelloWorkload, ShopWorkload
 from bench.system.deploy import deploy
 from bench.system.resources import cpu_per_request, default_cpu_split, pin_self
@@ -50,12 +51,15 @@ class Point:
     def passes(self) -> bool:
         return self.valid and self.p99 <= SLO and self.error_rate < ERROR_BUDGET
 
-
-def rates(start: float, factor: float = 1.3, maximum: float = 40_000) -> Iterator[float]:
-    rate = start
-    while rate <= maximum:
-        yield round(rate, -1)
-        rate *= factor
+    @property
+    def why(self) -> str:
+        """Why the point does not pass ("" when it does)."""
+        reasons = [
+            *([] if self.valid else ["invalid run"]),
+            *([] if self.p99 <= SLO else [f"p99 {self.p99 * 1e3:.1f} ms over the SLO"]),
+            *([] if self.error_rate < ERROR_BUDGET else [f"error rate {self.error_rate:.2%}"]),
+        ]
+        return "; ".join(reasons)
 
 
 def measure(url: str, pids: dict[str, int], workload: Workload, rate: float, step: float) -> Point:
@@ -76,25 +80,23 @@ def measure(url: str, pids: dict[str, int], workload: Workload, rate: float, ste
 
 def sweep(url: str, pids: dict[str, int], make: Callable[[], Workload], start: float, step: float) -> list[Point]:
     """Rates from ``start`` up by 30% until two in a row fail; a fresh workload per step."""
-    points: list[Point] = []
-    failures = 0
-    for rate in rates(start):
+
+    def probe(rate: float) -> Judged[Point]:
         point = measure(url, pids, make(), rate, step)
-        points.append(point)
         print(
             f"  {rate:8.0f} req/s: p99 {point.p99 * 1e3:7.2f} ms, valid {point.valid}, "
             f"CPU {point.cpu_us_per_request:6.0f} us/req",
             file=sys.stderr,
         )
-        failures = 0 if point.passes else failures + 1
-        if failures == 2:
-            break
-    return points
+        return Judged(rate, point.passes, point.why, point)
+
+    ladder = rising(start, 1.3, digits=-1, maximum=40_000)
+    return [judged.result for judged in search(probe, ladder, misses_to_stop=2)]
 
 
 def sustainable(points: Sequence[Point]) -> float | None:
-    passing = [p.rate for p in points if p.passes]
-    return max(passing) if passing else None
+    best = highest_passing([Judged(p.rate, p.passes, p.why, p) for p in points])
+    return best.rate if best is not None else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

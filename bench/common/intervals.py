@@ -176,6 +176,14 @@ def success_upper_bound(successes: int, requests: int, confidence: float = CONFI
     return float(beta.ppf(1 - (1 - confidence) / 2, successes + 1, requests - successes))
 
 
+def success_lower_bound(successes: int, requests: int, confidence: float = CONFIDENCE) -> float:
+    """The lower end of the two-sided Clopper-Pearson interval of a success ratio (0.0 when nothing was sent or
+    nothing succeeded)."""
+    if requests <= 0 or successes <= 0:
+        return 0.0
+    return float(beta.ppf((1 - confidence) / 2, successes, requests - successes + 1))
+
+
 def resolved_percentile(
     values: Iterable[float] | npt.ArrayLike, candidates: Sequence[float] = (99.0, 90.0, 50.0)
 ) -> tuple[float, tuple[float, float]] | None:

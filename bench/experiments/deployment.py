@@ -21,25 +21,28 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich.table import Table
 
 from bench.common import stats
-from bench.common.names import FAILURES, RESTART_SCENARIOS
-from bench.load.loadgen import LoadResult, LoadSpec, run_load_sync
+from bench.common.names import DEPLOYMENT, DEPLOYMENT_EVENTS, DEPLOYMENT_TIMELINE, FAILURES, RESTART_SCENARIOS
+from bench.experiments.context import RunContext
+from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid
+from bench.load.loadgen import LoadResult, LoadSpec
+from bench.load.processes import run_load_sync
 from bench.load.workload import ShopWorkload, StartsOnFirstRequest
 from bench.system.deploy import Deployment, deploy
 from plumbing.topology import replica_names
-from shop.seed import SeedSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeploymentParams:
-    """Rates in requests per second, times in seconds from the start of the load."""
+    """Rates in requests per second, times in seconds from the start of the load. The seed and the catalog come from
+    the run's context."""
 
     rate: float = 200.0
     duration: float = 20.0
@@ -51,9 +54,6 @@ class DeploymentParams:
     bin: float = 0.5
     mix: str = "default"
     arrival: str = "poisson"
-    seed: int = 1
-    products: int = 1000
-    users: int = 200
 
     def planned_seconds(self) -> float:
         return len(RESTART_SCENARIOS) * (self.warmup + self.duration + 3.0)
@@ -143,27 +143,20 @@ class Restarter:
         return self.events
 
 
-Progress = Callable[[str, float], None]
-
-
 def run_scenario(
-    scenario: Scenario,
-    params: DeploymentParams,
-    run_dir: Path,
-    sut_cpus: frozenset[int] | None,
-    stack: str,
+    context: RunContext, scenario: Scenario, params: DeploymentParams
 ) -> tuple[LoadResult, list[tuple[float, str]]]:
-    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+    seed = context.seed
     with deploy(
         scenario.topology,
-        run_dir,
+        context.runs / f"deployment-{scenario.name}",
         seed=seed,
-        cpus=sut_cpus,
-        stack=stack,
+        cpus=context.sut_cpus,
+        stack=context.stack,
         replicas={scenario.layout_name: scenario.replicas},
     ) as deployment:
         workload = ShopWorkload(
-            params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=deployment.auth_headers
+            seed.users, seed.products, mix=params.mix, seed=seed.seed, auth_headers=deployment.auth_headers
         )
         restarter = Restarter(deployment, scenario.restarted(), params.restart_at, params.readmit)
         spec = LoadSpec(
@@ -171,7 +164,7 @@ def run_scenario(
             duration=params.duration,
             warmup=params.warmup,
             arrival=params.arrival,
-            seed=params.seed,
+            seed=seed.seed,
         )
         try:
             result = run_load_sync(deployment.public_url, StartsOnFirstRequest(workload, restarter.start), spec)
@@ -217,21 +210,14 @@ def disruption(
     }
 
 
-def run_experiment(
-    topologies: Sequence[str],
-    params: DeploymentParams,
-    out_dir: Path,
-    sut_cpus: frozenset[int] | None,
-    stack: str,
-    progress: Progress,
-) -> dict[str, pd.DataFrame]:
-    """Run every scenario whose topology is among ``topologies``; returns the three tables."""
+def run(context: RunContext, params: DeploymentParams, progress: Progress) -> dict[str, pd.DataFrame]:
+    """Run every scenario whose topology is among the context's; returns the three tables."""
     summary: list[dict[str, Any]] = []
     bins: list[pd.DataFrame] = []
     marks: list[dict[str, Any]] = []
-    for scenario in scenarios(params, topologies):
+    for scenario in scenarios(params, context.topologies):
         progress(f"deployment: {scenario.name} ({scenario.topology})", params.warmup + params.duration + 3.0)
-        result, events = run_scenario(scenario, params, out_dir / f"deployment-{scenario.name}", sut_cpus, stack)
+        result, events = run_scenario(context, scenario, params)
         frame = result.to_frame()
         scenario_bins = timeline(frame, params.bin)
         figures = disruption(frame, scenario_bins, events, params.warmup)
@@ -253,7 +239,56 @@ def run_experiment(
     if not summary:
         return {}
     return {
-        "deployment": pd.DataFrame(summary),
-        "deployment_timeline": pd.concat(bins, ignore_index=True),
-        "deployment_events": pd.DataFrame(marks, columns=["scenario", "topology", "t", "event"]),
+        DEPLOYMENT: pd.DataFrame(summary),
+        DEPLOYMENT_TIMELINE: pd.concat(bins, ignore_index=True),
+        DEPLOYMENT_EVENTS: pd.DataFrame(marks, columns=["scenario", "topology", "t", "event"]),
     }
+
+
+def planned_seconds(context: RunContext, params: DeploymentParams) -> float:
+    return params.planned_seconds()
+
+
+def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
+    return [
+        {
+            "experiment": "deployment",
+            "topology": row["topology"],
+            "run": row["scenario"],
+            "reasons": row["invalid_reasons"],
+        }
+        for row in rows_where_invalid(tables, DEPLOYMENT)
+    ]
+
+
+def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
+    if DEPLOYMENT not in tables:
+        return None
+    table = Table(title="archbench: independent deployment (a restart under steady load)")
+    for column in ("scenario", "topology", "restarted", "errors", "p99 before ms", "p99 during ms", "steady after s"):
+        table.add_column(column, justify="left" if column in ("scenario", "topology", "restarted") else "right")
+    for row in tables[DEPLOYMENT].to_dict(orient="records"):
+        table.add_row(
+            str(row["scenario"]) + ("" if row["valid"] else " (invalid)"),
+            str(row["topology"]),
+            f"{row['component']} x{row['replicas']}",
+            f"{row['errors_during']} ({row['error_rate_during']:.1%})",
+            f"{row['p99_before'] * 1e3:.1f}",
+            f"{row['p99_during'] * 1e3:.1f}",
+            f"{row['time_to_steady_s']:.2f}",
+        )
+    return table
+
+
+EXPERIMENT = Experiment(
+    name="deployment",
+    help="a restart under steady load: one service (one replica, or two one at a time) and the monolith",
+    params=DeploymentParams(),
+    quick=QUICK_DEPLOYMENT,
+    scope="run",
+    options={"restart_service": "service"},
+    planned_seconds=planned_seconds,
+    run=run,
+    invalid_runs=invalid_runs,
+    summary=summary,
+)

@@ -11,6 +11,10 @@ timed). From the per-request records:
 * time to detect (first unhealthy second after the fault began) and time to recover (from the fault's end to the
   first second after which every second is healthy).
 
+Each row of ``failure_impact`` and ``failure_timeline`` names the fault (``fault``, ``profile``), its kind and the
+component it hit (``fault_kind``, ``fault_target``) and the window as applied (``window_start``, ``window_end``, on the
+load's clock), so that a reader needs nothing but the tables.
+
 After each fault the databases are audited until consistent; the time from the fault's end until the audit passes
 is the eventual-consistency window. An anomaly that outlives the settling time is recorded, never hidden.
 """
@@ -20,40 +24,61 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+from rich.table import Table
 
 from bench.common import stats
-from bench.common.intervals import resolved_percentile, success_upper_bound
-from bench.common.names import HEALTHY_SUCCESS
-from bench.load.loadgen import LoadSpec, run_load_sync
+from bench.common.intervals import (
+    percentile_interval,
+    resolved_percentile,
+    success_lower_bound,
+    success_upper_bound,
+)
+from bench.common.names import (
+    CONSISTENCY,
+    FAILURE_IMPACT,
+    FAILURE_TIMELINE,
+    FAULT_KIND,
+    FAULT_TARGET,
+    HEALTHY_SUCCESS,
+    NOTES,
+    PLACEMENT,
+    WINDOW_END,
+    WINDOW_START,
+)
+from bench.experiments.context import RunContext
+from bench.experiments.experiment import Experiment, Progress, Tables, each_topology, rows_where_invalid
+from bench.load.loadgen import LoadSpec
+from bench.load.processes import run_load_sync
 from bench.load.workload import ShopWorkload, StartsOnFirstRequest, resolve_mix
 from bench.system.audit import AuditReport, audit
-from bench.system.deploy import Deployed, deploy
+from bench.system.deploy import Deployment, deploy, placement
 from bench.system.faults import FaultPlan, Injector
 from bench.system.target import notes, running
-from shop.seed import SeedSpec
+from plumbing.resilience import PROFILES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FailureParams:
+    """Rates in requests per second, times in seconds. The SLO, the seed and the catalog come from the run's
+    context."""
+
     rate: float = 200.0
     before: float = 2.0
     window: float = 3.0
     after: float = 3.0
     warmup: float = 1.0
     settle_timeout: float = 30.0
-    slo_p99: float = 0.050
     mix: str = "default"
-    seed: int = 1
-    products: int = 1000
-    users: int = 200
     call_timeout: float = 1.0
-    profiles: tuple[str, ...] = ("naive", "resilient")
+    profiles: tuple[str, ...] = PROFILES
     faults: tuple[FaultPlan, ...] = field(
         default_factory=lambda: (
             FaultPlan("kill", "payments"),
@@ -80,111 +105,90 @@ QUICK_FAILURE = FailureParams(
     faults=(FaultPlan("kill", "payments"), FaultPlan("error", "payments", 0.5)),
 )
 
-Progress = Callable[[str, float], None]
+
+@dataclass
+class FailureRows:
+    """The rows the fault runs of one topology add up to, and what they could not do (``(subject, why)``)."""
+
+    topology: str
+    timelines: list[pd.DataFrame] = field(default_factory=list)
+    impacts: list[dict[str, object]] = field(default_factory=list)
+    audits: list[dict[str, object]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    placement: pd.DataFrame | None = None
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        tables = {NOTES: notes(self.topology, "failure", self.skipped)} if self.skipped else {}
+        if self.impacts:  # at least one fault ran
+            tables[FAILURE_TIMELINE] = pd.concat(self.timelines, ignore_index=True)
+            tables[FAILURE_IMPACT] = pd.DataFrame(self.impacts)
+        if self.audits:
+            tables[CONSISTENCY] = pd.DataFrame(self.audits)
+        if self.placement is not None:
+            tables[PLACEMENT] = self.placement
+        return tables
 
 
 def run_topology(
-    topology: str,
-    params: FailureParams,
-    run_dir: Path,
-    sut_cpus: frozenset[int] | None,
-    stack: str,
-    progress: Progress,
-    token: str,
-    target: Deployed | None = None,
+    context: RunContext, topology: str, params: FailureParams, progress: Progress
 ) -> dict[str, pd.DataFrame]:
     """Every fault of the matrix on ``topology``, under each resilience profile; returns its tables.
 
     Per profile one deployment takes every fault in turn; between two faults it is audited until consistent, so each
     fault starts from a settled system.
 
-    With ``target`` (already running elsewhere, deployed with the one profile of ``params``), the faults that cannot
-    reach it are skipped and nothing is audited (its databases are not here); the ``notes`` table says so.
+    On the context's target (already running elsewhere, deployed with the one profile of ``params``: see
+    :func:`configure`), the faults that cannot reach it are skipped and nothing is audited (its databases are not
+    here); the ``notes`` table says so.
     """
-    timelines: list[pd.DataFrame] = []
-    impacts: list[dict[str, object]] = []
-    audits: list[dict[str, object]] = []
-    skipped: list[tuple[str, str]] = []
+    rows = FailureRows(topology)
     for profile in params.profiles:
-        run_profile(
-            topology,
-            profile,
-            params,
-            run_dir / profile,
-            sut_cpus,
-            stack,
-            progress,
-            token,
-            timelines,
-            impacts,
-            audits,
-            skipped,
-            target,
-        )
-    tables = {"notes": notes(topology, "failure", skipped)} if skipped else {}
-    if impacts:  # at least one fault ran
-        tables |= {"failure_timeline": pd.concat(timelines, ignore_index=True), "failure_impact": pd.DataFrame(impacts)}
-    if audits:
-        tables["consistency"] = pd.DataFrame(audits)
-    return tables
+        run_profile(context, profile, params, progress, rows)
+    return rows.tables()
 
 
 def run_profile(
-    topology: str,
-    profile: str,
-    params: FailureParams,
-    run_dir: Path,
-    sut_cpus: frozenset[int] | None,
-    stack: str,
-    progress: Progress,
-    token: str,
-    timelines: list[pd.DataFrame],
-    impacts: list[dict[str, object]],
-    audits: list[dict[str, object]],
-    skipped: list[tuple[str, str]],
-    target: Deployed | None = None,
+    context: RunContext, profile: str, params: FailureParams, progress: Progress, rows: FailureRows
 ) -> None:
-    """The fault matrix on one deployment of ``topology`` with the resilience ``profile`` (or on ``target``); appends
-    its rows, and ``(subject, why)`` to ``skipped`` for what it could not do."""
-    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+    """The fault matrix on one deployment of ``rows.topology`` with the resilience ``profile`` (or on the context's
+    target); adds its rows to ``rows``."""
+    topology, seed = rows.topology, context.seed
     with running(
-        target,
+        context.target,
         lambda: deploy(
             topology,
-            run_dir,
+            context.runs / f"{topology}-faults" / profile,
             seed=seed,
-            cpus=sut_cpus,
-            stack=stack,
+            cpus=context.sut_cpus,
+            stack=context.stack,
             call_timeout=params.call_timeout,
-            admin_token=token,
+            admin_token=context.admin_token,
             profile=profile,
         ),
     ) as deployment:
         injector = Injector(deployment)
+        if isinstance(deployment, Deployment) and rows.placement is None:
+            rows.placement = placement(deployment)
         if deployment.run_dir is None:
-            skipped.append(("consistency", "not audited: the target's databases are not on this machine"))
+            rows.skipped.append(("consistency", "not audited: the target's databases are not on this machine"))
         for index, plan in enumerate((*params.faults, *injector.database_faults())):
             why = injector.unsupported(plan)
             if why is not None:
-                skipped.append((plan.name, why))
+                rows.skipped.append((plan.name, why))
                 continue
             progress(
                 f"{topology}: {profile}, fault {plan.name}",
                 params.warmup + params.before + params.window + params.after,
             )
             workload = ShopWorkload(
-                params.users,
-                params.products,
-                mix=params.mix,
-                seed=params.seed + index,
-                auth_headers=deployment.auth_headers,
+                seed.users, seed.products, mix=params.mix, seed=seed.seed + index, auth_headers=deployment.auth_headers
             )
             spec = LoadSpec(
                 rate=params.rate,
                 duration=params.before + params.window + params.after,
                 warmup=params.warmup,
                 arrival="poisson",
-                seed=params.seed + index,
+                seed=seed.seed + index,
                 timeout=max(5.0, 3 * params.call_timeout),
                 # Enough connections that slow requests to a faulty part do not hold back requests to healthy ones
                 # in the generator's own pool (that would inflate the blast radius with a client artefact).
@@ -204,15 +208,22 @@ def run_profile(
             # The window as it really was (the admin call or the kill takes a moment), on the generator's clock.
             start, end = schedule.window_on_load_clock()
             timeline = per_second(frame, start, end)
-            timelines.append(timeline.assign(topology=topology, profile=profile, fault=plan.name))
-            impacts.append(
+            fault: dict[str, str | float] = {
+                FAULT_KIND: plan.kind,
+                FAULT_TARGET: plan.target,
+                WINDOW_START: start,
+                WINDOW_END: end,
+            }
+            rows.timelines.append(timeline.assign(topology=topology, profile=profile, fault=plan.name, **fault))
+            rows.impacts.append(
                 {
                     "topology": topology,
                     "profile": profile,
                     "fault": plan.name,
                     "kind": plan.kind,
                     "target": plan.target,
-                    **impact(frame, start, end, params),
+                    **fault,
+                    **impact(frame, start, end, params, context.slo.p99),
                     "restart_seconds": schedule.restart_seconds,
                     "load_valid": result.valid,
                     "load_invalid_reasons": "; ".join(result.invalid_reasons),
@@ -221,7 +232,7 @@ def run_profile(
             if settled is None:
                 continue
             converged, report = settled
-            audits.append(
+            rows.audits.append(
                 {
                     "topology": topology,
                     "profile": profile,
@@ -351,27 +362,125 @@ def healthy_seconds(frame: pd.DataFrame, slo_p99: float) -> dict[int, bool]:
     return healthy
 
 
-def impact(frame: pd.DataFrame, start: float, end: float, params: FailureParams) -> dict[str, float]:
+def judged_op(ok: npt.NDArray[np.bool_], answered: npt.NDArray[np.float64], slo_p99: float) -> tuple[bool, bool]:
+    """Whether one operation was surely hurt during a fault window, and whether it was surely spared, at 95%
+    confidence: hurt when its success ratio is below :data:`HEALTHY_SUCCESS` or a percentile it resolves is over the
+    SLO; spared when its success ratio is above it and its p99 is resolved and within the SLO."""
+    successes, requests = int(ok.sum()), len(ok)
+    slow = resolved_percentile(answered)
+    hurt = success_upper_bound(successes, requests) < HEALTHY_SUCCESS or (slow is not None and slow[1][0] > slo_p99)
+    p99 = percentile_interval(answered, 99.0)
+    spared = success_lower_bound(successes, requests) >= HEALTHY_SUCCESS and p99 is not None and p99[1] <= slo_p99
+    return hurt, spared
+
+
+def impact(frame: pd.DataFrame, start: float, end: float, params: FailureParams, slo_p99: float) -> dict[str, float]:
+    """Availability and p99 per operation during the window ``[start, end)``, the blast radius, and the times to
+    detect and to recover (see the module docstring); ``slo_p99`` in seconds."""
     frame = stats.measured(frame)
     during = frame[(frame["intended"] >= start) & (frame["intended"] < end)]
     weights = resolve_mix(params.mix)
     total = sum(weights.values())
     out: dict[str, float] = {}
-    radius = 0.0
+    radius, surely, maybe = 0.0, 0.0, 0.0
     for op, weight in weights.items():
         group = during[during["op"].astype(str) == op]
         if group.empty:
             continue
-        success = float((group["error"].astype(str) == "").mean())
-        p99 = stats.percentile((group["done"] - group["intended"]).to_numpy(), 99.0)
+        ok = (group["error"].astype(str) == "").to_numpy()
+        latency = (group["done"] - group["intended"]).to_numpy()
+        success = float(ok.mean())
+        p99 = stats.percentile(latency, 99.0)
         out[f"availability_{op}"] = success
         out[f"p99_{op}"] = p99
-        if success < HEALTHY_SUCCESS or not p99 <= params.slo_p99:
+        if success < HEALTHY_SUCCESS or not p99 <= slo_p99:
             radius += weight / total
+        hurt, spared = judged_op(ok, latency[ok], slo_p99)
+        surely += weight / total if hurt else 0.0
+        maybe += weight / total if not hurt and not spared else 0.0
     out["blast_radius"] = radius
-    healthy = healthy_seconds(frame, params.slo_p99)
+    # What the window's sample can tell: the operations surely hurt, and those surely or possibly hurt.
+    out["blast_radius_low"] = surely
+    out["blast_radius_high"] = surely + maybe
+    healthy = healthy_seconds(frame, slo_p99)
     bad_after_start = [s for s, ok in sorted(healthy.items()) if not ok and s >= math.floor(start)]
     out["time_to_detect"] = float(bad_after_start[0] - start) if bad_after_start else math.nan
     last_bad = max((s for s, ok in healthy.items() if not ok), default=None)
     out["time_to_recover"] = max(0.0, float(last_bad + 1 - end)) if last_bad is not None else 0.0
     return out
+
+
+def planned_seconds(context: RunContext, params: FailureParams) -> float:
+    return len(context.topologies) * (params.planned_seconds() + 3.0 * len(params.faults))
+
+
+def configure(context: RunContext, params: FailureParams) -> FailureParams:
+    """On a target, the one profile it was deployed with."""
+    return params if context.target is None else replace(params, profiles=(context.target.spec.profile,))
+
+
+def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
+    return [
+        {
+            "experiment": "failure",
+            "topology": row["topology"],
+            "fault": row["fault"],
+            "reasons": row["load_invalid_reasons"],
+        }
+        for row in rows_where_invalid(tables, FAILURE_IMPACT, "load_valid")
+    ]
+
+
+def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
+    if FAILURE_IMPACT not in tables:
+        return None
+    table = Table(title="archbench: failure impact (during the fault) and consistency (after it)")
+    columns = (
+        "topology",
+        "fault",
+        "profile",
+        "blast radius",
+        "checkout avail.",
+        "browse avail.",
+        "recover s",
+        "consistent after s",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("topology", "fault", "profile") else "right")
+    audited = tables[CONSISTENCY].to_dict(orient="records") if CONSISTENCY in tables else []  # none on a target
+    audits = {(a["topology"], a["profile"], a["fault"]): a for a in audited}
+    for row in tables[FAILURE_IMPACT].to_dict(orient="records"):
+        audit_row = audits.get((row["topology"], row["profile"], row["fault"]))
+        if audit_row is None:
+            consistent = "not audited"
+        else:
+            consistent = f"{audit_row['convergence_seconds']:.1f}" if audit_row["consistent"] else "ANOMALIES"
+        table.add_row(
+            str(row["topology"]) + ("" if row["load_valid"] else " (invalid)"),
+            str(row["fault"]),
+            str(row["profile"]),
+            f"{row['blast_radius']:.0%}",
+            f"{row.get('availability_checkout', float('nan')):.1%}",
+            f"{row.get('availability_browse', float('nan')):.1%}",
+            f"{row['time_to_recover']:.0f}",
+            consistent,
+        )
+    return table
+
+
+EXPERIMENT = Experiment(
+    name="failure",
+    help="the same faults under the same load on every topology and resilience profile, then an audit",
+    params=FailureParams(),
+    quick_by_default=True,
+    quick=QUICK_FAILURE,
+    on_target=True,
+    injects_faults=True,
+    options={"profiles": "profiles"},
+    uses=("seed", "products", "users", "slo_p99"),
+    planned_seconds=planned_seconds,
+    run=each_topology(run_topology),
+    invalid_runs=invalid_runs,
+    summary=summary,
+    configure=configure,
+)

@@ -1,11 +1,17 @@
 """The network-overhead experiment: what each topology costs in latency, throughput, CPU and memory.
 
-For each topology, on the same pinned CPUs:
+Every topology runs side by side on the same pinned CPUs (an idle topology costs nothing measurable: the CPU of the
+idle ones is metered during each trial and recorded), and is measured in interleaved rounds (``trials``):
 
-1. ``low``: the default operation mix at a low rate: per-operation latency percentiles;
+1. ``low``: rounds of the default operation mix at a low rate, each round one trial per topology in a shuffled
+   order: per-operation latency, CPU per successful request. Each figure is the median over rounds with its interval,
+   each ratio to the monolith is paired per round (``estimates``);
 2. ``traced``: a few requests per operation with a sampled ``traceparent``: the per-hop breakdown;
-3. ``sweep``: increasing rates until the p99 breaks the SLO: latency against offered load, sustainable throughput,
-   and at every step CPU seconds and peak RSS per process.
+3. ``sweep``: the knee. A search per topology doubles the rate until the SLO breaks, then bisects until the bracket
+   is within ``within`` (10%), every topology's search interleaved with the others'; each probe is long enough to
+   resolve its p99 (``probe_requests``). ``knee``: the final bracket is run again in ``recheck_rounds`` more rounds,
+   and each round estimates where p99 crosses the SLO between its two ends; the sustainable throughput is the median
+   of those estimates with its interval, and the bracket is reported beside it.
 
 Going monolith -> colocated -> microservices separates the cost of splitting data and serializing (colocated) from
 the cost of processes and the network (microservices).
@@ -15,74 +21,126 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import pandas as pd
+from rich import box
+from rich.table import Table
 
 from bench.common import stats
-from bench.load.loadgen import LoadResult, LoadSpec, Request, run_load_sync
+from bench.common.intervals import NOTHING, median_interval, paired_ratio, smallest_resolving_sample
+from bench.common.names import (
+    COMPLEXITY_LIVE,
+    ESTIMATES,
+    KNEE,
+    NOTES,
+    PER_OPERATION,
+    PLACEMENT,
+    REQUESTS,
+    RESOURCES,
+    STEPS,
+)
+from bench.experiments import trials
+from bench.experiments.context import RunContext, Slo
+from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid
+from bench.load.loadgen import LoadResult, LoadSpec, Request
+from bench.load.processes import run_load_sync
+from bench.load.search import Judged, Search, interleave, rising
 from bench.load.workload import OPS, ShopWorkload
 from bench.system.complexity import live_counts
-from bench.system.deploy import Deployed, deploy
+from bench.system.deploy import Deployed, Deployment, deploy, placement
+from bench.system.noise import NoiseMeter
 from bench.system.resources import ResourceMeter, Usage, cpu_per_request
 from bench.system.target import NOT_METERED, notes, running
 from bench.system.traces import load_spans, spans_frame, summarize
 from plumbing import tracing
-from shop.seed import SeedSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NetworkParams:
-    """Rates in requests per second, durations in seconds."""
+    """Rates in requests per second, durations in seconds. The SLO, the seed and the catalog come from the run's
+    context.
+
+    ``rounds`` low-load trials of ``low_duration`` per topology; the knee searched from ``start_rate`` (doubling, then
+    bisecting to within ``within``, at most ``max_probes`` probes per topology, never below ``floor_rate``), each
+    probe lasting long enough for ``probe_requests`` requests (at least ``probe_duration``); the final bracket run
+    again in ``recheck_rounds`` rounds.
+    """
 
     low_rate: float = 200.0
-    low_duration: float = 15.0
-    warmup: float = 2.0
+    low_duration: float = 5.0
+    warmup: float = 1.0
+    rounds: int = 6
     traced_per_op: int = 30
-    sweep_rates: tuple[float, ...] = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 12000)
-    step_duration: float = 5.0
-    step_warmup: float = 1.0
-    slo_p99: float = 0.050
-    error_budget: float = 0.001
+    start_rate: float = 250.0
+    within: float = 0.10
+    floor_rate: float = 25.0
+    max_probes: int = 12
+    probe_requests: int = 1000
+    probe_duration: float = 1.0
+    probe_warmup: float = 0.5
+    recheck_rounds: int = 3
+    retries: int = 1
     mix: str = "default"
     arrival: str = "poisson"
-    seed: int = 1
-    products: int = 1000
-    users: int = 200
 
-    def planned_seconds(self) -> float:
-        """An upper bound of the measuring time per topology (the sweep usually stops earlier)."""
-        traced = self.traced_per_op * len(OPS) / 50.0 + 1.0
-        sweep = len(self.sweep_rates) * (self.step_duration + self.step_warmup)
-        return self.warmup + self.low_duration + traced + sweep
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.recheck_rounds < 0 or self.within <= 0 or self.max_probes < 2:
+            raise ValueError("rounds >= 1, recheck_rounds >= 0, within > 0 and max_probes >= 2 are required")
+
+    def probe_seconds(self, rate: float) -> float:
+        """How long a probe at ``rate`` measures: long enough for ``probe_requests`` requests."""
+        return max(self.probe_duration, self.probe_requests / rate)
+
+    def planned_seconds(self, topologies: int) -> float:
+        """The measuring time of the experiment on ``topologies`` topologies side by side (an estimate: the knee's
+        position decides how many probes the search makes)."""
+        low = self.rounds * topologies * (self.warmup + self.low_duration + 0.6)
+        traced = topologies * (self.traced_per_op * len(OPS) / 50.0 + 1.0)
+        probe = self.probe_warmup + self.probe_seconds(4 * self.start_rate) + 0.6
+        searching = topologies * min(self.max_probes, 7) * probe
+        recheck = self.recheck_rounds * topologies * 2 * probe
+        return topologies * 2.0 + low + traced + searching + recheck
+
+    def low_load(self) -> dict[str, Any]:
+        """The load of the low phase, as the columns of its rows in the ``steps`` table name it."""
+        return {"target_rate": self.low_rate, "duration": self.low_duration, "warmup": self.warmup, "mix": self.mix}
 
 
 QUICK = NetworkParams(
-    low_rate=100.0,
-    low_duration=2.0,
-    warmup=0.5,
+    low_rate=200.0,
+    low_duration=1.5,
+    warmup=0.3,
+    rounds=3,
     traced_per_op=5,
-    sweep_rates=(400, 1200, 3600),
-    step_duration=1.5,
-    step_warmup=0.5,
+    start_rate=400.0,
+    max_probes=8,
+    probe_requests=500,
+    probe_duration=0.6,
+    probe_warmup=0.3,
+    recheck_rounds=2,
 )
 
 
 @dataclass
-class Step:
-    """One measured load run and the resources it took."""
+class MeteredRun:
+    """One load run and the resources it took; ``phase`` and ``step`` place it in the network experiment, ``columns``
+    carry what else its row of ``steps`` says (its round, the noise around it, the CPU of the idle topologies)."""
 
     phase: str
     step: int
     result: LoadResult
     usage: dict[str, Usage]
+    columns: dict[str, Any] = field(default_factory=dict)
 
 
-Progress = Callable[[str, float], None]  # (description of what runs now, seconds it is expected to take)
+TRACED_MIX = "each operation in turn"
 
 
 class CyclingWorkload:
@@ -126,94 +184,209 @@ def metered_run(
     return result, usage
 
 
-def measure(deployment: Deployed, workload: Any, spec: LoadSpec, phase: str, step: int) -> Step:
+def measure(deployment: Deployed, workload: Any, spec: LoadSpec, phase: str, step: int) -> MeteredRun:
     """One load run; its processes are metered when they run here (an external target's are not)."""
     pids = deployment.supervisor.pids() if deployment.supervisor is not None else {}
     result, usage = metered_run(deployment.public_url, pids, workload, spec)
-    return Step(phase, step, result, usage)
+    return MeteredRun(phase, step, result, usage)
 
 
-def run_topology(
-    topology: str,
-    params: NetworkParams,
-    run_dir: Path,
-    sut_cpus: frozenset[int] | None,
-    stack: str,
-    progress: Progress,
-    target: Deployed | None = None,
-) -> dict[str, pd.DataFrame]:
-    """Deploy ``topology`` (or use ``target``, already running elsewhere), run the phases, and return its tables.
+class SideBySide:
+    """The topologies of the run, deployed side by side (or the external target), and what the experiment measured."""
 
-    On a target the traced phase is skipped (the span files are on its hosts) and CPU and memory are not metered
-    (NaN): the ``notes`` table says so.
-    """
-    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
-    progress(f"{topology}: starting", 3.0)
-    with running(target, lambda: deploy(topology, run_dir, seed=seed, cpus=sut_cpus, stack=stack)) as deployment:
-        auth = deployment.auth_headers
-        workload = ShopWorkload(params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=auth)
+    def __init__(self, context: RunContext, params: NetworkParams, progress: Progress) -> None:
+        self.context, self.params, self.progress = context, params, progress
+        self.deployments: dict[str, Deployed] = {}
+        self.workloads: dict[str, ShopWorkload] = {}
+        self.runs: dict[str, list[MeteredRun]] = {t: [] for t in context.topologies}
+        self.rng = random.Random(context.seed.seed)
+        cpus = {*context.system_cpus, *context.generator_cpus}
+        self.new_meter = partial(NoiseMeter, cpus or None, 0.2)
+
+    def start(self, stack: ExitStack) -> None:
+        context = self.context
+        for topology in context.topologies:
+            self.progress(f"{topology}: starting", 2.0)
+            start = partial(
+                deploy,
+                topology,
+                context.runs / topology,
+                seed=context.seed,
+                cpus=context.sut_cpus,
+                stack=context.stack,
+            )
+            deployment = stack.enter_context(running(context.target, start))
+            self.deployments[topology] = deployment
+            seed = context.seed
+            self.workloads[topology] = ShopWorkload(
+                seed.users, seed.products, mix=self.params.mix, seed=seed.seed, auth_headers=deployment.auth_headers
+            )
+
+    def shuffled(self, topologies: list[str]) -> list[str]:
+        order = list(topologies)
+        self.rng.shuffle(order)
+        return order
+
+    def measure(self, topology: str, spec: LoadSpec, phase: str, step: int, workload: Any = None) -> MeteredRun:
+        """One load run on ``topology``; its processes are metered, and so are the idle topologies' (their CPU is
+        recorded as ``idle_cpu_seconds``: side by side must cost the measured one nothing)."""
+        deployment = self.deployments[topology]
+        pids: dict[str, int] = {}
+        for name, other in self.deployments.items():
+            if other.supervisor is not None:
+                own = other.supervisor.pids()
+                pids |= own if name == topology else {f"{name}/{process}": pid for process, pid in own.items()}
+        result, usage = metered_run(deployment.public_url, pids, workload or self.workloads[topology], spec)
+        idle = sum(u.cpu_seconds for name, u in usage.items() if "/" in name)
+        own_usage = {name: u for name, u in usage.items() if "/" not in name}
+        columns = {"idle_cpu_seconds": idle if len(pids) > len(own_usage) else math.nan}
+        return MeteredRun(phase, step, result, own_usage, columns)
+
+    def kept(self, topology: str, spec: LoadSpec, phase: str, step: int, columns: Mapping[str, Any]) -> MeteredRun:
+        """:meth:`measure`, repeated (bounded) while the machine's noise disturbs it; the kept run's row says so."""
+        runs: list[MeteredRun] = []
+
+        def attempt(number: int) -> dict[str, Any]:
+            runs.append(self.measure(topology, spec, phase, step))
+            return {}
+
+        row = trials.kept(attempt, self.new_meter, self.params.retries)
+        run = runs[-1]
+        run.columns |= dict(columns) | row
+        self.runs[topology].append(run)
+        return run
+
+    def low_phase(self) -> None:
+        params, seed, slo = self.params, self.context.seed, self.context.slo
         spec = LoadSpec(
             rate=params.low_rate,
             duration=params.low_duration,
             warmup=params.warmup,
             arrival=params.arrival,
-            seed=params.seed,
-            expected_latency=params.slo_p99,
+            seed=seed.seed,
+            expected_latency=slo.p99,
         )
-        progress(f"{topology}: low load, {params.low_rate:g} req/s", params.warmup + params.low_duration)
-        steps = [measure(deployment, workload, spec, "low", 0)]
-        # Counted now: every process is up and has made the connections that the mix makes.
-        live = live_counts(topology, deployment.supervisor.pids()) if deployment.supervisor is not None else None
+        for index in range(params.rounds):
+            for position, topology in enumerate(self.shuffled(list(self.context.topologies))):
+                self.progress(
+                    f"{topology}: low load, round {index + 1} of {params.rounds}", params.warmup + params.low_duration
+                )
+                self.kept(topology, spec, "low", index, {"round": index, "position": position})
 
-        traced: tuple[Step, CyclingWorkload] | None = None
-        if deployment.run_dir is not None:  # the spans are written there
-            # The edge honours a traceparent only with the harness's credential (plumbing.tracing).
-            trusted = (*auth, *deployment.trace_headers)
-            traced_wl = CyclingWorkload(params.users, params.products, params.seed, workload.order_ids, trusted)
-            count = params.traced_per_op * len(OPS)
-            progress(f"{topology}: {count} traced requests", count / 50.0 + 1.0)
-            traced_spec = LoadSpec(rate=50.0, duration=count / 50.0, warmup=0.0, seed=params.seed, arrival="constant")
-            traced = measure(deployment, traced_wl, traced_spec, "traced", 0), traced_wl
+    def traced_phase(self, topology: str) -> tuple[MeteredRun, CyclingWorkload] | None:
+        deployment, seed = self.deployments[topology], self.context.seed
+        if deployment.run_dir is None:  # the spans are written on the target's hosts
+            return None
+        # The edge honours a traceparent only with the harness's credential (plumbing.tracing).
+        trusted = (*deployment.auth_headers, *deployment.trace_headers)
+        workload = CyclingWorkload(seed.users, seed.products, seed.seed, self.workloads[topology].order_ids, trusted)
+        count = self.params.traced_per_op * len(OPS)
+        self.progress(f"{topology}: {count} traced requests", count / 50.0 + 1.0)
+        spec = LoadSpec(rate=50.0, duration=count / 50.0, warmup=0.0, seed=seed.seed, arrival="constant")
+        return self.measure(topology, spec, "traced", 0, workload), workload
 
-        for index, rate in enumerate(params.sweep_rates):
-            progress(f"{topology}: sweep {rate:g} req/s", params.step_duration + params.step_warmup)
+    def probe(self, phase: str, columns: Mapping[str, Any]) -> Callable[[str, float], Judged[MeteredRun]]:
+        params, seed, slo = self.params, self.context.seed, self.context.slo
+
+        def run(topology: str, rate: float) -> Judged[MeteredRun]:
+            step = len(self.runs[topology])
+            seconds = params.probe_seconds(rate)
+            self.progress(f"{topology}: {phase} {rate:,.0f} req/s", params.probe_warmup + seconds)
             spec = LoadSpec(
                 rate=rate,
-                duration=params.step_duration,
-                warmup=params.step_warmup,
+                duration=seconds,
+                warmup=params.probe_warmup,
                 arrival=params.arrival,
-                seed=params.seed + index,
+                seed=seed.seed + step,
                 # Size the pool for latencies up to the SLO (Little's law): a run within the SLO never waits for a
                 # connection in the generator, so a queue there means the server is past the SLO, not the client.
-                expected_latency=params.slo_p99,
+                expected_latency=slo.p99,
             )
-            step = measure(deployment, workload, spec, "sweep", index)
-            steps.append(step)
-            summary = step.result.summary()
-            if not summary["p99"] <= params.slo_p99 or summary["error_rate"] >= params.error_budget:
-                break  # past saturation every higher rate is worse: stop here, the knee is measured
-        spans: list[tracing.Span] = []
-        if deployment.run_dir is not None:
-            time.sleep(0.2)  # let the last span lines reach their files
-            spans = load_spans(deployment.run_dir / "spans")
-        skipped = [] if deployment.supervisor is not None else [("resources", NOT_METERED)]
-    tables = tidy(topology, steps if traced is None else [*steps, traced[0]])
-    if traced is None:
-        skipped.append(("traced", "per-hop breakdown skipped: the span files are on the target's hosts"))
-    else:
-        tables |= hop_tables(topology, *traced, spans)
-    if skipped:
-        tables["notes"] = notes(topology, "network", skipped)
-    if live is not None:
-        tables["complexity_live"] = pd.DataFrame([live])
-    return tables
+            metered = self.kept(topology, spec, phase, step, columns)
+            met = slo.met(metered.result.summary())
+            return Judged(rate, met, "" if met else "p99 over the SLO or errors over the budget", metered)
+
+        return run
+
+    def knee(self) -> dict[str, Search[MeteredRun]]:
+        """Every topology's bracketing search, interleaved, then the bracket run again in rounds."""
+        params = self.params
+        searches = {
+            topology: Search[MeteredRun](
+                rising(params.start_rate, 2.0, digits=0, compound=True),
+                within=params.within,
+                floor=params.floor_rate,
+                max_runs=params.max_probes,
+                digits=0,
+            )
+            for topology in self.context.topologies
+        }
+        interleave(searches, self.probe("sweep", {"round": 0}), self.shuffled)
+        for index in range(1, params.recheck_rounds + 1):
+            probe = self.probe("knee", {"round": index})
+            for topology in self.shuffled(list(searches)):
+                for rate in self.shuffled_rates(searches[topology]):
+                    probe(topology, rate)
+        return searches
+
+    def shuffled_rates(self, search: Search[MeteredRun]) -> list[float]:
+        rates = [rate for rate in search.bracket if rate is not None]
+        self.rng.shuffle(rates)
+        return rates
+
+
+def run_experiment(context: RunContext, params: NetworkParams, progress: Progress) -> dict[str, pd.DataFrame]:
+    """Deploy every topology side by side (or use the context's target), measure them in interleaved rounds, and
+    return the tables.
+
+    On a target the traced phase is skipped (the span files are on its hosts) and CPU and memory are not metered
+    (NaN): the ``notes`` table says so.
+    """
+    side = SideBySide(context, params, progress)
+    tables: dict[str, list[pd.DataFrame]] = {}
+    with ExitStack() as stack:
+        side.start(stack)
+        side.low_phase()
+        extra: dict[str, dict[str, pd.DataFrame]] = {t: {} for t in context.topologies}
+        traced: dict[str, tuple[MeteredRun, CyclingWorkload] | None] = {}
+        for topology, deployment in side.deployments.items():
+            # Counted now: every process is up and has made the connections that the mix makes.
+            if deployment.supervisor is not None:
+                extra[topology][COMPLEXITY_LIVE] = pd.DataFrame([live_counts(topology, deployment.supervisor.pids())])
+            if isinstance(deployment, Deployment):
+                extra[topology][PLACEMENT] = placement(deployment)
+            traced[topology] = side.traced_phase(topology)
+        searches = side.knee()
+        time.sleep(0.2)  # let the last span lines reach their files
+        for topology, deployment in side.deployments.items():
+            found = traced[topology]
+            runs = side.runs[topology]
+            part = tidy(topology, runs if found is None else [*runs, found[0]])
+            phases = part[STEPS]["phase"]
+            part[STEPS] = part[STEPS].assign(
+                mix=phases.where(phases == "traced", params.mix).replace("traced", TRACED_MIX)
+            )
+            skipped = [] if deployment.supervisor is not None else [("resources", NOT_METERED)]
+            if found is None or deployment.run_dir is None:
+                skipped.append(("traced", "per-hop breakdown skipped: the span files are on the target's hosts"))
+            else:
+                part |= hop_tables(topology, *found, load_spans(deployment.run_dir / "spans"))
+            if skipped:
+                part[NOTES] = notes(topology, "network", skipped)
+            part |= extra[topology]
+            part[KNEE] = knee_rows(topology, searches[topology], runs, context.slo)
+            for name, frame in part.items():
+                tables.setdefault(name, []).append(frame)
+    merged = {name: pd.concat(frames, ignore_index=True) for name, frames in tables.items()}
+    merged[ESTIMATES] = estimates(merged, context.topologies)
+    return merged
 
 
 def hop_tables(
-    topology: str, traced_step: Step, traced_wl: CyclingWorkload, spans: list[tracing.Span]
+    topology: str, traced_run: MeteredRun, traced_wl: CyclingWorkload, spans: list[tracing.Span]
 ) -> dict[str, pd.DataFrame]:
     """The per-hop breakdown of the traced requests, from the spans their processes wrote."""
-    traced_frame = traced_step.result.to_frame()
+    traced_frame = traced_run.result.to_frame()
     traced = [
         (str(op), trace_id, (done - intended) * 1e6)
         for op, trace_id, done, intended in zip(
@@ -229,10 +402,10 @@ def hop_tables(
     }
 
 
-def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
-    """Per-request rows, one summary row per step, and one resource row per step and process."""
+def tidy(topology: str, runs: Sequence[MeteredRun]) -> dict[str, pd.DataFrame]:
+    """Per-request rows, one summary row per run, and one resource row per run and process."""
     requests, summaries, resources = [], [], []
-    for s in steps:
+    for s in runs:
         frame = s.result.to_frame()
         requests.append(frame.assign(topology=topology, phase=s.phase, step=s.step, target_rate=s.result.spec.rate))
         summary = s.result.summary()
@@ -248,6 +421,7 @@ def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
                 "topology": topology,
                 "phase": s.phase,
                 "step": s.step,
+                **s.columns,
                 **summary,
                 **{f"errors_{k}": v for k, v in errors.items()},
                 "invalid_reasons": "; ".join(reasons),
@@ -273,23 +447,235 @@ def tidy(topology: str, steps: Sequence[Step]) -> dict[str, pd.DataFrame]:
             )
     by_op = [
         stats.per_op_summary(s.result.to_frame()).reset_index().assign(topology=topology, phase=s.phase, step=s.step)
-        for s in steps
+        for s in runs
     ]
     return {
-        "requests": pd.concat(requests, ignore_index=True),
-        "steps": pd.DataFrame(summaries),
-        "resources": pd.DataFrame(resources),
-        "ops": pd.concat(by_op, ignore_index=True),
+        REQUESTS: pd.concat(requests, ignore_index=True),
+        STEPS: pd.DataFrame(summaries),
+        RESOURCES: pd.DataFrame(resources),
+        PER_OPERATION: pd.concat(by_op, ignore_index=True),
     }
 
 
-def params_dict(params: NetworkParams) -> dict[str, Any]:
-    return asdict(params)
+def crossing(low: MeteredRun | None, high: MeteredRun | None, slo: Slo) -> tuple[float, str]:
+    """Where p99 crosses the SLO between two probes of one round (requests per second), and whether the estimate is
+    only a bound: "above" (both passed: at least the upper rate), "below" (the lower one failed: at most its rate).
+
+    Between a passing and a failing probe the crossing is interpolated linearly in log p99; a failing probe whose
+    p99 met the SLO (it failed on errors) gives the lower rate.
+    """
+    if low is None:
+        return math.nan, ""
+    low_rate, low_summary = low.result.spec.rate, low.result.summary()
+    if not slo.met(low_summary):
+        return low_rate, "below"
+    if high is None:
+        return low_rate, "above"
+    high_rate, high_summary = high.result.spec.rate, high.result.summary()
+    if slo.met(high_summary):
+        return high_rate, "above"
+    p_low, p_high = low_summary["p99"], high_summary["p99"]
+    if not (0 < p_low < slo.p99 < p_high < math.inf):
+        return low_rate, ""
+    share = (math.log(slo.p99) - math.log(p_low)) / (math.log(p_high) - math.log(p_low))
+    return low_rate + share * (high_rate - low_rate), ""
 
 
-def sustainable(steps: pd.DataFrame, params: NetworkParams) -> dict[str, float | None]:
-    """Sustainable throughput per topology from the sweep rows."""
+def knee_rows(topology: str, search: Search[MeteredRun], runs: Sequence[MeteredRun], slo: Slo) -> pd.DataFrame:
+    """One row per round of the knee: the bracket's two probes in that round and the crossing estimated from them
+    (round 0 is the search's own last probes at the bracket)."""
+    low_rate, high_rate = search.bracket
+    by_round: dict[int, dict[float, MeteredRun]] = {}
+    for run in runs:
+        if run.phase in ("sweep", "knee"):
+            by_round.setdefault(int(run.columns.get("round", 0)), {})[run.result.spec.rate] = run
+    rows = []
+    for index, probes in sorted(by_round.items()):
+        low = probes.get(low_rate) if low_rate is not None else None
+        high = probes.get(high_rate) if high_rate is not None else None
+        estimate, bound = crossing(low, high, slo)
+        rows.append(
+            {
+                "topology": topology,
+                "round": index,
+                "low_rate": low_rate if low_rate is not None else math.nan,
+                "high_rate": high_rate if high_rate is not None else math.nan,
+                "low_p99": low.result.summary()["p99"] if low is not None else math.nan,
+                "high_p99": high.result.summary()["p99"] if high is not None else math.nan,
+                "sustainable_rps": estimate,
+                "bound": bound,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+#: The headline figures of the experiment: (name, unit, where they come from).
+FIGURES: tuple[tuple[str, str], ...] = (
+    ("checkout_p50_ms", "ms"),
+    ("p50_ms", "ms"),
+    ("p99_ms", "ms"),
+    ("cpu_per_request_us", "us"),
+    ("sustainable_rps", "req/s"),
+)
+
+
+def per_round(tables: Mapping[str, pd.DataFrame], figure: str) -> pd.DataFrame:
+    """``figure`` per topology and round (columns ``topology``, ``round``, ``value``), from the trials that can carry
+    it: a latency from the low-load trials whose generator's own lag did not void it, p99 only where a trial's
+    sample resolves it; CPU per request from every trial."""
+    if figure == "sustainable_rps":
+        knee = tables.get(KNEE)
+        if knee is None or knee.empty:
+            return pd.DataFrame(columns=["topology", "round", "value"])
+        return knee.rename(columns={"sustainable_rps": "value"})[["topology", "round", "value"]]
+    steps = tables[STEPS]
+    low = steps[steps["phase"] == "low"]
+    voided = low.get("voided_percentiles", pd.Series("", index=low.index)).fillna("").astype(str).str.split(",")
+    if figure == "cpu_per_request_us":  # CPU time is the processes' own: the generator's lag does not void it
+        return pd.DataFrame({"topology": low["topology"], "round": low["step"], "value": low["cpu_per_request_us"]})
+    name = "p99" if figure == "p99_ms" else "p50"
+    # A latency figure of a trial whose generator's own lag voided it (or, in an older run, an invalid trial).
+    usable = ~voided.map(lambda names: name in names) if "voided_percentiles" in low else low["valid"].astype(bool)
+    low = low[usable]
+    if figure == "checkout_p50_ms":
+        ops = tables[PER_OPERATION]
+        rows = ops[(ops["phase"] == "low") & (ops["op"].astype(str) == "checkout")]
+        rows = rows.merge(low[["topology", "step"]], on=["topology", "step"])
+        return pd.DataFrame({"topology": rows["topology"], "round": rows["step"], "value": rows["p50"] * 1e3})
+    values = low[name] * 1e3
+    if figure == "p99_ms":
+        values = values.where(low["requests"] >= smallest_resolving_sample(99.0))
+    return pd.DataFrame({"topology": low["topology"], "round": low["step"], "value": values})
+
+
+def estimates(tables: Mapping[str, pd.DataFrame], topologies: Sequence[str]) -> pd.DataFrame:
+    """Every headline figure per topology as a median over rounds with its interval, and its ratio to the monolith
+    paired per round (:mod:`bench.common.intervals`)."""
+    rows = []
+    for figure, unit in FIGURES:
+        values = per_round(tables, figure)
+        series = {
+            str(topology): group.set_index("round")["value"].astype(float)
+            for topology, group in values.groupby("topology", sort=False)
+        }
+        baseline = series.get("monolith")
+        for topology in topologies:
+            mine = series.get(topology, pd.Series(dtype=float))
+            value = median_interval(mine.to_numpy())
+            ratio = NOTHING
+            if baseline is not None and topology != "monolith":
+                paired = pd.concat([mine, baseline], axis=1, keys=["mine", "base"])
+                ratio = paired_ratio(paired["mine"].to_numpy(), paired["base"].to_numpy())
+            rows.append(
+                {
+                    "figure": figure,
+                    "unit": unit,
+                    "topology": topology,
+                    **{k: getattr(value, k) for k in ("value", "low", "high", "n", "coverage")},
+                    "wide": value.wide,
+                    **{f"ratio_{k}": getattr(ratio, k) for k in ("value", "low", "high", "n", "coverage")},
+                    "ratio_wide": ratio.wide if ratio.n else False,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def sustainable(tables: Mapping[str, pd.DataFrame], slo: Slo) -> dict[str, float | None]:
+    """Sustainable throughput per topology: the median of the knee's rounds when the experiment estimated them,
+    else the highest valid sweep rate that met the SLO (results of an older run)."""
+    if ESTIMATES in tables:
+        frame = tables[ESTIMATES]
+        rows = frame[frame["figure"] == "sustainable_rps"]
+        rates = dict(zip(rows["topology"].astype(str), rows["value"].astype(float), strict=True))
+        return {topology: (None if math.isnan(rate) else rate) for topology, rate in rates.items()}
+    steps = tables.get(STEPS)
+    if steps is None:
+        return {}
     out: dict[str, float | None] = {}
     for topology, group in steps[steps["phase"] == "sweep"].groupby("topology", sort=False):
-        out[str(topology)] = stats.sustainable_throughput(group, params.slo_p99, params.error_budget)
+        out[str(topology)] = stats.sustainable_throughput(group, slo.p99, slo.error_budget)
     return out
+
+
+def facts(context: RunContext, tables: Tables) -> dict[str, Any]:
+    """``sustainable_throughput``: topology -> the sustainable rate (req/s, None when no probe met the SLO)."""
+    return {"sustainable_throughput": sustainable(tables, context.slo)}
+
+
+def planned_seconds(context: RunContext, params: NetworkParams) -> float:
+    return params.planned_seconds(len(context.topologies))
+
+
+def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
+    keys = ("topology", "phase", "step", "target_rate")
+    return [
+        {"experiment": "network", **{k: row[k] for k in keys}, "reasons": row["invalid_reasons"]}
+        for row in rows_where_invalid(tables, STEPS)
+    ]
+
+
+SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("checkout_p50_ms", "checkout p50 ms", ".3g"),
+    ("p50_ms", "p50 ms", ".3g"),
+    ("p99_ms", "p99 ms", ".3g"),
+    ("cpu_per_request_us", "CPU/request us", ".3g"),
+    ("sustainable_rps", "sustainable req/s", ",.0f"),
+)
+
+
+def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
+    """Each headline figure per topology: the median over rounds, its interval below it, then the ratio to the
+    monolith with its interval; under 80 columns wide for the three topologies."""
+    if ESTIMATES not in tables:
+        return None
+    frame = tables[ESTIMATES]
+    topologies = list(dict.fromkeys(frame["topology"].astype(str)))
+    table = Table(title="archbench: network overhead (median over rounds, interval)", box=box.SIMPLE_HEAD)
+    table.add_column("figure")
+    for topology in topologies:
+        table.add_column(topology, justify="right", no_wrap=True)
+    wide = False
+    for figure, label, spec in SUMMARY_ROWS:
+        rows = {str(r["topology"]): r for _, r in frame[frame["figure"] == figure].iterrows()}
+        cells = []
+        for topology in topologies:
+            row = rows[topology]
+            lines = estimate_lines(row, "", spec)
+            if topology != "monolith" and row["ratio_n"]:
+                lines += estimate_lines(row, "ratio_", ".2g", prefix="x")
+            wide = wide or bool(row["wide"]) or bool(row["ratio_wide"])
+            cells.append("\n".join(lines))
+        table.add_row(label, *cells, end_section=True)
+    rounds = int(frame["n"].max()) if len(frame) else 0
+    table.caption = f"{rounds} rounds; x: ratio to the monolith, paired per round" + (
+        ". Some intervals are over ±10%: run again with more rounds, or on a quieter machine" if wide else ""
+    )
+    return table
+
+
+def estimate_lines(row: pd.Series, column: str, spec: str, prefix: str = "") -> list[str]:
+    """One estimate of a row of ``estimates``: the median, then "(low–high)" when there are several rounds."""
+    if not row[f"{column}n"]:
+        return ["-"]
+    lines = [prefix + format(float(row[f"{column}value"]), spec)]
+    if row[f"{column}n"] > 1:
+        lines.append(f"({float(row[f'{column}low']):{spec}}–{float(row[f'{column}high']):{spec}})")
+    return lines
+
+
+EXPERIMENT = Experiment(
+    name="network",
+    help="per-operation latency at low load and the sustainable throughput, measured in interleaved rounds with "
+    "intervals; CPU and memory per process, the per-hop breakdown",
+    params=NetworkParams(),
+    quick_by_default=True,
+    quick=QUICK,
+    on_target=True,
+    scope="run",
+    uses=("seed", "products", "users", "slo_p99", "error_budget"),
+    planned_seconds=planned_seconds,
+    run=run_experiment,
+    invalid_runs=invalid_runs,
+    summary=summary,
+    facts=facts,
+)

@@ -8,11 +8,11 @@ For each mix (browse-heavy, checkout-heavy) and each topology, step k = 1..N run
   the most CPU at the highest load of step 1 (its callers balance over the replicas; a gateway's replicas share the
   public port like the monolith's workers).
 
-At each step the sustainable throughput is searched with open-loop runs: rates rise by ``growth`` from the previous
-step's result until a run misses the SLO (p99, error budget, or the generator could not send the offered rate), then
-runs halfway between the last pass and the first miss refine it. Each run meters CPU and peak RSS per process.
-On a small machine N is small; :mod:`bench.common.usl` fits the Universal Scalability Law to the measured points,
-and the report draws its extrapolation as a model, never as a measurement.
+At each step the sustainable throughput is searched (:mod:`bench.load.search`) with open-loop runs: rates rise by
+``growth`` from the previous step's result until a run misses the SLO (p99, error budget, or the generator could not
+send the offered rate), then runs halfway between the last pass and the first miss refine it. Each run meters CPU
+and peak RSS per process. On a small machine N is small; :mod:`bench.common.usl` fits the Universal Scalability Law
+to the measured points, and the report draws its extrapolation as a model, never as a measurement.
 
 The generator needs CPU too: the budget of step k is the first k CPUs of the system under test's set followed by the
 generator's. When k exceeds the system's set the generator shares a CPU with it, and the rows say so
@@ -25,27 +25,30 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
+from rich.table import Table
 
 from bench.common import stats, usl
-from bench.common.names import SCALING_MIXES
-from bench.experiments.network import metered_run
+from bench.common.names import SCALING, SCALING_MIXES, SCALING_MODEL, SCALING_PROCESSES, SCALING_STEPS
+from bench.experiments.context import RunContext, Slo
+from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid
+from bench.experiments.network import MeteredRun, metered_run
 from bench.load.loadgen import LoadResult, LoadSpec
+from bench.load.search import Judged, highest_passing, rising, search
 from bench.load.workload import ShopWorkload
 from bench.system.deploy import Deployment, deploy
-from bench.system.resources import Usage, cpu_per_request
-from shop.seed import SeedSpec
+from bench.system.resources import cpu_per_request
 
 TOPOLOGIES = ("monolith", "microservices")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScalingParams:
-    """Rates in requests per second, durations in seconds."""
+    """Rates in requests per second, durations in seconds. The SLO, the seed and the catalog come from the run's
+    context."""
 
     mixes: tuple[str, ...] = SCALING_MIXES
     max_replicas: int = 0  # 0: as many as the system's CPUs, at least 2 (see the module docstring)
@@ -56,13 +59,8 @@ class ScalingParams:
     step_duration: float = 4.0
     step_warmup: float = 1.0
     pause: float = 0.5  # between runs, so that a saturated run's backlog does not spill into the next
-    slo_p99: float = 0.050
-    error_budget: float = 0.001
     min_achieved: float = 0.95  # of the offered rate, for a run to pass
     arrival: str = "poisson"
-    seed: int = 1
-    products: int = 1000
-    users: int = 200
 
     def replicas(self, sut_cpus: Sequence[int]) -> int:
         return self.max_replicas or max(2, len(sut_cpus))
@@ -75,22 +73,6 @@ class ScalingParams:
 
 QUICK_SCALING = ScalingParams(step_duration=1.0, step_warmup=0.3, pause=0.2, start_rate=500.0, refine=2, max_runs=8)
 
-Progress = Callable[[str, float], None]
-
-
-@dataclass
-class Probe:
-    """One load run of the search."""
-
-    rate: float
-    result: LoadResult
-    usage: dict[str, Usage]
-    met_slo: bool
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return self.result.summary()
-
 
 def budget(k: int, sut_cpus: Sequence[int], gen_cpus: Sequence[int]) -> tuple[frozenset[int], bool]:
     """The CPUs of step ``k`` and whether the generator's CPUs are among them."""
@@ -101,164 +83,164 @@ def budget(k: int, sut_cpus: Sequence[int], gen_cpus: Sequence[int]) -> tuple[fr
     return chosen, bool(chosen & set(gen_cpus))
 
 
-def passes(result: LoadResult, params: ScalingParams) -> bool:
+def judge(result: LoadResult, params: ScalingParams, slo: Slo) -> tuple[bool, str]:
+    """Whether a run of the search passes (the SLO met, and the generator sent the offered rate), and why not."""
     summary = result.summary()
-    return bool(
-        summary["p99"] <= params.slo_p99
-        and summary["error_rate"] < params.error_budget
-        and summary["achieved_rate"] >= params.min_achieved * summary["offered_rate"]
-    )
+    reasons = []
+    if not summary["p99"] <= slo.p99:
+        reasons.append(f"p99 {summary['p99'] * 1e3:.1f} ms over {slo.p99 * 1e3:g} ms")
+    if not summary["error_rate"] < slo.error_budget:
+        reasons.append(f"error rate {summary['error_rate']:.2%}")
+    if not summary["achieved_rate"] >= params.min_achieved * summary["offered_rate"]:
+        reasons.append(f"achieved {summary['achieved_rate']:.0f} of {summary['offered_rate']:.0f} req/s offered")
+    return not reasons, "; ".join(reasons)
 
 
-def probe(deployment: Deployment, workload: ShopWorkload, rate: float, params: ScalingParams, index: int) -> Probe:
+Probe = Judged[MeteredRun]
+"""One load run of the search."""
+
+
+def probe(
+    deployment: Deployment, workload: ShopWorkload, rate: float, params: ScalingParams, index: int, context: RunContext
+) -> Probe:
     spec = LoadSpec(
         rate=rate,
         duration=params.step_duration,
         warmup=params.step_warmup,
         arrival=params.arrival,
-        seed=params.seed + index,
-        expected_latency=params.slo_p99,
+        seed=context.seed.seed + index,
+        expected_latency=context.slo.p99,
     )
     result, usage = metered_run(deployment.public_url, deployment.supervisor.pids(), workload, spec)
     time.sleep(params.pause)
-    return Probe(rate, result, usage, passes(result, params))
+    passed, why = judge(result, params, context.slo)
+    return Judged(rate, passed, why, MeteredRun("scaling", index, result, usage))
 
 
-def search(
-    deployment: Deployment, workload: ShopWorkload, start: float, params: ScalingParams, report: Callable[[str], None]
+def find_sustainable(
+    deployment: Deployment,
+    workload: ShopWorkload,
+    start: float,
+    params: ScalingParams,
+    context: RunContext,
+    report: Callable[[str], None],
 ) -> list[Probe]:
-    """Runs at rising rates until one misses the SLO, then ``refine`` runs halving the gap between the last pass and
-    the first miss."""
+    """Runs at rates doubling (by ``growth``) from ``start`` until one misses the SLO, then ``refine`` runs halving
+    the gap between the last pass and the first miss; when even ``start`` missed, the same again from a third of it,
+    while that stays above an eighth of ``params.start_rate``."""
+
+    def climb(start: float) -> list[Probe]:
+        runs: list[Probe] = []  # of this climb: their count seeds the next run
+
+        def run(rate: float) -> Probe:
+            report(f"{rate:,.0f} req/s")
+            runs.append(probe(deployment, workload, rate, params, len(runs), context))
+            return runs[-1]
+
+        ladder = rising(start, params.growth, digits=-1, compound=True)
+        return search(run, ladder, max_runs=params.max_runs, refine=params.refine, digits=-1)
+
     probes: list[Probe] = []
-    rate = start
-    while len(probes) < params.max_runs:
-        report(f"{rate:,.0f} req/s")
-        probes.append(probe(deployment, workload, rate, params, len(probes)))
-        if not probes[-1].met_slo:
-            break
-        rate = round(rate * params.growth, -1)
-    for _ in range(params.refine):
-        passed = [p.rate for p in probes if p.met_slo]
-        failed = [p.rate for p in probes if not p.met_slo]
-        if not (passed and failed and len(probes) < params.max_runs):
-            break
-        middle = round((max(passed) + min(failed)) / 2, -1)
-        if not max(passed) < middle < min(failed):
-            break
-        report(f"{middle:,.0f} req/s")
-        probes.append(probe(deployment, workload, middle, params, len(probes)))
-    passed = [p.rate for p in probes if p.met_slo]
-    if not passed and start > params.start_rate / 8:  # even the first rate failed: look lower once
-        probes.extend(search(deployment, workload, round(start / 3, -1), params, report))
-    return probes
+    while True:
+        probes += (found := climb(start))
+        if highest_passing(found) is not None or not start > params.start_rate / 8:
+            return probes
+        start = round(start / 3, -1)  # even the first rate failed: look lower
 
 
 def busiest(probes: Sequence[Probe], component_of: Mapping[str, str]) -> str:
     """The component whose process used the most CPU in the most loaded run: the one that saturates first."""
-    top = max(probes, key=lambda p: p.rate)
-    name = max(top.usage, key=lambda process: top.usage[process].cpu_seconds)
+    usage = max(probes, key=lambda p: p.rate).result.usage
+    name = max(usage, key=lambda process: usage[process].cpu_seconds)
     return component_of[name]
 
 
 @dataclass(frozen=True)
-class Step:
+class ScalePoint:
+    """Step k of the scale-out of one topology and mix: its CPUs, the component scaled, and the runs of its search."""
+
     topology: str
     mix: str
     replicas: int
     cpus: frozenset[int]
     shares: bool
     scaled: str
-    component_of: dict[str, str]
-    probes: list[Probe]
+    component_of: dict[str, str] = field(default_factory=dict)
+    probes: list[Probe] = field(default_factory=list)
 
 
 def run_step(
-    topology: str,
-    mix: str,
-    k: int,
-    scaled: str,
+    context: RunContext,
+    point: ScalePoint,
     start: float,
-    cpus: tuple[frozenset[int], bool],
-    run_dir: Path,
     params: ScalingParams,
-    stack: str,
     progress: Progress,
-) -> Step:
-    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+) -> ScalePoint:
+    """Deploy ``point``'s topology on its CPUs with its replicas, search its sustainable rate from ``start``; returns
+    the point with its runs and where each process's component."""
+    seed, k, scaled = context.seed, point.replicas, point.scaled
     replicas = {scaled: k} if k > 1 else {}
-    label = f"scaling {mix}: {topology}, " + (f"{k} x {scaled}" if k > 1 else "one of each")
+    label = f"scaling {point.mix}: {point.topology}, " + (f"{k} x {scaled}" if k > 1 else "one of each")
+    run_dir = context.runs / f"scaling-{point.mix}-{point.topology}-{k}"
     progress(f"{label}: starting", 2.0)
-    with deploy(topology, run_dir, seed=seed, cpus=cpus[0], stack=stack, replicas=replicas) as deployment:
+    with deploy(
+        point.topology, run_dir, seed=seed, cpus=point.cpus, stack=context.stack, replicas=replicas
+    ) as deployment:
         workload = ShopWorkload(
-            params.users, params.products, mix=mix, seed=params.seed, auth_headers=deployment.auth_headers
+            seed.users, seed.products, mix=point.mix, seed=seed.seed, auth_headers=deployment.auth_headers
         )
 
         def report(rate: str) -> None:
             progress(f"{label}: {rate}", params.step_duration + params.step_warmup + params.pause)
 
-        probes = search(deployment, workload, start, params, report)
+        probes = find_sustainable(deployment, workload, start, params, context, report)
         component_of = {p.name: p.front for p in deployment.config.processes}
-    return Step(topology, mix, k, cpus[0], cpus[1], scaled, component_of, probes)
+    return replace(point, component_of=component_of, probes=probes)
 
 
-def run_experiment(
-    topologies: Sequence[str],
-    params: ScalingParams,
-    out_dir: Path,
-    sut_cpus: Sequence[int],
-    gen_cpus: Sequence[int],
-    stack: str,
-    progress: Progress,
-) -> dict[str, pd.DataFrame]:
+def run(context: RunContext, params: ScalingParams, progress: Progress) -> dict[str, pd.DataFrame]:
     """Every mix x topology x step; returns the tables ``scaling``, ``scaling_steps``, ``scaling_processes`` and
     ``scaling_model``."""
-    steps: list[Step] = []
+    points: list[ScalePoint] = []
+    sut_cpus, gen_cpus = context.system_cpus, context.generator_cpus
     n = params.replicas(sut_cpus)
     for mix in params.mixes:
-        for topology in [t for t in TOPOLOGIES if t in topologies]:
+        for topology in [t for t in TOPOLOGIES if t in context.topologies]:
             scaled = "monolith" if topology == "monolith" else ""
             start = params.start_rate
             for k in range(1, n + 1):
-                cpus = budget(k, sut_cpus, gen_cpus)
-                run_dir = out_dir / f"scaling-{mix}-{topology}-{k}"
-                step = run_step(topology, mix, k, scaled, start, cpus, run_dir, params, stack, progress)
+                cpus, shares = budget(k, sut_cpus, gen_cpus)
+                point = run_step(context, ScalePoint(topology, mix, k, cpus, shares, scaled), start, params, progress)
                 if not scaled:  # step 1 tells which service saturates first
-                    scaled = busiest(step.probes, step.component_of)
-                    step = replace(step, scaled=scaled)
-                steps.append(step)
-                passed = [p.rate for p in step.probes if p.met_slo]
-                start = max(passed) if passed else start
-    if not steps:
+                    scaled = busiest(point.probes, point.component_of)
+                    point = replace(point, scaled=scaled)
+                points.append(point)
+                top = highest_passing(point.probes)
+                start = top.rate if top is not None else start
+    if not points:
         return {}
-    scaling = pd.DataFrame([step_row(s) for s in steps])
+    scaling = pd.DataFrame([step_row(p) for p in points])
     return {
-        "scaling": scaling,
-        "scaling_steps": pd.DataFrame([probe_row(s, p) for s in steps for p in s.probes]),
-        "scaling_processes": pd.DataFrame([row for s in steps for row in process_rows(s)]),
-        "scaling_model": usl.model_frame(scaling),
+        SCALING: scaling,
+        SCALING_STEPS: pd.DataFrame([probe_row(p, probe) for p in points for probe in p.probes]),
+        SCALING_PROCESSES: pd.DataFrame([row for p in points for row in process_rows(p)]),
+        SCALING_MODEL: usl.model_frame(scaling),
     }
 
 
-def best(step: Step) -> Probe | None:
-    passed = [p for p in step.probes if p.met_slo]
-    return max(passed, key=lambda p: p.rate) if passed else None
-
-
-def step_row(step: Step) -> dict[str, Any]:
-    top = best(step)
+def step_row(step: ScalePoint) -> dict[str, Any]:
+    top = highest_passing(step.probes)
     scaled_procs = [name for name, component in step.component_of.items() if component == step.scaled]
     if top is None:
         cpu_us, rss_total, rss_replica, valid = math.nan, 0, math.nan, False
         note = "no rate met the SLO"
     else:
-        frame = top.result.to_frame()
-        cpu_us = cpu_per_request(top.usage, stats.successes(frame))["total"] * 1e6
-        rss_total = sum(u.peak_rss_bytes for u in top.usage.values())
-        rss_replica = sum(top.usage[p].peak_rss_bytes for p in scaled_procs if p in top.usage) / max(
-            1, len(scaled_procs)
-        )
-        valid = top.result.valid
-        note = "" if valid else "; ".join(top.result.invalid_reasons)
+        result, usage = top.result.result, top.result.usage
+        cpu_us = cpu_per_request(usage, stats.successes(result.to_frame()))["total"] * 1e6
+        rss_total = sum(u.peak_rss_bytes for u in usage.values())
+        rss_replica = sum(usage[p].peak_rss_bytes for p in scaled_procs if p in usage) / max(1, len(scaled_procs))
+        valid = result.valid
+        note = "" if valid else "; ".join(result.invalid_reasons)
     return {
         "topology": step.topology,
         "mix": step.mix,
@@ -276,9 +258,9 @@ def step_row(step: Step) -> dict[str, Any]:
     }
 
 
-def probe_row(step: Step, p: Probe) -> dict[str, Any]:
-    summary = p.summary
-    frame = p.result.to_frame()
+def probe_row(step: ScalePoint, p: Probe) -> dict[str, Any]:
+    summary = p.result.result.summary()
+    frame = p.result.result.to_frame()
     return {
         "topology": step.topology,
         "mix": step.mix,
@@ -289,18 +271,19 @@ def probe_row(step: Step, p: Probe) -> dict[str, Any]:
         "p50": summary["p50"],
         "p99": summary["p99"],
         "error_rate": summary["error_rate"],
-        "met_slo": p.met_slo,
+        "met_slo": p.passed,
         "valid": summary["valid"],
         "invalid_reasons": "; ".join(summary["invalid_reasons"]),
-        "cpu_per_request_us": cpu_per_request(p.usage, stats.successes(frame))["total"] * 1e6,
+        "cpu_per_request_us": cpu_per_request(p.result.usage, stats.successes(frame))["total"] * 1e6,
     }
 
 
-def process_rows(step: Step) -> list[dict[str, Any]]:
-    top = best(step)
+def process_rows(step: ScalePoint) -> list[dict[str, Any]]:
+    top = highest_passing(step.probes)
     if top is None:
         return []
-    total = sum(u.cpu_seconds for u in top.usage.values()) or math.nan
+    usage = top.result.usage
+    total = sum(u.cpu_seconds for u in usage.values()) or math.nan
     return [
         {
             "topology": step.topology,
@@ -308,9 +291,78 @@ def process_rows(step: Step) -> list[dict[str, Any]]:
             "replicas": step.replicas,
             "process": name,
             "component": step.component_of.get(name, name),
-            "cpu_seconds": usage.cpu_seconds,
-            "cpu_share": usage.cpu_seconds / total,
-            "peak_rss_bytes": usage.peak_rss_bytes,
+            "cpu_seconds": used.cpu_seconds,
+            "cpu_share": used.cpu_seconds / total,
+            "peak_rss_bytes": used.peak_rss_bytes,
         }
-        for name, usage in top.usage.items()
+        for name, used in usage.items()
     ]
+
+
+def planned_seconds(context: RunContext, params: ScalingParams) -> float:
+    return params.planned_seconds(context.system_cpus, context.topologies)
+
+
+def check(context: RunContext, params: ScalingParams) -> str | None:
+    """Before anything runs: the last step must find its CPUs (on this machine; a target cannot scale)."""
+    if context.sut_cpus is None:
+        return None
+    try:
+        budget(params.replicas(context.system_cpus), context.system_cpus, context.generator_cpus)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
+    return [
+        {
+            "experiment": "scaling",
+            "topology": row["topology"],
+            "run": f"{row['mix']}, {row['replicas']} replicas, {row['target_rate']:g} req/s",
+            "reasons": row["invalid_reasons"],
+        }
+        for row in rows_where_invalid(tables, SCALING_STEPS)
+    ]
+
+
+def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
+    if SCALING not in tables:
+        return None
+    table = Table(title="archbench: scaling (sustainable throughput on k CPUs; the monolith runs k workers, the "
+                  "microservices k replicas of the service that saturates first)")  # fmt: skip
+    for column in ("mix", "topology", "scaled", "replicas", "req/s", "CPU/req us", "RSS MB", "RSS/replica MB"):
+        table.add_column(column, justify="left" if column in ("mix", "topology", "scaled") else "right")
+    for row in tables[SCALING].to_dict(orient="records"):
+        flags = ("" if row["valid"] else " (invalid)") + (" *" if row["generator_shares_cpu"] else "")
+        rate = row["sustainable_rps"]
+        table.add_row(
+            str(row["mix"]),
+            str(row["topology"]) + flags,
+            str(row["scaled"]),
+            str(row["replicas"]),
+            "none met the SLO" if math.isnan(rate) else f"{rate:,.0f}",
+            "-" if math.isnan(row["cpu_per_request_us"]) else f"{row['cpu_per_request_us']:.0f}",
+            f"{row['rss_total_bytes'] / 2**20:.0f}",
+            "-" if math.isnan(row["rss_per_replica_bytes"]) else f"{row['rss_per_replica_bytes'] / 2**20:.0f}",
+        )
+    if tables[SCALING]["generator_shares_cpu"].any():
+        table.caption = "* the generator shared a CPU with the system at this step (too few CPUs on this machine)"
+    return table
+
+
+EXPERIMENT = Experiment(
+    name="scaling",
+    help="sustainable throughput of two mixes on 1..N CPUs: the monolith with N workers, the microservices with N "
+    "replicas of the service that saturates first",
+    params=ScalingParams(),
+    quick=QUICK_SCALING,
+    scope="run",
+    options={"scale_to": "max_replicas"},
+    uses=("seed", "products", "users", "slo_p99", "error_budget"),
+    planned_seconds=planned_seconds,
+    run=run,
+    invalid_runs=invalid_runs,
+    summary=summary,
+    check=check,
+)

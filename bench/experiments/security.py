@@ -7,69 +7,74 @@ per request is what the isolation costs on this machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from bench.common.names import PLACEMENT, SECURITY, STEPS
 from bench.common.stats import successes
-from bench.experiments.network import NetworkParams, measure
+from bench.experiments.context import RunContext
+from bench.experiments.experiment import Experiment, Progress, Tables, each_topology, rows_where_invalid
+from bench.experiments.network import measure
 from bench.load.loadgen import LoadSpec
 from bench.load.workload import ShopWorkload
-from bench.system.deploy import deploy
+from bench.system.deploy import deploy, placement
 from bench.system.resources import cpu_per_request
-from shop.seed import SeedSpec
-
-Progress = Callable[[str, float], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SecurityParams:
+    """Rates in requests per second, durations in seconds. The seed and the catalog come from the run's context."""
+
     # The same load as the network experiment's low phase, so that its auth-on measurement can be reused.
     rate: float = 200.0
-    duration: float = 15.0
-    warmup: float = 2.0
+    duration: float = 5.0
+    warmup: float = 1.0
     mix: str = "default"
-    seed: int = 1
-    products: int = 1000
-    users: int = 200
 
     def planned_seconds(self) -> float:
         return 2 * (self.warmup + self.duration + 3.0)
 
+    def load(self) -> dict[str, Any]:
+        """This experiment's load, named as the columns of a row of the network experiment's ``steps`` table."""
+        return {"target_rate": self.rate, "duration": self.duration, "warmup": self.warmup, "mix": self.mix}
 
-QUICK_SECURITY = SecurityParams(rate=100.0, duration=2.0, warmup=0.5)
+
+QUICK_SECURITY = SecurityParams(rate=200.0, duration=1.5, warmup=0.3)
 
 
-def same_load(security: SecurityParams, network: NetworkParams) -> bool:
-    """Whether the network experiment's low phase is the measurement this experiment would make with auth on."""
-    return (security.rate, security.duration, security.warmup, security.mix, security.seed) == (
-        network.low_rate,
-        network.low_duration,
-        network.warmup,
-        network.mix,
-        network.seed,
-    ) and (security.products, security.users) == (network.products, network.users)
+def same_load(security: SecurityParams, low: Mapping[str, Any]) -> bool:
+    """Whether the network experiment's low-phase run (its row of ``steps``, or
+    :meth:`bench.experiments.network.NetworkParams.low_load`) is the measurement this experiment would make with auth
+    on: the same rate, duration, warm-up and mix (the seed and the catalog are the run's)."""
+    return all(low.get(key) == value for key, value in security.load().items())
+
+
+def reusable(steps: pd.DataFrame | None, topology: str, params: SecurityParams) -> dict[str, Any] | None:
+    """The network experiment's low-phase row of ``topology`` when it measured the same load, else None."""
+    if steps is None:
+        return None
+    low = steps[(steps["topology"] == topology) & (steps["phase"] == "low")]
+    if low.empty:
+        return None
+    row = {str(k): v for k, v in low.iloc[0].items()}
+    return row if same_load(params, row) else None
 
 
 def run_topology(
-    topology: str,
-    params: SecurityParams,
-    run_dir: Path,
-    sut_cpus: frozenset[int] | None,
-    stack: str,
-    progress: Progress,
-    auth_on: Mapping[str, Any] | None = None,
+    context: RunContext, topology: str, params: SecurityParams, progress: Progress
 ) -> dict[str, pd.DataFrame]:
-    """Measure the topology with the checks off, and on unless ``auth_on`` already holds that measurement.
+    """Measure the topology with the checks off, and on unless the network experiment already measured that.
 
-    ``auth_on`` is the network experiment's low-load summary row when it ran with the same rate, duration, warm-up,
-    mix and seed (see :func:`same_load`): the same deployment kind under the same load, so it is reused.
+    The network experiment's low-phase row (in ``context.measured``) is reused when it ran with the same rate,
+    duration, warm-up and mix (see :func:`same_load`): the same deployment kind under the same load.
     """
+    auth_on = reusable(context.measured.get(STEPS), topology, params)
+    seed, run_dir = context.seed, context.runs / f"{topology}-security"
     rows = []
-    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+    placed = None
     for auth in (False, True):
         if auth and auth_on is not None:
             keys = ("p50", "p99", "error_rate", "cpu_per_request_us", "valid", "invalid_reasons")
@@ -77,17 +82,23 @@ def run_topology(
             continue
         progress(f"{topology}: auth {'on' if auth else 'off'}", params.warmup + params.duration + 3.0)
         with deploy(
-            topology, run_dir / ("auth" if auth else "open"), seed=seed, cpus=sut_cpus, stack=stack, auth=auth
+            topology,
+            run_dir / ("auth" if auth else "open"),
+            seed=seed,
+            cpus=context.sut_cpus,
+            stack=context.stack,
+            auth=auth,
         ) as d:
             workload = ShopWorkload(
-                params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=d.auth_headers
+                seed.users, seed.products, mix=params.mix, seed=seed.seed, auth_headers=d.auth_headers
             )
             spec = LoadSpec(
-                rate=params.rate, duration=params.duration, warmup=params.warmup, seed=params.seed, arrival="poisson"
+                rate=params.rate, duration=params.duration, warmup=params.warmup, seed=seed.seed, arrival="poisson"
             )
-            step = measure(d, workload, spec, "security", int(auth))
-        summary = step.result.summary()
-        per_request = cpu_per_request(step.usage, successes(step.result.to_frame()))
+            run = measure(d, workload, spec, "security", int(auth))
+            placed = placement(d)
+        summary = run.result.summary()
+        per_request = cpu_per_request(run.usage, successes(run.result.to_frame()))
         rows.append(
             {
                 "topology": topology,
@@ -97,8 +108,39 @@ def run_topology(
                 "p99": summary["p99"],
                 "error_rate": summary["error_rate"],
                 "cpu_per_request_us": per_request["total"] * 1e6,
-                "valid": step.result.valid,
-                "invalid_reasons": "; ".join(step.result.invalid_reasons),
+                "valid": run.result.valid,
+                "invalid_reasons": "; ".join(run.result.invalid_reasons),
             }
         )
-    return {"security": pd.DataFrame(rows)}
+    tables = {SECURITY: pd.DataFrame(rows)}
+    if placed is not None:
+        tables[PLACEMENT] = placed
+    return tables
+
+
+def planned_seconds(context: RunContext, params: SecurityParams) -> float:
+    return len(context.topologies) * params.planned_seconds()
+
+
+def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
+    return [
+        {
+            "experiment": "security",
+            "topology": row["topology"],
+            "run": f"auth {'on' if row['auth'] else 'off'}",
+            "reasons": row["invalid_reasons"],
+        }
+        for row in rows_where_invalid(tables, SECURITY)
+    ]
+
+
+EXPERIMENT = Experiment(
+    name="security",
+    help="the cost of the access checks: the same load with them off and on",
+    params=SecurityParams(),
+    quick=QUICK_SECURITY,
+    reads=(STEPS,),
+    planned_seconds=planned_seconds,
+    run=each_topology(run_topology),
+    invalid_runs=invalid_runs,
+)

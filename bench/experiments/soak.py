@@ -19,21 +19,27 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import psutil
+from rich.table import Table
 
 from bench.common import stats
-from bench.load.loadgen import LoadResult, LoadSpec, run_load_sync
+from bench.common.names import ESTIMATES, NOTES, PLACEMENT, SOAK, SOAK_LOAD, SOAK_SUMMARY, STEPS
+from bench.experiments.context import RunContext
+from bench.experiments.experiment import Experiment, Progress, Tables, each_topology, rows_where_invalid
+from bench.experiments.network import sustainable
+from bench.load.loadgen import LoadResult, LoadSpec
+from bench.load.processes import run_load_sync
 from bench.load.workload import ShopWorkload, StartsOnFirstRequest
-from bench.system.deploy import Deployed, deploy
+from bench.system.deploy import Deployment, deploy, placement
 from bench.system.target import NOT_METERED, notes, running
-from shop.seed import SeedSpec
 
 __all__ = [
+    "EXPERIMENT",
     "GROWTH_GOAL",
     "QUICK_SOAK",
     "ProcessSampler",
@@ -46,14 +52,12 @@ __all__ = [
 ]
 
 GROWTH_GOAL = 0.10
-"""The issue's goal for RSS and file-descriptor growth over a soak (a fraction); the report compares against it."""
-
-Progress = Callable[[str, float], None]  # (description of what runs now, seconds it is expected to take)
+"""The goal for RSS and file-descriptor growth over a soak (a fraction); the report compares against it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SoakParams:
-    """Durations in seconds; rates in requests per second.
+    """Durations in seconds; rates in requests per second. The seed and the catalog come from the run's context.
 
     The rate is ``rate`` when given, else ``rate_fraction`` of the sustainable throughput measured by the network
     experiment, else ``fallback_rate``.
@@ -67,9 +71,6 @@ class SoakParams:
     fallback_rate: float = 200.0
     mix: str = "default"
     arrival: str = "poisson"
-    seed: int = 1
-    products: int = 1000
-    users: int = 200
 
     def rate_for(self, sustainable: float | None) -> float:
         """The rate to soak at, given the topology's sustainable throughput (None when unknown)."""
@@ -164,31 +165,30 @@ def _sample(name: str, process: psutil.Process, t_seconds: float) -> Sample | No
         return None
 
 
-def run_topology(
-    topology: str,
-    params: SoakParams,
-    run_dir: Path,
-    sut_cpus: frozenset[int] | None,
-    stack: str,
-    progress: Progress,
-    sustainable_rate: float | None = None,
-    target: Deployed | None = None,
-) -> dict[str, pd.DataFrame]:
-    """Deploy ``topology``, soak it, and return its ``soak``, ``soak_summary`` and ``soak_load`` tables.
+def run_topology(context: RunContext, topology: str, params: SoakParams, progress: Progress) -> dict[str, pd.DataFrame]:
+    """Deploy ``topology`` (or use the context's target), soak it, and return its ``soak``, ``soak_summary`` and
+    ``soak_load`` tables.
 
-    ``sustainable_rate`` is the topology's sustainable throughput if the network experiment measured it.
+    The rate follows the topology's sustainable throughput when the network experiment measured it earlier in the
+    run (its ``estimates``, or an older run's ``steps``, in ``context.measured``).
     """
-    rate = params.rate_for(sustainable_rate)
-    seed = SeedSpec(seed=params.seed, products=params.products, users=params.users)
+    rate = params.rate_for(sustainable(context.measured, context.slo).get(topology))
+    seed = context.seed
     progress(f"{topology}: starting", 3.0)
-    with running(target, lambda: deploy(topology, run_dir, seed=seed, cpus=sut_cpus, stack=stack)) as deployment:
+    with running(
+        context.target,
+        lambda: deploy(
+            topology, context.runs / f"{topology}-soak", seed=seed, cpus=context.sut_cpus, stack=context.stack
+        ),
+    ) as deployment:
         workload = ShopWorkload(
-            params.users, params.products, mix=params.mix, seed=params.seed, auth_headers=deployment.auth_headers
+            seed.users, seed.products, mix=params.mix, seed=seed.seed, auth_headers=deployment.auth_headers
         )
         spec = LoadSpec(
-            rate=rate, duration=params.duration, warmup=params.warmup, arrival=params.arrival, seed=params.seed
+            rate=rate, duration=params.duration, warmup=params.warmup, arrival=params.arrival, seed=seed.seed
         )
         pids = deployment.supervisor.pids() if deployment.supervisor is not None else {}
+        placed = placement(deployment) if isinstance(deployment, Deployment) else None
         sampler = ProcessSampler(pids, params.sample_interval)
         progress(f"{topology}: soak, {rate:g} req/s for {params.duration:g} s", params.planned_seconds())
         try:
@@ -201,12 +201,15 @@ def run_topology(
     frame.insert(0, "topology", topology)
     load = load_over_time(result, params.sample_interval).assign(topology=topology)
     if not pids:  # a target's processes are elsewhere: latency over time only
-        return {"soak_load": load, "notes": notes(topology, "soak", [("resources", NOT_METERED)])}
-    return {
-        "soak": frame,
-        "soak_summary": summarize(frame, result, params.warmup).assign(target_rate=rate),
-        "soak_load": load,
+        return {SOAK_LOAD: load, NOTES: notes(topology, "soak", [("resources", NOT_METERED)])}
+    tables = {
+        SOAK: frame,
+        SOAK_SUMMARY: summarize(frame, result, params.warmup).assign(target_rate=rate),
+        SOAK_LOAD: load,
     }
+    if placed is not None:
+        tables[PLACEMENT] = placed
+    return tables
 
 
 def growth(start: float, end: float) -> float:
@@ -254,3 +257,53 @@ def load_over_time(result: LoadResult, interval: float) -> pd.DataFrame:
     frame = result.to_frame()
     bins = stats.per_interval(frame, interval, frame["error"].astype(str).to_numpy() != "")
     return bins.rename(columns={"t": "t_seconds"})[["t_seconds", "requests", "errors", "p50", "p99"]]
+
+
+def planned_seconds(context: RunContext, params: SoakParams) -> float:
+    return len(context.topologies) * (params.planned_seconds() + 3.0)
+
+
+def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
+    if SOAK_SUMMARY not in tables:
+        return []
+    runs = {SOAK_SUMMARY: tables[SOAK_SUMMARY].drop_duplicates("topology")}
+    return [
+        {"experiment": "soak", "topology": row["topology"], "reasons": row["invalid_reasons"]}
+        for row in rows_where_invalid(runs, SOAK_SUMMARY)
+    ]
+
+
+def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
+    if SOAK_SUMMARY not in tables:
+        return None
+    table = Table(title="archbench: soak (growth from the first sample after warm-up to the last; goal < 10%)")
+    for column in ("topology", "process", "req/s", "RSS MB", "RSS growth", "fds", "fds growth"):
+        table.add_column(column, justify="left" if column in ("topology", "process") else "right")
+    for row in tables[SOAK_SUMMARY].to_dict(orient="records"):
+        table.add_row(
+            str(row["topology"]) + ("" if row["valid"] else " (invalid)"),
+            str(row["process"]),
+            f"{row['target_rate']:g}",
+            f"{row['rss_end'] / 2**20:.0f}",
+            f"{row['rss_growth']:+.1%}",
+            str(row["fds_end"]),
+            f"{row['fds_growth']:+.1%}",
+        )
+    return table
+
+
+EXPERIMENT = Experiment(
+    name="soak",
+    help=f"opt-in: RSS and open descriptors per process over a long run ({SoakParams().duration / 60:g} minutes per "
+    f"topology, {QUICK_SOAK.duration:g} s with --quick)",
+    params=SoakParams(),
+    quick=QUICK_SOAK,
+    runs_by_default=False,
+    on_target=True,
+    reads=(ESTIMATES, STEPS),
+    uses=("seed", "products", "users", "slo_p99", "error_budget"),
+    planned_seconds=planned_seconds,
+    run=each_topology(run_topology),
+    invalid_runs=invalid_runs,
+    summary=summary,
+)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bench.system.noise import Noise, NoiseMeter, NoiseProbe
+from bench.system.noise import NoiseMeter, NoiseProbe
 
 Row = dict[str, Any]
 #: A trial: (topology, round) -> the columns of its row. It runs one measurement against an already deployed topology.
@@ -86,25 +86,28 @@ def _kept_trial(
     new_meter: Callable[[], NoiseProbe],
     progress: Progress | None,
 ) -> Row:
-    for attempt in range(1, plan.retries + 2):
+    def attempt(number: int) -> Row:
         if progress is not None:
-            progress(index, position, topology, attempt)
-        row, noise = _measured(topology, index, trial, new_meter())
+            progress(index, position, topology, number)
+        return trial(topology, index)
+
+    return kept(attempt, new_meter, plan.retries) | {"topology": topology, "round": index, "position": position}
+
+
+def kept(measure: Callable[[int], Row], new_meter: Callable[[], NoiseProbe], retries: int) -> Row:
+    """Run ``measure(attempt)`` until the machine leaves it undisturbed, at most ``retries`` more times; the kept
+    row gains ``attempts``, ``disturbed``, ``disturbed_reasons`` and the ``noise_*`` columns."""
+    for attempt in range(1, retries + 2):
+        meter = new_meter()
+        meter.before()
+        row = measure(attempt)
+        noise = meter.after()
         reasons = noise.reasons()
-        if not reasons or attempt > plan.retries:
+        if not reasons:
             break
     return row | {
-        "topology": topology,
-        "round": index,
-        "position": position,
         "attempts": attempt,
         "disturbed": bool(reasons),
         "disturbed_reasons": "; ".join(reasons),
         **noise.columns(),
     }
-
-
-def _measured(topology: str, index: int, trial: Trial, meter: NoiseProbe) -> tuple[Row, Noise]:
-    meter.before()
-    row = trial(topology, index)
-    return row, meter.after()

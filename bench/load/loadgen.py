@@ -11,6 +11,10 @@ machine, as a generator against a starlette hello world, raw asyncio streams rea
 scheduler callback dispatches every request that is due (no task or timer per request), and a single periodic sweep
 enforces timeouts. ``python -m bench.calibration.ceiling`` measures what this reaches.
 
+``run_load_sync`` runs this engine in generator processes of its own, pinned, with nothing else in them
+(``bench.load.processes``), when the workload can describe itself (``RemoteWorkload``); several processes can share
+one load. Responses are framed as the inter-service client frames them (``plumbing.framing``).
+
 Per request the result keeps (all times in seconds on a monotonic clock, relative to the run start):
 
 * ``op``: the workload's operation name;
@@ -39,26 +43,29 @@ import socket
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
 from urllib.parse import urlsplit
 
 import httptools
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
-import uvloop
 
-from bench.common import stats
 from bench.common.names import ERROR_CLASSES
+from plumbing.framing import is_interim, response_has_body
+
+if TYPE_CHECKING:  # pandas and the statistics are imported where used: a generator process never needs them
+    import pandas as pd
+
+    from bench.load.validity import Judgement
 
 _OK, _REFUSED, _RESET, _TIMEOUT, _E4XX, _E5XX = range(len(ERROR_CLASSES))
 
-#: A run is invalid when it sent fewer than this share of the requests its schedule offered in the measured window.
+#: A run "sent in full" when it sent at least this share of the requests its schedule offered in the measured window.
 MIN_ACHIEVED_SHARE: Final = 0.99
-#: A run is invalid when the p99 of ``sent - intended`` over measured requests exceeds this (seconds).
+#: How late a request may be sent and still count as sent in the window (seconds).
 MAX_SEND_LAG_P99: Final = 0.001
 
 #: Connection pool sizing: Little's law (rate x expected latency) times this headroom, clamped to [MIN, MAX].
@@ -97,6 +104,47 @@ class Workload(Protocol):
         ...
 
 
+class WorkloadSource(Protocol):
+    """A small picklable description of a workload, from which a generator process builds its own copy.
+
+    ``build(part, parts)`` makes the workload of generator process ``part`` of ``parts`` (each sends every
+    ``parts``-th request of the schedule); ``outcome(workload)`` is what that process sends back about the workload
+    once the run is over (picklable, small: say the ids it learnt), for ``RemoteWorkload.absorb``.
+    """
+
+    def build(self, part: int, parts: int) -> Workload:
+        """The workload of generator process ``part`` (0-based) of ``parts``."""
+        ...
+
+    def outcome(self, workload: Workload) -> object:
+        """What the parent's workload should learn from this process's run."""
+        ...
+
+
+@runtime_checkable
+class RemoteWorkload(Protocol):
+    """A workload that can run in generator processes: it describes itself and absorbs what they learnt.
+
+    ``run_load_sync`` runs such a workload in generator processes of their own (``bench.load.processes``) and any
+    other workload in this interpreter.
+    """
+
+    def describe(self, parts: int) -> WorkloadSource | None:
+        """A description for ``parts`` generator processes, or None if this one cannot leave the interpreter.
+
+        Describing may advance the workload's own state, as a run would.
+        """
+        ...
+
+    def absorb(self, outcomes: list[object]) -> None:
+        """Take in the processes' outcomes (in process order) once the run is over."""
+        ...
+
+    def load_started(self, t0: float) -> None:
+        """Called in the harness at the load's time zero ``t0`` (a ``time.monotonic()`` value, system-wide)."""
+        ...
+
+
 @dataclass(frozen=True)
 class LoadSpec:
     """What load to offer.
@@ -105,6 +153,11 @@ class LoadSpec:
     excluded from summaries. ``arrival`` is "constant" (evenly spaced) or "poisson" (exponential gaps drawn from
     ``seed``). ``timeout`` is counted from the intended send time. ``connections`` fixes the pool size; by default
     it is sized from ``rate`` and ``expected_latency`` (see ``pool_size``).
+
+    ``processes`` generator processes share the load (``bench.load.processes``): each sends every
+    ``processes``-th request of the one schedule over its share of the connections. ``cpus`` are the CPUs they are
+    pinned to (one each, round robin, when there are at most as many CPUs as processes; else each gets its share of
+    the CPUs); by default those the calling process may run on.
     """
 
     rate: float
@@ -115,6 +168,8 @@ class LoadSpec:
     timeout: float = 5.0
     connections: int | None = None
     expected_latency: float = 0.05  # sized for latencies up to the default SLO: see pool_size
+    processes: int = 1
+    cpus: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not (self.rate > 0 and self.duration > 0 and self.warmup >= 0 and self.timeout > 0):
@@ -123,6 +178,10 @@ class LoadSpec:
             raise ValueError(f"arrival must be 'constant' or 'poisson', not {self.arrival!r}")
         if self.connections is not None and self.connections < 1:
             raise ValueError(f"connections must be >= 1: {self.connections}")
+        if self.processes < 1:
+            raise ValueError(f"processes must be >= 1: {self.processes}")
+        if self.cpus is not None and not self.cpus:
+            raise ValueError("cpus must name at least one CPU (or be None)")
 
 
 def pool_size(spec: LoadSpec) -> int:
@@ -164,16 +223,24 @@ class LoadResult:
     """Per-request records of one run, with its validity and summary.
 
     ``records`` maps column name to a numpy array, one element per scheduled request, in schedule order: op,
-    intended, dispatched, sent, done, status, error, warmup (see the module docstring).
+    intended, dispatched, sent, done, status, error, warmup (see the module docstring). ``connections`` counts those
+    of every generator process; ``t0`` is the run's time zero as a ``time.monotonic()`` value (CLOCK_MONOTONIC,
+    the same in every process of the machine), NaN when unknown. ``generator_cpu`` is the CPU time (seconds) the
+    generator used from ``t0`` to the end of the run, summed over its processes (in the harness's own interpreter,
+    that of the whole process: other threads included); NaN when unknown.
     """
 
     spec: LoadSpec
     records: dict[str, npt.NDArray[Any]]
     connections: int
     workload_error: str | None = None
+    t0: float = math.nan
+    generator_cpu: float = math.nan
 
     def to_frame(self) -> pd.DataFrame:
         """The records as a DataFrame (op and error categorical), one row per request."""
+        import pandas as pd
+
         frame = pd.DataFrame(self.records)
         frame["op"] = frame["op"].astype("category")
         frame["error"] = pd.Categorical(frame["error"], categories=list(ERROR_CLASSES))
@@ -211,39 +278,37 @@ class LoadResult:
     @property
     def send_lag_p99(self) -> float:
         """p99 of the send lag (seconds); NaN without measured requests."""
+        from bench.common import stats
+
         return stats.percentile(self.send_lags, 99.0)
 
     @cached_property
+    def judgement(self) -> Judgement:
+        """What the run's figures are worth (:func:`bench.load.validity.judge`): the percentiles the generator's own
+        lag voids, whether it was an overload, and why it is invalid, if it is."""
+        from bench.load.validity import judge  # with the statistics: never imported by a generator process
+
+        rec, measured = self.records, self._measured
+        columns = (rec[name][measured] for name in ("intended", "dispatched", "sent", "done"))
+        return judge(*columns)
+
+    @cached_property
     def invalid_reasons(self) -> list[str]:
-        """Why this run must not be used as a measurement; empty when it is valid."""
+        """Why this run must not be used as a measurement; empty when it is valid. A run past the knee (requests
+        waited for connections) is a measured overload, not an invalid run (:attr:`judgement`)."""
         if self.workload_error is not None:
             return [f"the workload raised: {self.workload_error}"]
-        if not self._measured.any():
-            return ["no request was scheduled in the measured window"]
-        reasons = []
-        if self.achieved_rate < MIN_ACHIEVED_SHARE * self.offered_rate:
-            reasons.append(
-                f"achieved rate {self.achieved_rate:.1f} req/s is below {MIN_ACHIEVED_SHARE:.0%} of the offered "
-                f"{self.offered_rate:.1f} req/s ({self.achieved_rate / self.offered_rate:.1%})"
-            )
-        if not self.send_lag_p99 <= MAX_SEND_LAG_P99:
-            reasons.append(self._send_lag_reason())
-        return reasons
+        return list(self.judgement.reasons)
+
+    @property
+    def sent_in_full(self) -> bool:
+        """Whether the generator sent at least :data:`MIN_ACHIEVED_SHARE` of the offered requests on time."""
+        return self.achieved_rate >= MIN_ACHIEVED_SHARE * self.offered_rate
 
     @property
     def _scheduler_lags(self) -> npt.NDArray[np.float64]:
         lags: npt.NDArray[np.float64] = (self.records["dispatched"] - self.records["intended"])[self._measured]
         return lags
-
-    def _send_lag_reason(self) -> str:
-        rec, measured = self.records, self._measured
-        scheduler_lag = self._scheduler_lags
-        waited = (np.isnan(rec["sent"]) | (rec["sent"] - rec["dispatched"] > MAX_SEND_LAG_P99 / 2))[measured]
-        return (
-            f"send lag p99 {self.send_lag_p99 * 1e3:.3f} ms exceeds {MAX_SEND_LAG_P99 * 1e3:g} ms "
-            f"(scheduler lag p99 {stats.percentile(scheduler_lag, 99.0) * 1e3:.3f} ms; {waited.mean():.1%} of "
-            f"requests waited for one of the {self.connections} connections)"
-        )
 
     @property
     def valid(self) -> bool:
@@ -252,6 +317,8 @@ class LoadResult:
 
     def summary(self) -> dict[str, Any]:
         """Plain-data summary of the measured window: rates, send lag, latency percentiles, errors, validity."""
+        from bench.common import stats
+
         frame = stats.measured(self.to_frame())
         errors = stats.error_counts(frame)
         count = len(frame)
@@ -275,18 +342,25 @@ class LoadResult:
             "error_rate": failed / count if count else math.nan,
             "valid": self.valid,
             "invalid_reasons": list(self.invalid_reasons),
+            **self.judgement.columns(),
         }
 
 
 class _Conn(asyncio.Protocol):
-    """One keep-alive connection, carrying at most one request at a time (no pipelining)."""
+    """One keep-alive connection, carrying at most one request at a time (no pipelining).
 
-    __slots__ = ("_body", "_parser", "_run", "_transport", "closed", "index", "request")
+    Responses are framed as the inter-service client frames them (``plumbing.framing``): an interim 1xx is skipped,
+    and a response without a body (to HEAD; a 204, a 304) ends with its head. The parser cannot know that a reply to
+    HEAD has no body, so after one the connection continues with a fresh parser.
+    """
+
+    __slots__ = ("_body", "_fresh_parser", "_parser", "_run", "_transport", "closed", "index", "request")
 
     def __init__(self, run: _Run) -> None:
         self._run = run
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
+        self._fresh_parser = False
         self._body: list[bytes] = []
         self.index = -1
         self.request: Request | None = None
@@ -308,20 +382,42 @@ class _Conn(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError:
             self._break(_RESET)
+        if self._fresh_parser:
+            # The message ended at its head while the parser still waits for a body that will not come.
+            self._fresh_parser = False
+            self._parser = httptools.HttpResponseParser(self)
+
+    def on_headers_complete(self) -> None:
+        request = self.request
+        if request is None or self._fresh_parser:
+            return
+        status = self._parser.get_status_code()
+        if not is_interim(status) and not response_has_body(request.method, status):
+            self._fresh_parser = True  # the rest of this message (if the parser sees any) is not ours
+            self._complete(status, self._parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if not self._fresh_parser:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
-        index, request = self.index, self.request
-        if request is None:  # a response nobody asked for: the connection is out of step
+        if self._fresh_parser:  # already completed at its head
+            return
+        status = self._parser.get_status_code()
+        if is_interim(status):  # a 100 Continue or the like: the final response follows
+            return
+        if self.request is None:  # a response nobody asked for: the connection is out of step
             self._break(_RESET)
             return
+        self._complete(status, self._parser.should_keep_alive())
+
+    def _complete(self, status: int, keep_alive: bool) -> None:
+        index, request = self.index, self.request
+        assert request is not None
         body = b"".join(self._body)
         self._body.clear()
         self.index, self.request = -1, None
-        keep_alive = self._parser.should_keep_alive()
-        self._run.finish(index, request, self._parser.get_status_code(), body, _OK)
+        self._run.finish(index, request, status, body, _OK)
         if keep_alive:
             self._run.release(self)
         else:
@@ -461,14 +557,20 @@ _InFlight = tuple[_Conn | None, Request]
 
 
 class _Run:
-    """The engine of one run: schedule, connection pool, waiting queue, timeout sweep and the records."""
+    """The engine of one run: schedule, connection pool, waiting queue, timeout sweep and the records.
 
-    def __init__(self, address: tuple[str, int], host: str, workload: Workload, spec: LoadSpec) -> None:
+    With ``parts`` > 1 it plays the requests ``part``, ``part + parts``, ... of the schedule (its share of a load
+    that several generator processes play together); its columns then hold those requests only, in that order.
+    """
+
+    def __init__(
+        self, address: tuple[str, int], host: str, workload: Workload, spec: LoadSpec, part: int = 0, parts: int = 1
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self.address, self.host, self.workload, self.spec = address, host, workload, spec
         # Per-request columns are array.array, not lists: the garbage collector never walks them (a list of 100k
         # floats costs every collection that visits it about a millisecond).
-        self.intended = array("d", schedule(spec).tobytes())
+        self.intended = array("d", schedule(spec)[part::parts].tobytes())
         n = len(self.intended)
         self.ops = array("i", bytes(4 * n))
         self.op_names: dict[str, int] = {}
@@ -489,6 +591,7 @@ class _Run:
         self.tasks: set[asyncio.Task[None]] = set()
         self.finished: asyncio.Future[None] = self.loop.create_future()
         self.t0 = 0.0
+        self.cpu_used = math.nan  # CPU seconds from t0 to the end of the run
         self.workload_error: str | None = None
         self._last_request: Request | None = None
         self._last_payload = b""
@@ -650,20 +753,28 @@ class _Run:
         self.loop.call_later(min(0.02, self.spec.timeout / 10), self.sweep)
 
     # ---- the whole run -----------------------------------------------------------------------------------------
-    async def run(self, connections: int) -> None:
-        """Open the pool, play the schedule, wait for every request to finish or time out, close everything."""
+    async def run(self, connections: int, start: Callable[[], Awaitable[float]] | None = None) -> None:
+        """Open the pool, play the schedule, wait for every request to finish or time out, close everything.
+
+        The clock starts once the pool is open: now, or at the ``time.monotonic()`` value that ``start`` returns
+        (it may lie a little ahead: the first request is then sent at that time).
+        """
         await self.open_pool(connections)
         # Everything alive now survives the run: freezing it keeps a collection during the run from walking the
         # whole heap (a full collection took up to 8 ms, eight times the send-lag budget).
         gc.collect()
         gc.freeze()
-        self.t0 = time.monotonic()
+        self.t0 = time.monotonic() if start is None else await start()
+        cpu_at_start = time.process_time()
         self.loop.call_soon(self.tick)
         self.loop.call_soon(self.sweep)
+        last = self.intended[-1] if self.intended else 0.0
         try:
             # The sweep guarantees progress; this bound only protects against a bug hanging the caller forever.
-            await asyncio.wait_for(asyncio.shield(self.finished), self.intended[-1] + self.spec.timeout + 30)
+            bound = max(0.0, self.t0 - time.monotonic()) + last + self.spec.timeout + 30
+            await asyncio.wait_for(asyncio.shield(self.finished), bound)
         finally:
+            self.cpu_used = time.process_time() - cpu_at_start
             gc.unfreeze()
             self.timer.close()
             if not self.finished.done():
@@ -688,7 +799,7 @@ class _Run:
             "error": np.array(ERROR_CLASSES, dtype=object)[np.frombuffer(self.error, dtype=np.int8)],
             "warmup": intended < self.spec.warmup,
         }
-        return LoadResult(self.spec, records, connections, self.workload_error)
+        return LoadResult(self.spec, records, connections, self.workload_error, self.t0, self.cpu_used)
 
 
 def _resolve(base_url: str) -> tuple[tuple[str, int], str]:
@@ -706,7 +817,8 @@ def _resolve(base_url: str) -> tuple[tuple[str, int], str]:
 async def run_load(base_url: str, workload: Workload, spec: LoadSpec) -> LoadResult:
     """Offer ``spec``'s load to ``base_url`` with requests from ``workload`` and return every request's record.
 
-    Runs on the current event loop; under uvloop (see ``run_load_sync``) it is cheapest. Requests are sent on
+    Runs on the current event loop, in this interpreter (``spec.processes`` and ``spec.cpus`` do not apply: this
+    is the engine that each generator process runs); under uvloop it is cheapest. Requests are sent on
     ``pool_size(spec)`` keep-alive connections opened before the clock starts; when none is free a request waits in
     FIFO order and the wait is part of its latency and of its send lag.
     """
@@ -717,23 +829,18 @@ async def run_load(base_url: str, workload: Workload, spec: LoadSpec) -> LoadRes
     return engine.result(connections)
 
 
-def run_load_sync(base_url: str, workload: Workload, spec: LoadSpec) -> LoadResult:
-    """``run_load`` in a fresh uvloop event loop (call it from synchronous code)."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(run_load(base_url, workload, spec))
-
-
 __all__ = [
     "ERROR_CLASSES",
     "MAX_SEND_LAG_P99",
     "MIN_ACHIEVED_SHARE",
     "LoadResult",
     "LoadSpec",
+    "RemoteWorkload",
     "Request",
     "Workload",
+    "WorkloadSource",
     "encode_request",
     "pool_size",
     "run_load",
-    "run_load_sync",
     "schedule",
 ]

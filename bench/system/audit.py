@@ -10,6 +10,7 @@ Invariants:
 - no money is kept without a confirmed order: every CHARGED charge belongs to a CONFIRMED order;
 - no stock is held by a REJECTED order;
 - wallet = deposits - active charges, per user (refunds settled);
+- a deposit's idempotency key credits once: one deposit per (user, key);
 - every CONFIRMED order's notification is delivered exactly once;
 - settled: no order is still PENDING.
 """
@@ -59,6 +60,9 @@ CHECKS: dict[str, str] = {
             SELECT COALESCE(SUM(amount_cents), 0) FROM payments.charges c
             WHERE c.user_id = w.user_id AND c.status = 'CHARGED'
         )""",
+    "deposit_credited_once": """
+        SELECT MIN(d.id) FROM payments.deposits d WHERE d.idempotency_key IS NOT NULL
+        GROUP BY d.user_id, d.idempotency_key HAVING COUNT(*) > 1""",
     "notification_delivered_once": """
         SELECT o.id FROM orders.orders o
         WHERE o.status = 'CONFIRMED'

@@ -14,7 +14,6 @@ import pandas as pd
 
 from plumbing.topology import SERVICES
 
-SHARED_PLUMBING = ("plumbing",)
 # Modules of microservices/ shared by every service (the typed clients and the service base).
 SHARED_SERVICE_MODULES = ("api.py", "service.py", "__init__.py")
 OWN_MODULES = {"orders": ("orders.py", "saga.py"), "gateway": ("gateway.py",)}

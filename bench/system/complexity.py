@@ -145,9 +145,6 @@ def complexity_table(repo_root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-LIVE_COLUMNS = ("topology", "live_processes", "live_listening_ports", "live_databases", "live_connections")
-
-
 def live_counts(topology: str, pids: Mapping[str, int]) -> dict[str, Any]:
     """What a running deployment of ``topology`` holds, counted by the kernel from its processes' ``pids``.
 

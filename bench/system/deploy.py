@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import pandas as pd
+
+from bench.common.names import PLACEMENT_COLUMNS
 from bench.system.postgres import DB_CHOICES, PostgresServer, RunDatabases, external_databases, start_databases
 from bench.system.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing import tracing
@@ -129,6 +132,19 @@ class Deployment:
     def admin_url(self, process: str) -> str:
         # The process's own port: a replica of the public process shares the public port with its siblings.
         return f"http://{self.config.host}:{self.config.process(process).control_port}"
+
+
+def placement(deployment: Deployment) -> pd.DataFrame:
+    """Where each component of ``deployment`` runs: one row per component with the process that hosts it (its first
+    replica) and the file name of its database ("" when it has none); see :data:`PLACEMENT_COLUMNS`."""
+    config = deployment.config
+    components = dict.fromkeys(c for p in config.processes for c in p.components)
+    rows = []
+    for component in components:
+        database = config.db_path(component)
+        name = database.name if database.exists() else ""
+        rows.append((config.topology, component, config.process_of(component).name, name))
+    return pd.DataFrame(rows, columns=list(PLACEMENT_COLUMNS))
 
 
 def api_key_headers(api_key: str | None) -> tuple[tuple[str, str], ...]:

@@ -27,7 +27,6 @@ from bench.system.supervisor import Supervisor
 from plumbing.faults import TOKEN_HEADER
 from plumbing.topology import SERVICES
 
-TARGETS = ("gateway", *SERVICES)
 PROCESS_FAULTS = ("kill", "pause")
 DEPENDENCY_FAULTS = ("latency", "error", "hang")
 DATABASE_FAULTS = ("db-kill", "db-pause")
@@ -37,13 +36,12 @@ DATABASE_FAULT_PLANS = (("db-kill", "payments"), ("db-pause", "payments"))
 
 @dataclass(frozen=True)
 class FaultPlan:
-    """One fault: what, where, how strong (seconds of latency, share of errors), how long, and for kill the
-    time before the supervisor restarts the process."""
+    """One fault: what (a kind of :data:`PROCESS_FAULTS` or :data:`DEPENDENCY_FAULTS`), where (a component), and
+    how strong (seconds of latency, share of errors). How long it lasts is the failure experiment's window."""
 
     kind: str
     target: str
     value: float = 0.0
-    duration: float = 3.0
 
     @property
     def name(self) -> str:

@@ -23,7 +23,7 @@ import os
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +40,6 @@ from plumbing.topology import PUBLIC, TOPOLOGIES, layout
 from shop.seed import SeedSpec
 
 API_KEY_ENV = "ARCHBENCH_API_KEY"
-#: The experiments that make sense on a system that was deployed elsewhere; the others start systems themselves.
-EXPERIMENTS = ("network", "failure", "soak")
-DEFAULT_EXPERIMENTS = ("network", "failure")
 NOTE_COLUMNS = ("topology", "experiment", "subject", "note")
 NOT_METERED = "not measured: the target's processes are not on this machine"
 PROBE_TIMEOUT = 5.0
@@ -295,16 +292,6 @@ def reason(exc: Exception) -> str:
     if isinstance(cause, http.client.HTTPException):
         return f"no HTTP reply ({type(cause).__name__})"
     return str(cause) or type(cause).__name__
-
-
-def check_experiments(experiments: Sequence[str]) -> None:
-    """Refuse the experiments that start systems of their own (they cannot run on a target)."""
-    for name in experiments:
-        if name not in EXPERIMENTS:
-            raise TargetError(
-                f"the {name} experiment cannot run against an external target: it starts and restarts the system "
-                f"itself (possible: {', '.join(EXPERIMENTS)})"
-            )
 
 
 def running(

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
+from plumbing.framing import is_interim, response_has_body
 from plumbing.transports.base import KEEPALIVE_S, LoopBound, Reply, folded, remote_error
 
 # Why a client of our own: on the 2-core dev machine aiohttp's ClientSession costs about 130 us more CPU per call than
@@ -32,7 +33,7 @@ class _RawConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
-        self._head_only = False
+        self._method = "GET"
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
@@ -64,17 +65,23 @@ class _RawConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        if self._head_only:  # a reply to HEAD announces a body it does not send: stop here, never reuse
-            self._complete(reusable=False)
+        status = self._parser.get_status_code()
+        if is_interim(status):  # a 100 Continue or the like: the final reply follows
+            self.headers = []
+        elif not response_has_body(self._method, status):
+            # The parser ends a 204 or 304 itself, but would wait for the body a reply to HEAD announces and never
+            # sends: stop here, and never reuse that connection (its parser is out of step).
+            self._complete(reusable=self._method != "HEAD" and self._parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
-        self._complete(reusable=self._parser.should_keep_alive())
+        if not is_interim(self._parser.get_status_code()):
+            self._complete(reusable=self._parser.should_keep_alive())
 
     # used by the pool
-    async def exchange(self, request: bytes, head_only: bool, deadline: float) -> None:
+    async def exchange(self, request: bytes, method: str, deadline: float) -> None:
         """Send ``request`` and wait for the whole response until ``deadline`` (loop time); fills status/headers/chunks.
 
         Any failure, including cancellation, closes the connection: its state is unknown.
@@ -83,7 +90,7 @@ class _RawConnection(asyncio.Protocol):
             raise ConnectionResetError(errno.ECONNRESET, "the server closed the idle connection")
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
-        self._head_only = head_only
+        self._method = method
         self.headers, self.chunks, self.reusable = [], [], False
         self._transport.write(request)
         timer = loop.call_at(deadline, self._settle, TimeoutError("no complete reply before the deadline"))
@@ -159,7 +166,7 @@ class RawTransport(LoopBound):
             try:
                 connection = self._take_idle() or await self._connect(deadline)
                 try:
-                    await connection.exchange(request, method == "HEAD", deadline)
+                    await connection.exchange(request, method, deadline)
                 except BaseException:
                     self._discard(connection)
                     raise

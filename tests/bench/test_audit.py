@@ -22,6 +22,14 @@ CORRUPTIONS: dict[str, tuple[str, str]] = {
     ),
     "no_stock_held_by_rejected_order": ("orders", "UPDATE orders SET status = 'REJECTED'"),
     "wallet_balances": ("payments", "UPDATE wallets SET balance_cents = balance_cents + 1 WHERE user_id = 1"),
+    # A deposit credited twice under one key (the wallet got both, so only this invariant breaks): the unique index
+    # that forbids it has to go first.
+    "deposit_credited_once": (
+        "payments",
+        "DROP INDEX deposits_user_key; "
+        "INSERT INTO deposits (user_id, amount_cents, idempotency_key) VALUES (1, 5, 'twice'), (1, 5, 'twice'); "
+        "UPDATE wallets SET balance_cents = balance_cents + 10 WHERE user_id = 1",
+    ),
     "notification_delivered_once": ("notifications", "DELETE FROM notifications"),
     "no_pending_orders": ("orders", "UPDATE orders SET status = 'PENDING'"),
 }
@@ -46,7 +54,7 @@ async def test_the_audit_finds_each_planted_anomaly(topology: str, tmp_path: Pat
         shutil.copytree(healthy, broken)
         conn = sqlite3.connect(database_paths(broken, topology)[context])
         with conn:
-            conn.execute(sql)
+            conn.executescript(sql)
         conn.close()
         report = audit(broken, topology)
         assert not report.ok

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.experiments.deployment import DeploymentParams, disruption, run_experiment, scenarios, timeline
-from bench.system.resources import default_cpu_split
-from plumbing.transports import DEFAULT_STACK
+from bench.experiments import deployment
+from bench.experiments.deployment import DeploymentParams, disruption, scenarios, timeline
+from tests.bench.contexts import silent, small_context
 
-SHORT = DeploymentParams(rate=100.0, duration=4.0, warmup=0.3, restart_at=1.2, readmit=0.5, products=60, users=20)
+SHORT = DeploymentParams(rate=100.0, duration=4.0, warmup=0.3, restart_at=1.2, readmit=0.5)
 
 
 def requests(
@@ -77,9 +77,7 @@ def test_scenarios_follow_the_topologies_asked_for() -> None:
 @pytest.mark.sockets
 def test_restarts_under_load_on_real_processes(tmp_path: Path) -> None:
     """A lone worker or service restarted drops requests; with a second one taking over, users see none."""
-    tables = run_experiment(
-        ["monolith", "microservices"], SHORT, tmp_path, default_cpu_split()[0], DEFAULT_STACK, lambda *_: None
-    )
+    tables = deployment.EXPERIMENT.run(small_context(tmp_path, ["monolith", "microservices"]), SHORT, silent)
     summary = tables["deployment"].set_index("scenario")
     assert set(summary.index) == {"rolling", "single", "monolith-1", "monolith-n"}
     assert summary.loc["monolith-1", "errors_during"] > 0  # nothing listens while the only worker restarts

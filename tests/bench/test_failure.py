@@ -6,23 +6,30 @@ from pathlib import Path
 
 import pytest
 
-from bench.experiments.failure import FailureParams, run_topology
+from bench.common.names import (
+    FAILURE_IMPACT,
+    FAILURE_TIMELINE,
+    FAULT_KIND,
+    FAULT_TARGET,
+    PLACEMENT,
+    WINDOW_END,
+    WINDOW_START,
+)
+from bench.experiments import failure
+from bench.experiments.failure import FailureParams
 from bench.system.faults import FaultPlan
-from bench.system.resources import default_cpu_split
-from plumbing.transports import DEFAULT_STACK
+from tests.bench.contexts import silent, small_context
 
 pytestmark = pytest.mark.sockets
 
-SHORT = dict(rate=60.0, before=0.8, window=1.2, after=1.5, warmup=0.3, products=60, users=20, call_timeout=0.5)
+SHORT = dict(rate=60.0, before=0.8, window=1.2, after=1.5, warmup=0.3, call_timeout=0.5)
 
 
 def run(
     topology: str, faults: tuple[FaultPlan, ...], tmp_path: Path, profiles: tuple[str, ...] = ("naive",), **changes
 ) -> dict:
     params = FailureParams(faults=faults, profiles=profiles, **{**SHORT, **changes})  # type: ignore[arg-type]
-    return run_topology(
-        topology, params, tmp_path / topology, default_cpu_split()[0], DEFAULT_STACK, lambda *_: None, "tok"
-    )
+    return failure.EXPERIMENT.run(small_context(tmp_path / topology, [topology]), params, silent)
 
 
 def test_killing_each_microservice_during_checkouts_leaves_no_anomaly(tmp_path: Path) -> None:
@@ -39,6 +46,34 @@ def test_killing_each_microservice_during_checkouts_leaves_no_anomaly(tmp_path: 
     timeline = tables["failure_timeline"]
     assert timeline["in_fault"].any()
     assert not timeline["in_fault"].all()
+
+
+def test_each_fault_run_says_what_was_hit_and_when(tmp_path: Path) -> None:
+    faults = (FaultPlan("kill", "payments"), FaultPlan("latency", "inventory", 0.2))
+    tables = run("microservices", faults, tmp_path)
+    impact = tables[FAILURE_IMPACT].set_index("fault")
+    assert impact.loc["kill:payments", FAULT_KIND] == "kill"
+    assert impact.loc["kill:payments", FAULT_TARGET] == "payments"
+    assert impact.loc["latency:inventory", FAULT_KIND] == "latency"
+    assert impact.loc["latency:inventory", FAULT_TARGET] == "inventory"
+    planned_start = SHORT["warmup"] + SHORT["before"]
+    for fault in impact.index:
+        start, end = impact.loc[fault, WINDOW_START], impact.loc[fault, WINDOW_END]
+        assert planned_start <= start < planned_start + 0.5, fault  # applied when planned, give or take a call
+        assert end > start, fault
+    # A kill lasts until the process is back: longer than the window when the restart takes time.
+    assert impact.loc["kill:payments", WINDOW_END] - impact.loc["kill:payments", WINDOW_START] >= SHORT["window"]
+    timeline = tables[FAILURE_TIMELINE]
+    assert {"profile", "fault", FAULT_KIND, FAULT_TARGET, WINDOW_START, WINDOW_END} <= set(timeline.columns)
+    for fault, rows in timeline.groupby("fault"):
+        assert (rows[WINDOW_START] == impact.loc[fault, WINDOW_START]).all()
+        in_fault = rows[rows["in_fault"]]["second"]
+        assert in_fault.min() >= rows[WINDOW_START].iloc[0]
+        assert in_fault.max() < rows[WINDOW_END].iloc[0]
+    placement = tables[PLACEMENT].set_index("component")
+    assert placement.loc["payments", "process"] == "payments"
+    assert placement.loc["payments", "database"] == "payments.db"
+    assert placement.loc["gateway", "database"] == ""
 
 
 def test_a_payments_fault_takes_down_the_whole_monolith_only_when_it_is_a_process_fault(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def test_one_slow_request_in_a_clean_run_detects_nothing() -> None:
     frame.loc[1000, "done"] = frame.loc[1000, "intended"] + 0.060  # one request of 2,000 over the 50 ms SLO
     healthy = healthy_seconds(frame, 0.050)
     assert all(healthy.values())
-    result = impact(frame, 3.0, 6.0, PARAMS)
+    result = impact(frame, 3.0, 6.0, PARAMS, 0.050)
     assert math.isnan(result["time_to_detect"])
     assert result["time_to_recover"] == 0.0
 
@@ -56,7 +56,7 @@ def test_a_real_outage_is_detected_and_its_recovery_timed() -> None:
     frame.loc[down & (frame.index % 2 == 0), "error"] = "refused"  # half of everything fails for 2 s
     healthy = healthy_seconds(frame, 0.050)
     assert [s for s, ok in sorted(healthy.items()) if not ok] == [3, 4]
-    result = impact(frame, 3.0, 4.0, PARAMS)
+    result = impact(frame, 3.0, 4.0, PARAMS, 0.050)
     assert result["time_to_detect"] == pytest.approx(0.0)
     assert result["time_to_recover"] == pytest.approx(1.0)
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.common.names import PLACEMENT, PLACEMENT_COLUMNS
 from bench.report.results import load_results
-from plumbing.topology import TOPOLOGIES
+from plumbing.topology import SERVICES, TOPOLOGIES
 
 pytestmark = pytest.mark.sockets
 
@@ -26,6 +27,24 @@ def test_results_directory_has_every_table_and_topology(tiny_results: Path) -> N
     requests = results.table("requests")
     assert {"op", "intended", "sent", "done", "status", "error", "warmup"} <= set(requests.columns)
     assert ((requests["done"] >= requests["intended"]) | requests["done"].isna()).all()
+
+
+def test_placement_says_which_process_and_database_hold_each_component(tiny_results: Path) -> None:
+    placement = load_results(tiny_results).table(PLACEMENT)
+    assert list(placement.columns) == list(PLACEMENT_COLUMNS)
+    assert set(placement["topology"]) == set(TOPOLOGIES)
+    by = placement.set_index(["topology", "component"])
+    assert by.loc[("monolith", "monolith"), "process"] == "monolith"
+    assert by.loc[("monolith", "monolith"), "database"] == "monolith.db"
+    colocated = placement[placement["topology"] == "colocated"]
+    assert set(colocated["process"]) == {"colocated"}
+    assert set(colocated["component"]) == {"gateway", *SERVICES}
+    for service in SERVICES:
+        assert by.loc[("microservices", service), "process"] == service
+        assert by.loc[("microservices", service), "database"] == f"{service}.db"
+        assert by.loc[("colocated", service), "database"] == f"{service}.db"
+    assert by.loc[("microservices", "gateway"), "database"] == ""  # the gateway keeps no data
+    assert len(placement) == 1 + 6 + 6  # one row per component of each topology
 
 
 def test_meta_records_environment_parameters_and_validity(tiny_results: Path) -> None:

@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.experiments.scaling import ScalingParams, budget, busiest, run_experiment
-from plumbing.transports import DEFAULT_STACK
+from bench.experiments import scaling as scale_out
+from bench.experiments.network import MeteredRun
+from bench.experiments.scaling import ScalingParams, budget, busiest
+from bench.load.search import Judged
+from bench.system.resources import Usage
+from tests.bench.contexts import silent, small_context
 
 
 def test_the_budget_of_a_step_takes_the_systems_cpus_first_then_the_generators() -> None:
@@ -34,14 +38,13 @@ TINY = ScalingParams(
     step_duration=0.6,
     step_warmup=0.2,
     pause=0.1,
-    products=60,
-    users=20,
 )
 
 
 @pytest.mark.sockets
 def test_scaling_runs_replicas_and_fits_a_model(tmp_path: Path) -> None:
-    tables = run_experiment(["monolith", "microservices"], TINY, tmp_path, [0], [1], DEFAULT_STACK, lambda *_: None)
+    context = small_context(tmp_path, ["monolith", "microservices"], sut_cpus=frozenset({0}), gen_cpus=frozenset({1}))
+    tables = scale_out.EXPERIMENT.run(context, TINY, silent)
     scaling = tables["scaling"].set_index(["topology", "replicas"])
     assert list(scaling.index) == [("monolith", 1), ("monolith", 2), ("microservices", 1), ("microservices", 2)]
     assert scaling.loc[("monolith", 2), "processes"] == 2
@@ -68,12 +71,16 @@ def test_scaling_runs_replicas_and_fits_a_model(tmp_path: Path) -> None:
 
 
 def test_the_busiest_process_is_the_one_scaled() -> None:
-    class P:
-        def __init__(self, rate: float, cpu: dict[str, float]) -> None:
-            from bench.system.resources import Usage
+    def probe(rate: float, cpu: dict[str, float]) -> Judged[MeteredRun]:
+        usage = {name: Usage(seconds, 0) for name, seconds in cpu.items()}
+        return Judged(rate, True, "", MeteredRun("scaling", 0, None, usage))  # type: ignore[arg-type]
 
-            self.rate = rate
-            self.usage = {name: Usage(seconds, 0) for name, seconds in cpu.items()}
+    probes = [probe(100, {"gateway": 0.9, "inventory": 0.1}), probe(400, {"gateway": 0.5, "inventory": 0.7})]
+    assert busiest(probes, {"gateway": "gateway", "inventory": "inventory"}) == "inventory"
 
-    probes = [P(100, {"gateway": 0.9, "inventory": 0.1}), P(400, {"gateway": 0.5, "inventory": 0.7})]
-    assert busiest(probes, {"gateway": "gateway", "inventory": "inventory"}) == "inventory"  # type: ignore[arg-type]
+
+def test_a_budget_this_machine_cannot_give_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    context = small_context(tmp_path, ["monolith"], sut_cpus=frozenset({0}), gen_cpus=frozenset({1}))
+    assert scale_out.check(context, ScalingParams(max_replicas=2)) is None
+    assert scale_out.check(context, ScalingParams(max_replicas=3)) == "3 replicas need 3 CPUs; this machine gives 2"
+    assert scale_out.check(small_context(tmp_path, ["monolith"], sut_cpus=None), ScalingParams(max_replicas=9)) is None

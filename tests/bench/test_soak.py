@@ -13,12 +13,12 @@ import numpy as np
 import psutil
 import pytest
 
-from bench.experiments.soak import ProcessSampler, SoakParams, growth, run_topology
-from bench.system.resources import default_cpu_split
-from plumbing.transports import DEFAULT_STACK
+from bench.experiments import soak
+from bench.experiments.soak import ProcessSampler, SoakParams, growth
+from tests.bench.contexts import small_context
 
 MICROSERVICES = {"gateway", "users", "inventory", "payments", "notifications", "orders"}
-SHORT = SoakParams(duration=3.0, warmup=1.0, sample_interval=0.5, rate=80.0, products=60, users=20)
+SHORT = SoakParams(duration=3.0, warmup=1.0, sample_interval=0.5, rate=80.0)
 
 
 def test_rate_is_given_or_half_the_sustainable_or_the_fallback() -> None:
@@ -69,13 +69,8 @@ def test_sampler_skips_a_process_that_has_exited() -> None:
 def test_a_short_soak_records_every_process_over_time(tmp_path: Path) -> None:
     calls: list[str] = []
 
-    tables = run_topology(
-        "microservices",
-        SHORT,
-        tmp_path / "soak",
-        default_cpu_split()[0],
-        DEFAULT_STACK,
-        lambda description, _seconds: calls.append(description),
+    tables = soak.EXPERIMENT.run(
+        small_context(tmp_path, ["microservices"]), SHORT, lambda description, _seconds: calls.append(description)
     )
 
     samples, summary, load = tables["soak"], tables["soak_summary"], tables["soak_load"]

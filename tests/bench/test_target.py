@@ -22,6 +22,7 @@ from bench.system.faults import admin_faults
 from bench.system.supervisor import free_port
 from bench.system.target import TargetSpec, connect, load_targets
 from shop.seed import SeedSpec
+from tests.bench.contexts import silent, small_context
 
 pytestmark = pytest.mark.sockets
 
@@ -215,8 +216,9 @@ def test_a_soak_on_the_target_records_latency_over_time_and_notes_the_memory_it_
     shop: Deployment, credentials: None, tmp_path: Path
 ) -> None:
     target = connect(TargetSpec.from_url(shop.public_url, "microservices"), faults=False)
-    params = SoakParams(duration=2.0, warmup=0.5, sample_interval=0.5, rate=50.0, products=60, users=20)
-    tables = soak.run_topology("microservices", params, tmp_path, None, "raw", lambda *_: None, target=target)
+    params = SoakParams(duration=2.0, warmup=0.5, sample_interval=0.5, rate=50.0)
+    context = small_context(tmp_path, ["microservices"], sut_cpus=None, stack="raw", target=target)
+    tables = soak.EXPERIMENT.run(context, params, silent)
     assert "soak" not in tables  # no process of the target is visible from here
     load = tables["soak_load"]
     assert load["requests"].sum() >= 0.9 * 50.0 * 2.5

@@ -20,6 +20,8 @@ REQUESTS: list[tuple[str, str, bytes | None, dict[str, str]]] = [
     ("POST", "/users", b"[1, 2", {}),
     ("POST", "/users/3/deposits", b'{"amount_cents": -1}', {}),
     ("POST", "/users/999999/deposits", b'{"amount_cents": 1}', {}),
+    ("POST", "/users/3/deposits", b'{"amount_cents": 1}', {"Idempotency-Key": ""}),
+    ("POST", "/users/999999/deposits", b'{"amount_cents": 1}', {"Idempotency-Key": "d"}),
     ("POST", "/orders", b'{"user_id": 1, "items": []}', {"Idempotency-Key": "k"}),
     ("POST", "/orders", b'{"user_id": 1, "items": [{"product_id": 1, "quantity": 1}]}', {}),
     ("POST", "/orders", b'{"user_id": 999999, "items": [{"product_id": 1, "quantity": 1}]}', {"Idempotency-Key": "u"}),

@@ -119,12 +119,22 @@ def test_create_records_a_pending_order_with_its_requested_lines(orders_conn: sq
 
 
 def test_the_same_key_cannot_be_recorded_twice(orders_conn: sqlite3.Connection) -> None:
-    # The last guard under find_by_key: the database itself refuses a second order under one key.
+    # The last guard under find_by_key: the database itself refuses a second order of a user under one key.
     create(orders_conn, key="k1")
 
     refusal = sqlite3.IntegrityError if orders_conn.engine == "sqlite" else psycopg.IntegrityError
     with pytest.raises(refusal):
-        create(orders_conn, key="k1", user_id=BOB)
+        create(orders_conn, key="k1", lines=(Line(1, 1),))
+
+
+def test_the_same_key_is_recorded_once_per_user(orders_conn: sqlite3.Connection) -> None:
+    anns = create(orders_conn, key="k1")
+
+    bobs = create(orders_conn, key="k1", user_id=BOB)
+
+    assert bobs != anns
+    assert Orders(orders_conn).find_by_key(ANN, "k1", fingerprint(ANN, LINES)) == Orders(orders_conn).get(anns)
+    assert Orders(orders_conn).find_by_key(BOB, "k1", fingerprint(BOB, LINES)) == Orders(orders_conn).get(bobs)
 
 
 @pytest.mark.parametrize("order_id", [0, -1, 99, MAX_ID, MAX_ID + 1])
@@ -136,29 +146,30 @@ def test_get_unknown_order(orders_conn: sqlite3.Connection, order_id: int) -> No
 
 
 def test_find_by_key_without_order(orders_conn: sqlite3.Connection) -> None:
-    assert Orders(orders_conn).find_by_key("k1", fingerprint(ANN, LINES)) is None
+    assert Orders(orders_conn).find_by_key(ANN, "k1", fingerprint(ANN, LINES)) is None
 
 
 def test_find_by_key_returns_the_order_of_the_same_request(orders_conn: sqlite3.Connection) -> None:
     order_id = create(orders_conn, key="k1")
 
-    found = Orders(orders_conn).find_by_key("k1", fingerprint(ANN, LINES))
+    found = Orders(orders_conn).find_by_key(ANN, "k1", fingerprint(ANN, LINES))
 
     assert found == Orders(orders_conn).get(order_id)
 
 
-@pytest.mark.parametrize(
-    ("user_id", "lines"),
-    [(BOB, LINES), (ANN, (Line(1, 2),)), (ANN, (Line(1, 3), Line(3, 1)))],
-    ids=["other-user", "other-products", "other-quantity"],
-)
-def test_find_by_key_with_another_request_is_refused(
-    orders_conn: sqlite3.Connection, user_id: int, lines: tuple[Line, ...]
-) -> None:
+@pytest.mark.parametrize("lines", [(Line(1, 2),), (Line(1, 3), Line(3, 1))], ids=["other-products", "other-quantity"])
+def test_find_by_key_with_another_request_is_refused(orders_conn: sqlite3.Connection, lines: tuple[Line, ...]) -> None:
     create(orders_conn, key="k1")
 
     with pytest.raises(IdempotencyKeyReused):
-        Orders(orders_conn).find_by_key("k1", fingerprint(user_id, lines))
+        Orders(orders_conn).find_by_key(ANN, "k1", fingerprint(ANN, lines))
+
+
+def test_find_by_key_does_not_see_another_users_order(orders_conn: sqlite3.Connection) -> None:
+    # Keys are scoped per user: another user's order under the same key is neither returned nor a refusal.
+    create(orders_conn, key="k1")
+
+    assert Orders(orders_conn).find_by_key(BOB, "k1", fingerprint(BOB, LINES)) is None
 
 
 def test_record_step(orders_conn: sqlite3.Connection) -> None:

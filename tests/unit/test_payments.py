@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -273,5 +274,122 @@ def test_any_sequence_of_operations_keeps_the_ledger(ops: list[tuple[object, ...
                     pass  # refused: the unit of work rolls back
             assert_ledger_balances(conn, ANN)
             assert_ledger_balances(conn, BOB)
+    finally:
+        conn.close()
+
+
+# --- deposits with an idempotency key --------------------------------------------------------------------------------
+
+
+def keyed_deposit(conn: sqlite3.Connection, user_id: int, amount: int, key: str | None) -> int:
+    with UnitOfWork(conn) as uow:
+        balance = Payments(conn).deposit(user_id, amount, key)
+        uow.commit()
+    return balance
+
+
+def deposit_rows(conn: sqlite3.Connection) -> int:
+    (n,) = conn.execute("SELECT COUNT(*) FROM deposits").fetchone()
+    return int(n)
+
+
+def test_a_keyed_deposit_credits_once_and_replays_its_answer(payments_conn: sqlite3.Connection) -> None:
+    assert keyed_deposit(payments_conn, ANN, 500, "d1") == 500
+    deposit(payments_conn, ANN, 100)  # the balance moves on after the first answer
+
+    assert keyed_deposit(payments_conn, ANN, 500, "d1") == 500  # the same answer, not the balance of now
+    assert Payments(payments_conn).balance(ANN) == 600
+    assert deposit_rows(payments_conn) == 2
+    assert_ledger_balances(payments_conn, ANN)
+
+
+def test_a_key_reused_for_another_amount_is_refused(payments_conn: sqlite3.Connection) -> None:
+    keyed_deposit(payments_conn, ANN, 500, "d1")
+
+    with pytest.raises(IdempotencyKeyReused):
+        keyed_deposit(payments_conn, ANN, 501, "d1")
+
+    assert Payments(payments_conn).balance(ANN) == 500
+    assert deposit_rows(payments_conn) == 1
+
+
+def test_deposit_keys_are_the_users_own(payments_conn: sqlite3.Connection) -> None:
+    assert keyed_deposit(payments_conn, ANN, 500, "d1") == 500
+
+    assert keyed_deposit(payments_conn, BOB, 700, "d1") == 700
+    assert keyed_deposit(payments_conn, BOB, 700, "d1") == 700
+
+    assert Payments(payments_conn).balance(ANN) == 500
+    assert Payments(payments_conn).balance(BOB) == 700
+    assert_ledger_balances(payments_conn, ANN)
+    assert_ledger_balances(payments_conn, BOB)
+
+
+def test_deposits_without_a_key_each_credit(payments_conn: sqlite3.Connection) -> None:
+    assert keyed_deposit(payments_conn, ANN, 500, None) == 500
+    assert keyed_deposit(payments_conn, ANN, 500, None) == 1000
+
+
+def test_a_refused_keyed_deposit_records_nothing(payments_conn: sqlite3.Connection) -> None:
+    # Refused for the cap: nothing is kept under the key, so the same key may be used once the wallet has room.
+    payments_conn.execute("INSERT INTO wallets (user_id, balance_cents) VALUES (?, ?)", (ANN, MAX_BALANCE))
+
+    with pytest.raises(InvalidInput):
+        keyed_deposit(payments_conn, ANN, 1, "d1")
+
+    assert deposit_rows(payments_conn) == 0
+
+
+@pytest.mark.parametrize("key", ["", " lead", "trail ", "x" * 256, "clé", "line\nbreak"])
+def test_a_malformed_deposit_key_is_refused(payments_conn: sqlite3.Connection, key: str) -> None:
+    with pytest.raises(InvalidInput):
+        keyed_deposit(payments_conn, ANN, 500, key)
+
+    assert deposit_rows(payments_conn) == 0
+
+
+def test_the_database_refuses_a_second_deposit_under_one_key(payments_conn: sqlite3.Connection) -> None:
+    # The last guard under the look-up in deposit(): the unique index of (user, key).
+    keyed_deposit(payments_conn, ANN, 500, "d1")
+
+    refusal = sqlite3.IntegrityError if payments_conn.engine == "sqlite" else psycopg.IntegrityError
+    with pytest.raises(refusal):
+        payments_conn.execute(
+            "INSERT INTO deposits (user_id, amount_cents, idempotency_key, balance_after_cents) VALUES (?, 5, ?, 5)",
+            (ANN, "d1"),
+        )
+
+
+# Keyed deposits, replays and plain deposits in any order: one credit per (user, key), the ledger holds, and a replay
+# answers what the first deposit under its key answered.
+keyed_operations = st.lists(
+    st.tuples(st.sampled_from([ANN, BOB]), st.integers(1, 3), st.sampled_from([None, "a", "b", "c"])), max_size=30
+)
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(keyed_operations)
+def test_keyed_deposits_credit_once_per_user_and_key(ops: list[tuple[int, int, str | None]]) -> None:
+    conn = connect(":memory:")
+    try:
+        create_schema(conn, payments.SCHEMA)
+        first: dict[tuple[int, str], tuple[int, int]] = {}  # (user, key) -> (amount, answer)
+        credited = {ANN: 0, BOB: 0}
+        for user, amount, key in ops:
+            if key is not None and (user, key) in first and first[user, key][0] != amount:
+                with pytest.raises(IdempotencyKeyReused):
+                    keyed_deposit(conn, user, amount, key)
+                continue
+            answer = keyed_deposit(conn, user, amount, key)
+            if key is not None and (user, key) in first:
+                assert answer == first[user, key][1]
+                continue
+            credited[user] += amount
+            assert answer == credited[user]
+            if key is not None:
+                first[user, key] = (amount, answer)
+        for user in (ANN, BOB):
+            assert Payments(conn).balance(user) == credited[user]
+            assert_ledger_balances(conn, user)
     finally:
         conn.close()

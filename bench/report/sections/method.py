@@ -1,0 +1,154 @@
+"""Method and environment: how the harness measures, how to reproduce the run, the machine, every parameter the run
+recorded, and every network run with its validity (the rows the flags of the page link to)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.common.meta import Params, recorded
+from bench.report.context import Context, Fault, step_anchor, strength_label
+from bench.report.format import ms, num
+from bench.report.sections.common import topo
+from bench.report.view import INVALID, Part, Row, Section, Span, Table, table, text
+
+Pairs = tuple[tuple[str, str | None], ...]
+
+
+def shown(value: object) -> str | None:
+    """A recorded value as the key-value tables show it ("—" for nothing)."""
+    return None if value is None or value == "" else str(value)
+
+
+def listing(params: Params | None) -> Pairs:
+    """The parameters a run recorded, lists joined by commas."""
+    return tuple((k, shown(", ".join(map(str, v)) if isinstance(v, list) else v)) for k, v in recorded(params))
+
+
+@dataclass(frozen=True)
+class Parameters:
+    experiment: str
+    pairs: Pairs
+
+
+@dataclass(frozen=True)
+class Method:
+    command: str
+    git_commit: str | None
+    scaling_method: bool
+    deployment_method: bool
+    hardware: Pairs
+    pinning: Pairs
+    left: tuple[Parameters, ...]
+    network: Parameters | None
+    validity: Table | None
+
+
+def failure_parameters(ctx: Context) -> Parameters | None:
+    pairs: list[tuple[str, Any]] = [(k, v) for k, v in recorded(ctx.meta.parameters.failure) if k != "faults"]
+    if (not pairs and not ctx.fault_specs()) or not ctx.ran("failure"):
+        return None
+    faults = ", ".join(strength_label(Fault(s.name), s) for s in ctx.fault_specs())
+    return Parameters("failure", (*((k, shown(v)) for k, v in pairs), ("faults", faults)))
+
+
+def experiment_parameters(ctx: Context, experiment: str, params: Params | None) -> Parameters | None:
+    """The parameters meta records for ``experiment``, when this run made it."""
+    pairs = listing(params)
+    return Parameters(experiment, pairs) if pairs and ctx.ran(experiment) else None
+
+
+def method(ctx: Context) -> Method:
+    env, params = ctx.meta.environment, ctx.meta.parameters
+    memory = env.memory_bytes
+    packages = ", ".join(f"{k} {v}" for k, v in env.packages.items() if v)
+    wall = ctx.meta.wall_seconds
+    hardware = (
+        ("CPU", shown(env.cpu_model)),
+        ("cores", shown(env.cpu_count)),
+        ("memory", f"{memory / 2**30:.1f} GiB" if memory else None),
+        ("platform", shown(env.platform)),
+        ("Python", shown(env.python)),
+        ("packages", shown(packages)),
+        ("git commit", shown(env.git_commit)),
+        ("recorded at", shown(env.recorded_at)),
+        ("wall time of the run", f"{wall:.0f} s" if wall is not None else None),
+    )
+    pinning = (
+        ("system under test on CPUs", shown(params.sut_cpus)),
+        ("load generator on CPUs", shown(params.generator_cpus)),
+        ("CPUs this process could use", shown(env.cpus_available)),
+        ("inter-service HTTP client", shown(params.stack)),
+        ("topologies", shown(", ".join(params.topologies or ctx.topologies))),
+        ("experiments", shown(", ".join(params.experiments or []))),
+        ("quick", shown(params.quick)),
+    )
+    left = (
+        failure_parameters(ctx),
+        experiment_parameters(ctx, "scaling", params.scaling),
+        experiment_parameters(ctx, "deployment", params.deployment),
+    )
+    network = Parameters("network", listing(params.network)) if ctx.ran("network") else None
+    return Method(
+        env.command or "archbench run",
+        env.git_commit,
+        ctx.has("scaling"),
+        ctx.has("deployment"),
+        hardware,
+        pinning,
+        tuple(p for p in left if p is not None),
+        network,
+        validity_table(ctx),
+    )
+
+
+def validity_table(ctx: Context) -> Table | None:
+    steps = ctx.table("steps")
+    if steps.empty:
+        return None
+    header = [
+        "topology",
+        "phase",
+        "step",
+        "target /s",
+        "offered /s",
+        "achieved /s",
+        "requests",
+        "conns",
+        "send lag p99 ms",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "CPU µs/req",
+        "valid",
+        "reasons",
+    ]
+    rows = []
+    order = {t: i for i, t in enumerate(ctx.topologies)}
+    phases = {"low": 0, "traced": 1, "sweep": 2}
+    ranked = steps.assign(_t=steps["topology"].map(order), _p=steps["phase"].map(phases).fillna(9))
+    for _, r in ranked.sort_values(["_t", "_p", "step"]).iterrows():
+        valid = bool(r["valid"])
+        cells = (
+            topo(str(r["topology"])),
+            text(r["phase"]),
+            text(int(r["step"])),
+            text(num(float(r["target_rate"]))),
+            text(num(float(r["offered_rate"]))),
+            text(num(float(r["achieved_rate"]))),
+            text(f"{int(r['requests']):,}"),
+            text(int(r["connections"]) if "connections" in r else "—"),
+            text(ms(float(r["send_lag_p99"]))),
+            text(ms(float(r["p50"]))),
+            text(ms(float(r["p99"]))),
+            text(f"{float(r['error_rate']):.2%}"),
+            text(num(float(r["cpu_per_request_us"]))),
+            text("yes") if valid else INVALID,
+            (Span(str(r.get("invalid_reasons", "") or ""), "why"),),
+        )
+        anchor = step_anchor(str(r["topology"]), str(r["phase"]), int(r["step"]))
+        rows.append(Row(cells, anchor, "" if valid else "invalid"))
+    return table(header, rows, left=2, text=(len(header) - 1,), css="wide")
+
+
+PART = Part(sections=(Section("method", "Method and environment", method, "method.html.j2"),))

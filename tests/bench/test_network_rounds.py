@@ -1,0 +1,121 @@
+"""The network experiment's figures from rounds: the knee's crossing per round, and medians with paired ratios."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.experiments.context import Slo
+from bench.experiments.network import MeteredRun, crossing, estimates, per_round, sustainable
+from bench.load.loadgen import LoadResult, LoadSpec, schedule
+
+SLO = Slo(p99=0.050, error_budget=0.001)
+
+
+def probe(rate: float, latency: float, failed: int = 0) -> MeteredRun:
+    """A 2-second probe at ``rate`` whose requests all took ``latency`` seconds; ``failed`` of them got a 5xx."""
+    spec = LoadSpec(rate=rate, duration=2.0, warmup=0.0, arrival="constant")
+    intended = schedule(spec)
+    n = len(intended)
+    errors = np.array(["5xx" if i < failed else "" for i in range(n)], dtype=object)
+    records = {
+        "op": np.array(["browse"] * n, dtype=object),
+        "intended": intended,
+        "dispatched": intended.copy(),
+        "sent": intended.copy(),
+        "done": intended + latency,
+        "status": np.where(errors == "", 200, 500),
+        "error": errors,
+        "warmup": np.zeros(n, dtype=bool),
+    }
+    return MeteredRun("knee", 0, LoadResult(spec, records, connections=8), {})
+
+
+def test_the_crossing_is_interpolated_in_log_p99_between_a_pass_and_a_miss() -> None:
+    estimate, bound = crossing(probe(1000, 0.010), probe(1100, 0.250), SLO)
+    # log(50/10) / log(250/10) = 0.5: halfway between the two rates.
+    assert estimate == pytest.approx(1050.0)
+    assert bound == ""
+
+
+def test_a_round_where_both_pass_or_the_lower_fails_gives_a_bound() -> None:
+    assert crossing(probe(1000, 0.010), probe(1100, 0.020), SLO) == (1100, "above")
+    assert crossing(probe(1000, 0.080), probe(1100, 0.250), SLO) == (1000, "below")
+    assert crossing(probe(1000, 0.010), None, SLO) == (1000, "above")
+    assert math.isnan(crossing(None, None, SLO)[0])
+
+
+def test_a_miss_on_errors_alone_gives_the_lower_rate() -> None:
+    assert crossing(probe(1000, 0.010), probe(1100, 0.010, failed=50), SLO) == (1000, "")
+
+
+def rounds_tables() -> dict[str, pd.DataFrame]:
+    steps, ops, knee = [], [], []
+    factors = [1.0, 1.0, 1.6, 1.0]  # round 2: the host was busy for every topology
+    cost = {"monolith": 1.0, "colocated": 1.5, "microservices": 3.0}
+    for topology, c in cost.items():
+        for index, slow in enumerate(factors):
+            steps.append(
+                {
+                    "topology": topology,
+                    "phase": "low",
+                    "step": index,
+                    "valid": not (topology == "colocated" and index == 3),  # the generator spoiled one trial
+                    "requests": 300,
+                    "p50": 0.001 * c * slow,
+                    "p99": 0.005 * c * slow,
+                    "cpu_per_request_us": 500 * c * slow,
+                }
+            )
+            ops.append({"topology": topology, "phase": "low", "step": index, "op": "checkout", "p50": 0.002 * c})
+            knee.append({"topology": topology, "round": index, "sustainable_rps": 3000 / c / slow})
+    return {"steps": pd.DataFrame(steps), "ops": pd.DataFrame(ops), "knee": pd.DataFrame(knee)}
+
+
+def test_estimates_are_medians_over_rounds_with_ratios_paired_per_round() -> None:
+    table = estimates(rounds_tables(), ("monolith", "colocated", "microservices")).set_index(["figure", "topology"])
+    cpu = table.loc[("cpu_per_request_us", "microservices")]
+    assert cpu["n"] == 4
+    assert cpu["value"] == pytest.approx(1500.0)
+    assert (cpu["low"], cpu["high"]) == pytest.approx((1500.0, 2400.0))
+    # Paired per round, the busy round cancels out: exactly 3.
+    assert (cpu["ratio_value"], cpu["ratio_low"], cpu["ratio_high"]) == pytest.approx((3.0, 3.0, 3.0))
+    assert not cpu["ratio_wide"]
+    # An invalid trial's latency is left out of its topology's figure and of the pairs; its CPU time stands.
+    assert table.loc[("p50_ms", "colocated"), "n"] == 3
+    assert table.loc[("p50_ms", "colocated"), "ratio_n"] == 3
+    assert table.loc[("cpu_per_request_us", "colocated"), "n"] == 4
+    # p99 of 300 requests is not resolved: no figure.
+    assert table.loc[("p99_ms", "monolith"), "n"] == 0
+    knee = table.loc[("sustainable_rps", "colocated")]
+    assert knee["ratio_value"] == pytest.approx(1 / 1.5)
+
+
+def test_sustainable_throughput_comes_from_the_estimates_or_an_older_runs_sweep() -> None:
+    tables = rounds_tables()
+    table = estimates(tables, ("monolith", "colocated", "microservices"))
+    rates = sustainable({"estimates": table}, SLO)
+    assert rates["monolith"] == pytest.approx(3000.0)
+    sweep = pd.DataFrame(
+        [
+            {"topology": "monolith", "phase": "sweep", "target_rate": r, "p99": p, "error_rate": 0.0, "valid": True}
+            for r, p in ((500, 0.01), (1000, 0.02), (2000, 0.2))
+        ]
+    )
+    assert sustainable({"steps": sweep}, SLO) == {"monolith": 1000.0}
+    assert per_round({"steps": sweep}, "sustainable_rps").empty
+
+
+def test_a_latency_the_generator_voided_is_left_out_and_cpu_kept() -> None:
+    tables = rounds_tables()
+    steps = tables["steps"].assign(valid=True, voided_percentiles="")
+    steps.loc[(steps["topology"] == "monolith") & (steps["step"] == 1), "voided_percentiles"] = "max"
+    steps.loc[(steps["topology"] == "monolith") & (steps["step"] == 2), "voided_percentiles"] = "p50,p90,max"
+    table = estimates(tables | {"steps": steps}, ("monolith", "colocated", "microservices"))
+    table = table.set_index(["figure", "topology"])
+    assert table.loc[("p50_ms", "monolith"), "n"] == 3  # a voided max does not touch p50
+    assert table.loc[("checkout_p50_ms", "monolith"), "n"] == 3
+    assert table.loc[("cpu_per_request_us", "monolith"), "n"] == 4
