@@ -154,14 +154,14 @@ def build_parser() -> Parser:
     run = sub.add_parser(
         "run",
         help="measure the topologies and write a results directory",
-        description="Start each topology in turn on the same pinned CPUs, run the experiments with the open-loop "
-        "generator on the other CPUs, stop everything, and write tidy results (Parquet + meta.json). "
-        "--quick takes about three and a half minutes on 2 cores; the default run about sixteen (the soak, opt-in, ten "
-        "more per topology).",
+        description="Start the topologies on the same pinned CPUs, run the experiments with the open-loop generator "
+        "on the other CPUs, stop everything, and write tidy results (Parquet + meta.json). --quick measures the "
+        "network and failure experiments in about two and a half minutes on 2 cores; the default run every default "
+        "experiment in about nineteen (the soak, opt-in, ten more per topology).",
         epilog=TARGET_HELP,
         formatter_class=Formatter,
     )
-    run.add_argument("--quick", action="store_true", help="short phases, sweeps and searches (3.5 minutes on 2 cores)")
+    run.add_argument("--quick", action="store_true", help="network and failure, short phases and fewer rounds (2.5 minutes on 2 cores)")
     run.add_argument(
         "--topologies",
         type=names_of(TOPOLOGIES),

@@ -51,6 +51,7 @@ class NetworkParams(Params, kw_only=True):
     probe_warmup: float | UnsetType = UNSET
     recheck_rounds: int | UnsetType = UNSET
     retries: int | UnsetType = UNSET
+    noise_probe: float | UnsetType = UNSET
     sweep_rates: list[Number] | UnsetType = UNSET
     step_duration: float | UnsetType = UNSET
     step_warmup: float | UnsetType = UNSET

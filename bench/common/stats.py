@@ -70,17 +70,22 @@ def error_counts(frame: pd.DataFrame) -> dict[str, int]:
 
 
 def per_op_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per op over the measured (non-warm-up) rows: count, errors, error_rate and latency percentiles."""
+    """One row per op over the measured (non-warm-up) rows: count, errors, error_rate, latency percentiles, and the
+    generator's own lag (``dispatched - intended``) at p50 and p99 (``lag_p50``, ``lag_p99``; NaN without a
+    ``dispatched`` column), so that a figure of one operation can be judged by the lag of its own requests."""
     rows = {}
     for op, group in measured(frame).groupby("op", observed=True, sort=True):
         errors = int((group["error"].astype(str) != "").sum())
+        lag = group["dispatched"] - group["intended"] if "dispatched" in group else pd.Series([math.nan])
         rows[str(op)] = {
             "count": len(group),
             "errors": errors,
             "error_rate": errors / len(group),
             **latency_percentiles(latencies(group)),
+            "lag_p50": percentile(lag, 50.0),
+            "lag_p99": percentile(lag, 99.0),
         }
-    columns = ["count", "errors", "error_rate", *(name for name, _ in PERCENTILES), "max"]
+    columns = ["count", "errors", "error_rate", *(name for name, _ in PERCENTILES), "max", "lag_p50", "lag_p99"]
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("op")
 
 

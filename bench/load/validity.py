@@ -10,8 +10,8 @@ figure is voided, with its reason.
 Waiting for a free connection is not the generator's lag: the pool is sized by Little's law for latencies up to the
 SLO, so when every connection is busy the system is slower than the SLO, and the run is a measured **overload** (past
 the knee, over the SLO), not an invalid run. A run is invalid only when the generator itself could not keep its
-schedule: it dispatched fewer than :data:`MIN_DISPATCHED_SHARE` of the offered requests on time, or a figure it
-reports is voided.
+schedule: it dispatched fewer than :data:`MIN_DISPATCHED_SHARE` of the offered requests on time. A voided figure is
+left out where it would be shown (``voided_percentiles``), without voiding the run's other figures.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ OVERLOAD_SHARE: Final = 0.01
 
 @dataclass(frozen=True)
 class Judgement:
-    """What a run's figures are worth: the percentiles its own lag voids, whether it was an overload, and why."""
+    """What a run's figures are worth: the percentiles its own lag voids (each figure is judged on its own: a
+    voided p50 says nothing of the p99), why the run is invalid as a whole (the generator did not keep its
+    schedule), whether it was an overload, and why."""
 
     voided: dict[str, str] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
@@ -53,6 +55,7 @@ class Judgement:
     def columns(self) -> dict[str, Any]:
         return {
             "voided_percentiles": ",".join(self.voided),
+            "voided_reasons": "; ".join(f"{name}: {why}" for name, why in self.voided.items()),
             "overloaded": self.overloaded,
             "overload_reason": self.overload_reason,
         }
@@ -75,7 +78,7 @@ def judge(
     lag = dispatched - intended
     latency = done - intended
     voided = _voided(lag, latency)
-    reasons = [f"{name}: {why}" for name, why in voided.items()]
+    reasons = []
     on_time = np.count_nonzero(lag <= ON_TIME)
     if on_time < MIN_DISPATCHED_SHARE * len(intended):
         reasons.append(

@@ -165,7 +165,7 @@ class NoiseMeter:
         self._wakeup: Sequence[float] = ()
 
     def before(self) -> None:
-        self._wakeup = sorted(wakeup_latency())
+        self._wakeup = sorted(wakeup_latency(count=20))
         self._stalls = stall_probe(self.probe_seconds)
         self._times = cpu_times()
 
