@@ -128,7 +128,11 @@ def build_parser() -> Parser:
         epilog=TARGET_HELP,
         formatter_class=Formatter,
     )
-    run.add_argument("--quick", action="store_true", help="network and failure, short phases and fewer rounds (2.5 minutes on 2 cores)")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="network and failure, short phases and fewer rounds (2.5 minutes on 2 cores)",
+    )
     run.add_argument(
         "--topologies",
         type=names_of(TOPOLOGIES),
