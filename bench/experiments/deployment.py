@@ -201,8 +201,10 @@ def disruption(
     failed = int(failures.sum())
     # Those a retrying client would have absorbed: nothing came back on a reused connection, and the request was
     # safe to send again.
-    unanswered = during["unanswered"].astype(bool) if "unanswered" in during else pd.Series(False, index=during.index)
-    absorbable = int((failures & unanswered & during["op"].astype(str).isin(SAFE_TO_RETRY)).sum())
+    absorbable = 0
+    if "unanswered" in during:  # records of an older generator do not say
+        safe = during["op"].astype(str).isin(SAFE_TO_RETRY)
+        absorbable = int((failures & during["unanswered"].astype(bool) & safe).sum())
     return {
         "requests": int((frame["intended"] >= warmup).sum()),
         "errors_during": failed,
