@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from rich import box
 from rich.table import Table
 
 from bench.common import stats
 from bench.common.names import DEPLOYMENT, DEPLOYMENT_EVENTS, DEPLOYMENT_TIMELINE, FAILURES, RESTART_SCENARIOS
 from bench.experiments.context import RunContext
-from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid
+from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid, summary_table
 from bench.load.loadgen import LoadResult, LoadSpec
 from bench.load.processes import run_load_sync
 from bench.load.workload import SAFE_TO_RETRY, ShopWorkload, StartsOnFirstRequest
@@ -273,12 +272,8 @@ def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
 def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     if DEPLOYMENT not in tables:
         return None
-    table = Table(
-        title="archbench: independent deployment (a restart under steady load)",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
+    table = summary_table(
+        "archbench: independent deployment (a restart under steady load)",
         caption="errors: failed requests while disturbed (retry: those a retrying client would have absorbed); "
         "p99 in ms before and during; steady: seconds until the latency is back; * invalid run",
     )
