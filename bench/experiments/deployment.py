@@ -31,10 +31,10 @@ from rich.table import Table
 from bench.common import stats
 from bench.common.names import DEPLOYMENT, DEPLOYMENT_EVENTS, DEPLOYMENT_TIMELINE, FAILURES, RESTART_SCENARIOS
 from bench.experiments.context import RunContext
-from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid
+from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid, summary_table
 from bench.load.loadgen import LoadResult, LoadSpec
 from bench.load.processes import run_load_sync
-from bench.load.workload import ShopWorkload, StartsOnFirstRequest
+from bench.load.workload import SAFE_TO_RETRY, ShopWorkload, StartsOnFirstRequest
 from bench.system.deploy import Deployment, deploy
 from plumbing.topology import replica_names
 
@@ -196,10 +196,18 @@ def disruption(
     steady_at = float((disturbed["t"] + disturbed["bin"]).max()) if len(disturbed) else begin
     steady_at = max(steady_at, ready)
     during = frame[(frame["intended"] >= begin) & (frame["intended"] < steady_at)]
-    failed = int(during["error"].astype(str).isin(FAILURES).sum())
+    failures = during["error"].astype(str).isin(FAILURES)
+    failed = int(failures.sum())
+    # Those a retrying client would have absorbed: nothing came back on a reused connection, and the request was
+    # safe to send again.
+    absorbable = 0
+    if "unanswered" in during:  # records of an older generator do not say
+        safe = during["op"].astype(str).isin(SAFE_TO_RETRY)
+        absorbable = int((failures & during["unanswered"].astype(bool) & safe).sum())
     return {
         "requests": int((frame["intended"] >= warmup).sum()),
         "errors_during": failed,
+        "errors_absorbable_by_retry": absorbable,
         "error_rate_during": failed / len(during) if len(during) else 0.0,
         "p50_before": p50_before,
         "p99_before": p99_before,
@@ -264,15 +272,21 @@ def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
 def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     if DEPLOYMENT not in tables:
         return None
-    table = Table(title="archbench: independent deployment (a restart under steady load)")
-    for column in ("scenario", "topology", "restarted", "errors", "p99 before ms", "p99 during ms", "steady after s"):
-        table.add_column(column, justify="left" if column in ("scenario", "topology", "restarted") else "right")
+    table = summary_table(
+        "archbench: independent deployment (a restart under steady load)",
+        caption="errors: failed requests while disturbed (retry: those a retrying client would have absorbed); "
+        "p99 in ms before and during; steady: seconds until the latency is back; * invalid run",
+    )
+    for column in ("scenario", "topology", "restarted", "errors", "retry", "p99", "during", "steady"):
+        left = column in ("scenario", "topology", "restarted")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
     for row in tables[DEPLOYMENT].to_dict(orient="records"):
         table.add_row(
-            str(row["scenario"]) + ("" if row["valid"] else " (invalid)"),
+            str(row["scenario"]) + ("" if row["valid"] else " *"),
             str(row["topology"]),
             f"{row['component']} x{row['replicas']}",
-            f"{row['errors_during']} ({row['error_rate_during']:.1%})",
+            f"{row['errors_during']} ({row['error_rate_during']:.0%})",
+            str(row.get("errors_absorbable_by_retry", "-")),
             f"{row['p99_before'] * 1e3:.1f}",
             f"{row['p99_during'] * 1e3:.1f}",
             f"{row['time_to_steady_s']:.2f}",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
 import pandas as pd
+from rich import box
 from rich.table import Table
 
 from bench.experiments.context import RunContext
@@ -87,6 +88,18 @@ class Experiment(Generic[P]):
             if (value := given.get(option))
         }
         return replace(self.quick if quick else self.params, **chosen)  # type: ignore[type-var]
+
+
+def summary_table(title: str, caption: str | None = None) -> Table:
+    """A table of the terminal summary, in the one style that keeps three topologies under 80 columns."""
+    return Table(
+        title=title,
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
 
 
 def each_topology(

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from rich import box
 from rich.table import Table
 
 from bench.common import stats
@@ -55,7 +54,7 @@ from bench.common.names import (
     WINDOW_START,
 )
 from bench.experiments.context import RunContext
-from bench.experiments.experiment import Experiment, Progress, Tables, each_topology, rows_where_invalid
+from bench.experiments.experiment import Experiment, Progress, Tables, each_topology, rows_where_invalid, summary_table
 from bench.load.loadgen import LoadSpec
 from bench.load.processes import run_load_sync
 from bench.load.workload import ShopWorkload, StartsOnFirstRequest, resolve_mix
@@ -439,12 +438,8 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     """One row per fault run, grouped by resilience profile; under 80 columns wide."""
     if FAILURE_IMPACT not in tables:
         return None
-    table = Table(
-        title="archbench: failure impact during the fault, consistency after it",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
+    table = summary_table(
+        "archbench: failure impact during the fault, consistency after it",
         caption="blast: share of the mix hurt, then its bounds (what the window's sample can tell); checkout, browse: "
         "availability during the fault; recover, settled: seconds after the fault, after the load; * invalid run; "
         "profiles: resilience of the calls",

@@ -30,7 +30,6 @@ from functools import partial
 from typing import Any
 
 import pandas as pd
-from rich import box
 from rich.table import Table
 
 from bench.common import stats
@@ -48,7 +47,7 @@ from bench.common.names import (
 )
 from bench.experiments import trials
 from bench.experiments.context import RunContext, Slo
-from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid
+from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid, summary_table
 from bench.load.loadgen import LoadResult, LoadSpec, Request
 from bench.load.processes import run_load_sync
 from bench.load.search import Judged, Search, interleave, rising
@@ -621,13 +620,18 @@ def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
     ]
 
 
-SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("checkout_p50_ms", "checkout p50 ms", ".3g"),
-    ("p50_ms", "p50 ms", ".3g"),
-    ("p99_ms", "p99 ms", ".3g"),
-    ("cpu_per_request_us", "CPU/request us", ".3g"),
-    ("sustainable_rps", "sustainable req/s", ",.0f"),
+SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
+    ("checkout_p50_ms", "checkout p50 ms"),
+    ("p50_ms", "p50 ms"),
+    ("p99_ms", "p99 ms"),
+    ("cpu_per_request_us", "CPU/request us"),
+    ("sustainable_rps", "sustainable req/s"),
 )
+
+
+def figure_text(value: float) -> str:
+    """Three significant digits, or whole numbers with thousands separators from 100 up."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
@@ -637,19 +641,19 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
         return None
     frame = tables[ESTIMATES]
     topologies = list(dict.fromkeys(frame["topology"].astype(str)))
-    table = Table(title="archbench: network overhead (median over rounds, interval)", box=box.SIMPLE_HEAD)
+    table = summary_table("archbench: network overhead (median over rounds, interval)")
     table.add_column("figure")
     for topology in topologies:
         table.add_column(topology, justify="right", no_wrap=True)
     wide = False
-    for figure, label, spec in SUMMARY_ROWS:
+    for figure, label in SUMMARY_ROWS:
         rows = {str(r["topology"]): r for _, r in frame[frame["figure"] == figure].iterrows()}
         cells = []
         for topology in topologies:
             row = rows[topology]
-            lines = estimate_lines(row, "", spec)
+            lines = estimate_lines(row, "", figure_text)
             if topology != "monolith" and row["ratio_n"]:
-                lines += estimate_lines(row, "ratio_", ".2g", prefix="x")
+                lines += estimate_lines(row, "ratio_", lambda v: f"{v:.2g}", prefix="x")
             wide = wide or bool(row["wide"]) or bool(row["ratio_wide"])
             cells.append("\n".join(lines))
         table.add_row(label, *cells, end_section=True)
@@ -660,13 +664,13 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     return table
 
 
-def estimate_lines(row: pd.Series, column: str, spec: str, prefix: str = "") -> list[str]:
+def estimate_lines(row: pd.Series, column: str, show: Callable[[float], str], prefix: str = "") -> list[str]:
     """One estimate of a row of ``estimates``: the median, then "(low–high)" when there are several rounds."""
     if not row[f"{column}n"]:
         return ["-"]
-    lines = [prefix + format(float(row[f"{column}value"]), spec)]
+    lines = [prefix + show(float(row[f"{column}value"]))]
     if row[f"{column}n"] > 1:
-        lines.append(f"({float(row[f'{column}low']):{spec}}–{float(row[f'{column}high']):{spec}})")
+        lines.append(f"({show(float(row[f'{column}low']))}–{show(float(row[f'{column}high']))})")
     return lines
 
 

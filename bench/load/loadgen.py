@@ -27,6 +27,9 @@ Per request the result keeps (all times in seconds on a monotonic clock, relativ
 * ``status``: the HTTP status, 0 if there was none;
 * ``error``: one of ``ERROR_CLASSES``: "" (a response below 400), "refused", "reset" (connection lost or a response
   that does not parse), "timeout" (no response within ``timeout`` of the intended time), "4xx", "5xx";
+* ``unanswered``: True for a failed request of which no byte of a reply came back, on a kept-alive connection that
+  had carried earlier requests (the server closed it as the request was written: a client that retries such
+  requests, when they are safe to repeat, would not have seen the failure);
 * ``warmup``: True for requests intended before ``spec.warmup``. They are kept in the records (marked, not deleted)
   and excluded from every summary and validity check.
 """
@@ -354,7 +357,18 @@ class _Conn(asyncio.Protocol):
     HEAD has no body, so after one the connection continues with a fresh parser.
     """
 
-    __slots__ = ("_body", "_fresh_parser", "_parser", "_run", "_transport", "closed", "index", "request")
+    __slots__ = (
+        "_answered",
+        "_body",
+        "_fresh_parser",
+        "_parser",
+        "_run",
+        "_served",
+        "_transport",
+        "closed",
+        "index",
+        "request",
+    )
 
     def __init__(self, run: _Run) -> None:
         self._run = run
@@ -362,6 +376,8 @@ class _Conn(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._fresh_parser = False
         self._body: list[bytes] = []
+        self._served = 0  # requests this connection completed
+        self._answered = False  # whether a byte of the reply to the request in flight arrived
         self.index = -1
         self.request: Request | None = None
         self.closed = False
@@ -374,10 +390,12 @@ class _Conn(asyncio.Protocol):
         """Send one request on this (open, idle) connection."""
         self.index = index
         self.request = request
+        self._answered = False
         assert self._transport is not None
         self._transport.write(payload)
 
     def data_received(self, data: bytes) -> None:
+        self._answered = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
@@ -417,6 +435,7 @@ class _Conn(asyncio.Protocol):
         body = b"".join(self._body)
         self._body.clear()
         self.index, self.request = -1, None
+        self._served += 1
         self._run.finish(index, request, status, body, _OK)
         if keep_alive:
             self._run.release(self)
@@ -439,7 +458,11 @@ class _Conn(asyncio.Protocol):
         self.close()
         if was_busy:
             assert request is not None
-            self._run.finish(index, request, 0, b"", error)
+            # Nothing of the reply came back on a connection that had carried earlier requests: the server may have
+            # closed it as idle just as the request was written (a graceful stop does), and a client that retries
+            # such requests would have absorbed this failure.
+            unanswered = self._served > 0 and not self._answered
+            self._run.finish(index, request, 0, b"", error, unanswered=unanswered)
             self._run.release(None)
         # An idle connection stays in the idle list, marked closed; whoever takes it reconnects.
 
@@ -579,6 +602,7 @@ class _Run:
         self.done = array("d", [math.nan]) * n
         self.status = array("h", bytes(2 * n))
         self.error = array("b", bytes(n))  # _OK is 0
+        self.unanswered = array("b", bytes(n))
         self.next_index = 0
         # Free slots (None = no connection yet), used oldest first: each request goes out on the connection idle the
         # longest, as if from one of many independent users. A LIFO pool would put a light load on a few hot
@@ -650,11 +674,14 @@ class _Run:
         self.idle.append(slot)
 
     # ---- records -----------------------------------------------------------------------------------------------
-    def finish(self, index: int, request: Request, status: int, body: bytes, error: int) -> None:
+    def finish(
+        self, index: int, request: Request, status: int, body: bytes, error: int, *, unanswered: bool = False
+    ) -> None:
         """Record the outcome of request ``index`` and tell the workload."""
         self.done[index] = time.monotonic() - self.t0
         self.status[index] = status
         self.error[index] = error if error != _OK else _status_class(status)
+        self.unanswered[index] = unanswered
         self.inflight.pop(index, None)
         try:
             self.workload.on_response(request, status, body)
@@ -797,6 +824,7 @@ class _Run:
             "done": np.frombuffer(self.done, dtype=np.float64).copy(),
             "status": np.frombuffer(self.status, dtype=np.int16).copy(),
             "error": np.array(ERROR_CLASSES, dtype=object)[np.frombuffer(self.error, dtype=np.int8)],
+            "unanswered": np.frombuffer(self.unanswered, dtype=np.int8).astype(bool),
             "warmup": intended < self.spec.warmup,
         }
         return LoadResult(self.spec, records, connections, self.workload_error, self.t0, self.cpu_used)

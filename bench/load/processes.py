@@ -115,6 +115,7 @@ def merge(spec: LoadSpec, parts: Sequence[PartRecords], t0: float) -> LoadResult
     ops = np.zeros(n, dtype=np.int32)
     columns = {name: np.full(n, math.nan) for name in ("dispatched", "sent", "done")}
     status, error = np.zeros(n, dtype=np.int16), np.zeros(n, dtype=np.int8)
+    unanswered = np.zeros(n, dtype=bool)
     for part in parts:
         rows = slice(part.part, n, count)
         expected = len(range(n)[rows])
@@ -127,12 +128,14 @@ def merge(spec: LoadSpec, parts: Sequence[PartRecords], t0: float) -> LoadResult
         for name in columns:
             columns[name][rows] = part.columns[name]
         status[rows], error[rows] = part.columns["status"], part.columns["error"]
+        unanswered[rows] = part.columns["unanswered"].astype(bool)
     records: dict[str, npt.NDArray[Any]] = {
         "op": np.array(list(names) or [""], dtype=object)[ops],
         "intended": intended,
         **columns,
         "status": status,
         "error": np.array(ERROR_CLASSES, dtype=object)[error],
+        "unanswered": unanswered,
         "warmup": intended < spec.warmup,
     }
     workload_error = next((part.workload_error for part in parts if part.workload_error is not None), None)

@@ -49,7 +49,15 @@ class Job:
 
 
 #: The record columns a process sends back, in order, with their array typecodes (see ``_Run``).
-COLUMNS = (("ops", "i"), ("dispatched", "d"), ("sent", "d"), ("done", "d"), ("status", "h"), ("error", "b"))
+COLUMNS = (
+    ("ops", "i"),
+    ("dispatched", "d"),
+    ("sent", "d"),
+    ("done", "d"),
+    ("status", "h"),
+    ("error", "b"),
+    ("unanswered", "b"),
+)
 
 
 def _die_with(parent_pid: int) -> None:

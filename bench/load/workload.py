@@ -40,6 +40,9 @@ import msgspec
 from bench.load.loadgen import RemoteWorkload, Request, Workload, WorkloadSource
 
 OPS: Final = ("browse", "product", "user", "checkout", "order")
+#: The operations a client may safely send again after a failure: the reads, and the checkout, which carries an
+#: Idempotency-Key (the same key twice gives the same order and charges once).
+SAFE_TO_RETRY: Final = frozenset(OPS)
 
 #: Named operation mixes (relative weights).
 MIXES: Final[Mapping[str, Mapping[str, float]]] = {

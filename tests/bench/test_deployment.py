@@ -39,6 +39,18 @@ def test_time_to_steady_state_ends_with_the_last_disturbed_bin() -> None:
     assert figures["p99_before"] == pytest.approx(0.001)
 
 
+def test_failures_a_retrying_client_would_absorb_are_counted_apart() -> None:
+    frame = requests([i / 100 for i in range(1000)], failed_at=(5.1, 5.2))  # 10 refused
+    frame["op"] = "browse"
+    frame["unanswered"] = False
+    reset = frame.index[(frame["intended"] >= 5.3) & (frame["intended"] < 5.34)]  # 4 lost on reused connections
+    frame.loc[reset, "error"] = "reset"
+    frame.loc[reset, "unanswered"] = True
+    figures = disruption(frame, timeline(frame, 0.5), [(5.05, "stop x"), (5.6, "x ready")], warmup=0.5)
+    assert figures["errors_during"] == 14
+    assert figures["errors_absorbable_by_retry"] == 4  # nothing came back on a reused connection: safe to resend
+
+
 def test_a_slow_bin_after_the_restart_counts_as_disturbed_and_a_4xx_is_not_a_failure() -> None:
     frame = requests([i / 100 for i in range(1000)])
     slow = (frame["intended"] >= 7.0) & (frame["intended"] < 7.5)
@@ -85,6 +97,11 @@ def test_restarts_under_load_on_real_processes(tmp_path: Path) -> None:
     # Graceful stops with a second replica: the balancer (services) and the kernel (workers) route around it.
     assert summary.loc["rolling", "errors_during"] <= summary.loc["single", "errors_during"] // 4
     assert summary.loc["monolith-n", "errors_during"] <= summary.loc["monolith-1", "errors_during"] // 4
+    # A graceful stop loses no request it accepted: what fails with a second replica is only what was written on a
+    # kept-alive connection as the stopping one closed it, which a retrying client would have absorbed.
+    for scenario in ("rolling", "monolith-n"):
+        lost = summary.loc[scenario, "errors_during"] - summary.loc[scenario, "errors_absorbable_by_retry"]
+        assert lost == 0, scenario
     assert (summary["restart_seconds"] > 0).all()
     assert (summary["time_to_steady_s"] >= summary["restart_seconds"]).all()
     events = tables["deployment_events"]

@@ -39,7 +39,9 @@ from bench.load.workload import FixedWorkload
 # Run with ``python -c`` so that the server starts in a tenth of a second (importing this module takes a second).
 # Its modes: ``ok`` 200; ``status:N`` status N; ``stall:K:MS`` blocks the whole server for MS ms when the K-th request
 # (counting from 1, over all connections) arrives, once; ``delay:MS`` answers each request MS ms late (without
-# blocking); ``hang`` never answers; ``close`` closes the connection instead of answering.
+# blocking); ``hang`` never answers; ``close`` closes the connection instead of answering; ``reuse-closes`` answers
+# the first request of each connection and closes it when a second arrives (as a stopping server closes kept-alive
+# connections).
 SERVER = """
 import asyncio, sys, time
 import httptools, uvloop
@@ -52,6 +54,7 @@ class Server(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self.parser = httptools.HttpRequestParser(self)
+        self.served = 0
 
     def data_received(self, data):
         self.parser.feed_data(data)
@@ -61,9 +64,10 @@ class Server(asyncio.Protocol):
         received += 1
         if MODE == "hang":
             return
-        if MODE == "close":
+        if MODE == "close" or (MODE == "reuse-closes" and self.served):
             self.transport.close()
             return
+        self.served += 1
         status = int(ARG) if MODE == "status" else 200
         if MODE == "stall":
             at, ms = map(int, ARG.split(":"))
@@ -441,3 +445,19 @@ def test_sustainable_throughput() -> None:
     assert stats.sustainable_throughput(sweep, slo_p99=0.05, error_budget=0.1) == 400
     assert stats.sustainable_throughput(sweep, slo_p99=0.015, error_budget=0.01) == 100
     assert stats.sustainable_throughput(sweep, slo_p99=0.001, error_budget=0.01) is None
+
+
+@pytest.mark.sockets
+def test_a_request_lost_on_a_reused_connection_is_marked_unanswered(server: Callable[[str], str]) -> None:
+    """A failure a retrying client would have absorbed: nothing of a reply came back on a kept-alive connection that
+    had served an earlier request. A failure on a fresh connection is not one of them."""
+    spec = LoadSpec(rate=50, duration=0.6, warmup=0.0, connections=1)
+    frame = run_load_sync(server("reuse-closes"), _fixed(), spec).to_frame()
+    failed = frame[frame["error"].astype(str) != ""]
+    assert len(failed) >= 10  # every second request lands on a reused connection the server then closes
+    assert failed["unanswered"].all()
+    assert not frame.loc[frame["error"].astype(str) == "", "unanswered"].any()
+
+    fresh = run_load_sync(server("close"), _fixed(), spec).to_frame()
+    assert (fresh["error"].astype(str) == "reset").all()
+    assert not fresh["unanswered"].any()  # each failed on a connection that had served nothing

@@ -58,9 +58,17 @@ def restart_fill(*scenarios: str) -> Fill:
     return fill
 
 
+def absorbable_text(row: pd.Series) -> str:
+    """ ", N a retrying client would absorb" where the run counted them and some were (else "")."""
+    absorbable = row.get("errors_absorbable_by_retry")
+    if absorbable is None or pd.isna(absorbable) or not int(absorbable):
+        return ""
+    return f", {int(absorbable):,} a retrying client would absorb"
+
+
 def restart_cell(row: pd.Series) -> Cell:
     errors = int(row["errors_during"])
-    rate = f" ({float(row['error_rate_during']):.2%})" if errors else ""
+    rate = f" ({float(row['error_rate_during']):.2%}{absorbable_text(row)})" if errors else ""
     said = f"{errors:,} errors{rate} restarting {restarted_text(row)}; {steady_text(float(row['time_to_steady_s']))}"
     invalid = () if bool(row["valid"]) else (deployment_anchor(str(row["scenario"])),)
     return Cell(float(errors), said, invalid)
@@ -117,7 +125,7 @@ def restarts_table(rows: Sequence[pd.Series]) -> Table:
             topo(str(row["topology"])),
             text(num(float(row["rate"]))),
             text(f"{int(row['requests']):,}"),
-            text(f"{int(row['errors_during']):,} ({float(row['error_rate_during']):.2%})"),
+            text(f"{int(row['errors_during']):,} ({float(row['error_rate_during']):.2%}{absorbable_text(row)})"),
             text(ms(float(row["p99_before"]))),
             text(ms(float(row["p99_during"]))),
             text(ms(float(row["max_during"]))),
