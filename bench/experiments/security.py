@@ -42,7 +42,7 @@ class SecurityParams:
         return {"target_rate": self.rate, "duration": self.duration, "warmup": self.warmup, "mix": self.mix}
 
 
-QUICK_SECURITY = SecurityParams(rate=200.0, duration=1.5, warmup=0.3)
+QUICK_SECURITY = SecurityParams(rate=200.0, duration=1.2, warmup=0.3)
 
 
 def same_load(security: SecurityParams, low: Mapping[str, Any]) -> bool:

@@ -23,6 +23,7 @@ from bench.load.loadgen import LoadSpec, Request, schedule
 from bench.load.processes import GeneratorError, PartRecords, assign_cpus, merge, run_load_sync, split_connections
 from bench.load.workload import FixedWorkload, ShopWorkload, StartsOnFirstRequest
 from bench.system.supervisor import free_port
+from tests.bench.test_loadgen import RECORD_COLUMNS
 
 DEADLINE = 10.0
 
@@ -138,7 +139,7 @@ def test_two_processes_play_one_schedule_and_merge_into_one_result(framing_serve
     rec = result.records
 
     expected = schedule(spec)
-    assert list(rec) == ["op", "intended", "dispatched", "sent", "done", "status", "error", "warmup"]
+    assert list(rec) == RECORD_COLUMNS
     assert all(len(column) == len(expected) for column in rec.values())
     assert np.array_equal(rec["intended"], expected)  # the one schedule, in order, each arrival once
     assert (np.diff(rec["intended"]) > 0).all()  # ordered by intended time, no duplicates
@@ -180,6 +181,8 @@ def test_merge_interleaves_parts_and_unifies_operation_names() -> None:
     spec = LoadSpec(rate=10, duration=0.5, warmup=0.2)  # 7 requests: process 0 has 0, 2, 4, 6; process 1 has 1, 3, 5
     ones = {"dispatched": np.arange(4.0), "sent": np.arange(4.0), "done": np.arange(4.0) + 0.5}
     twos = {"dispatched": np.arange(3.0), "sent": np.arange(3.0), "done": np.arange(3.0) + 0.5}
+    ones["unanswered"] = np.array([0, 0, 1, 0], dtype=np.int8)  # its third request lost on a reused connection
+    twos["unanswered"] = np.zeros(3, dtype=np.int8)
     zero = PartRecords(
         0,
         {**ones, "ops": np.array([0, 1, 0, 1]), "status": np.array([200] * 4), "error": np.array([0, 0, 5, 0])},
@@ -203,6 +206,7 @@ def test_merge_interleaves_parts_and_unifies_operation_names() -> None:
     assert rec["status"].tolist() == [200, 0, 200, 404, 200, 404, 200]
     assert rec["done"].tolist() == [0.5, 0.5, 1.5, 1.5, 2.5, 2.5, 3.5]
     assert rec["warmup"].tolist() == [True, True, False, False, False, False, False]
+    assert rec["unanswered"].tolist() == [False, False, False, False, True, False, False]
     assert (result.connections, result.workload_error, result.t0) == (5, "next_request: boom", 12.5)
     short = PartRecords(1, {name: column[:2] for name, column in one.columns.items()}, ["c", "a"], None, 3, None)
     with pytest.raises(GeneratorError, match="sent 2 records, not 3"):

@@ -34,6 +34,10 @@ from bench.load.loadgen import (
 from bench.load.processes import run_load_sync
 from bench.load.workload import FixedWorkload
 
+#: The per-request columns of a generator's records, in order.
+RECORD_COLUMNS = ["op", "intended", "dispatched", "sent", "done", "status", "error", "unanswered", "warmup"]
+
+
 # ---- the test server (runs in a subprocess) ------------------------------------------------------------------------
 
 # Run with ``python -c`` so that the server starts in a tenth of a second (importing this module takes a second).
@@ -326,7 +330,17 @@ def test_records_mark_the_warmup_and_keep_every_request(server: Callable[[str], 
     frame = result.to_frame()
     assert math.isfinite(result.t0)
 
-    assert list(frame.columns) == ["op", "intended", "dispatched", "sent", "done", "status", "error", "warmup"]
+    assert list(frame.columns) == [
+        "op",
+        "intended",
+        "dispatched",
+        "sent",
+        "done",
+        "status",
+        "error",
+        "unanswered",
+        "warmup",
+    ]
     assert len(frame) == 80
     assert frame["warmup"].sum() == 30
     assert (frame.loc[frame["warmup"], "intended"] < 0.3).all()
