@@ -12,7 +12,8 @@ from plumbing.host import ComponentContext
 from plumbing.responses import json_response
 from plumbing.web import Endpoint, Handler, internal, path_id, query, read_json
 from shop import inventory
-from shop.db import Connection, UnitOfWork
+from shop.connection import Connection
+from shop.db import UnitOfWork
 from shop.inventory import Inventory, Line
 from shop.seed import SeedSpec, catalog
 

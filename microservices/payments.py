@@ -12,7 +12,8 @@ from plumbing.host import ComponentContext
 from plumbing.responses import json_response
 from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import payments
-from shop.db import Connection, UnitOfWork
+from shop.connection import Connection
+from shop.db import UnitOfWork
 from shop.orders import check_optional_key
 from shop.payments import Payments
 from shop.seed import SeedSpec

@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 
 from microservices.api import InventoryClient, PaymentsClient, UsersClient
 from plumbing.transports import RemoteCallError
-from shop.db import Connection, UnitOfWork
+from shop.connection import Connection
+from shop.db import UnitOfWork
 from shop.errors import BY_CODE, DomainError, OrderInProgress, Unavailable
 from shop.inventory import Line, PricedLine, normalize_lines, total_cents
 from shop.orders import Order, Orders, Owner, check_key, fingerprint

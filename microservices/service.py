@@ -8,7 +8,8 @@ from starlette.applications import Starlette
 
 from plumbing.host import ComponentContext
 from plumbing.web import Endpoint, build_app
-from shop.db import Connection, UnitOfWork, connect, create_schema
+from shop.connection import Connection
+from shop.db import UnitOfWork, connect, create_schema
 from shop.seed import SeedSpec
 
 Seeder = Callable[[Connection, SeedSpec], None]

@@ -12,7 +12,8 @@ from plumbing.host import ComponentContext
 from plumbing.responses import json_response
 from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import users
-from shop.db import Connection, UnitOfWork
+from shop.connection import Connection
+from shop.db import UnitOfWork
 from shop.seed import SeedSpec
 from shop.seed import users as seed_users
 from shop.users import User, Users

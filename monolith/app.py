@@ -19,7 +19,8 @@ from plumbing.responses import json_response
 from plumbing.transports import RemoteCallError
 from plumbing.web import Handler, build_app, path_id, query, read_json
 from shop import inventory, notifications, orders, payments, users
-from shop.db import Connection, UnitOfWork, connect, create_schema
+from shop.connection import Connection
+from shop.db import UnitOfWork, connect, create_schema
 from shop.errors import Unavailable
 from shop.inventory import Inventory
 from shop.notifications import Notification, Notifications

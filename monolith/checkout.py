@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shop.db import Connection, UnitOfWork
+from shop.connection import Connection
+from shop.db import UnitOfWork
 from shop.inventory import Inventory, Line, normalize_lines, total_cents
 from shop.orders import Order, Orders, check_key, fingerprint
 from shop.payments import Payments

@@ -18,7 +18,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from shop.db import DATABASE_ERRORS, Connection, UnitOfWork
+from shop.connection import Connection
+from shop.db import DATABASE_ERRORS, UnitOfWork
 from shop.orders import Orders, OutboxItem, Owner
 
 log = logging.getLogger(__name__)

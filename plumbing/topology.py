@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from shop.db import LOCK_WAIT
+from shop.connection import LOCK_WAIT
 from shop.seed import SeedSpec
 
 TOPOLOGIES = ("monolith", "colocated", "microservices")
@@ -143,7 +143,7 @@ class RunConfig:
         ``ARCHBENCH_DATA_DIR`` (/data), ``ARCHBENCH_BIND`` (0.0.0.0), ``ARCHBENCH_PEERS`` (``name=url,...``: where
         the other components are), ``ARCHBENCH_STACK``, ``ARCHBENCH_PROFILE``, ``ARCHBENCH_CALL_TIMEOUT``,
         ``ARCHBENCH_SEED``, ``ARCHBENCH_PRODUCTS``, ``ARCHBENCH_USERS``, ``ARCHBENCH_LOCK_WAIT`` (seconds a write
-        waits for the database's write lock before a 503; default :data:`shop.db.LOCK_WAIT`), ``ARCHBENCH_DB_URL``
+        waits for the database's write lock before a 503; default :data:`shop.connection.LOCK_WAIT`), ``ARCHBENCH_DB_URL``
         (the component's PostgreSQL database, ``postgresql://role@host:port/db``; default: a SQLite file in the data
         directory; its password in ``PGPASSWORD`` or :func:`db_password_env`).
         """

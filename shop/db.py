@@ -28,19 +28,17 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Self
 
 import psycopg
 
+from shop.connection import LOCK_WAIT, Connection
 from shop.errors import Unavailable
 
 MAX_ID = 2**63 - 1
-LOCK_WAIT = 1.0
-"""Default seconds a unit of work waits for the write lock before it answers Unavailable: under the default call
-timeout between processes (2 s), so that a caller hears the retryable refusal before it gives up on the call."""
 SETUP_BUSY_TIMEOUT = 10.0
 """Seconds SQLite itself may wait while a connection is set up (WAL mode, schema), before any request is served."""
 _FIRST_BACKOFF = 0.001
@@ -52,47 +50,6 @@ INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg
 """What a constraint violation (a UNIQUE key taken) raises, on either engine."""
 DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, Unavailable)
 """Whatever a database operation may fail with, on either engine."""
-
-
-class Cursor(Protocol):
-    """What a query returns: its rows, and how many rows a write touched."""
-
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
-class Connection(Protocol):
-    """The connection the domain uses, on either engine: SQL in SQLite's dialect with ``?`` placeholders.
-
-    ``catalog_size`` is a small per-connection cache (see ``Inventory.catalog_size``), ``lock_wait`` the seconds a
-    unit of work waits for the write lock.
-    """
-
-    engine: str
-    catalog_size: int | None
-    lock_wait: float
-
-    @property
-    def in_transaction(self) -> bool: ...
-
-    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
-
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
-
-    def try_begin(self) -> Exception | None:
-        """Begin a transaction holding the database's write lock, without waiting: None once begun, or (nothing
-        begun) the engine's refusal when another connection holds the lock."""
-        ...
-
-    def create_schema(self, *schemas: str) -> None:
-        """Create the tables of the given contexts (idempotent; SQLite's dialect)."""
-        ...
-
-    def close(self) -> None: ...
 
 
 class SQLiteConnection(sqlite3.Connection):

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from shop.db import Connection, valid_id
+from shop.connection import Connection
+from shop.db import valid_id
 from shop.errors import InvalidInput, InvalidState, OutOfStock, ProductNotFound, StepCancelled
 
 SCHEMA = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shop.db import Connection
+from shop.connection import Connection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS notifications (

@@ -18,7 +18,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shop.db import Connection, UnitOfWork, add_columns, columns_of, valid_id
+from shop.connection import Connection
+from shop.db import UnitOfWork, add_columns, columns_of, valid_id
 from shop.errors import IdempotencyKeyReused, InvalidInput, OrderNotFound
 from shop.inventory import Line, PricedLine, total_cents
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shop.db import Connection, add_columns
+from shop.connection import Connection
+from shop.db import add_columns
 from shop.errors import IdempotencyKeyReused, InsufficientFunds, InvalidInput, StepCancelled
 from shop.orders import check_optional_key
 

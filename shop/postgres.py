@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from shop.db import LOCK_WAIT, Cursor
+from shop.connection import LOCK_WAIT, Cursor
 from shop.errors import Unavailable
 
 WRITE_LOCK = 0x41524348  # the advisory lock key of "the database's write lock" (advisory keys are per database)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shop.db import INTEGRITY_ERRORS, Connection, valid_id
+from shop.connection import Connection
+from shop.db import INTEGRITY_ERRORS, valid_id
 from shop.errors import EmailTaken, InvalidInput, UserNotFound
 
 SCHEMA = """

@@ -31,7 +31,8 @@ from bench.system.postgres import running_server
 from monolith.app import SCHEMAS
 from monolith.app import seed as seed_monolith
 from monolith.checkout import checkout
-from shop.db import Connection, connect, create_schema
+from shop.connection import Connection
+from shop.db import connect, create_schema
 from shop.inventory import Inventory, Line
 from shop.seed import SeedSpec
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.system.postgres import DATABASES_FILE, admin_connect
-from shop.db import LOCK_WAIT
+from shop.connection import LOCK_WAIT
 from shop.postgres import WRITE_LOCK
 from tests.contract.test_public_api import assert_error
 from tests.shopfixtures import Shop

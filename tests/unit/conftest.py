@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from shop import inventory, notifications, orders, payments, users
-from shop.db import Connection, UnitOfWork, connect, create_schema
+from shop.connection import Connection
+from shop.db import UnitOfWork, connect, create_schema
 from shop.inventory import Inventory
 from tests.pgfixtures import ENGINES, new_database
 

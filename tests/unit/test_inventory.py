@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shop import inventory
-from shop.db import MAX_ID, Connection, UnitOfWork, connect, create_schema
+from shop.connection import Connection
+from shop.db import MAX_ID, UnitOfWork, connect, create_schema
 from shop.errors import DomainError, InvalidInput, InvalidState, OutOfStock, ProductNotFound, StepCancelled
 from shop.inventory import (
     MAX_LINES,
