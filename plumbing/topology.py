@@ -144,8 +144,8 @@ class RunConfig:
         the other components are), ``ARCHBENCH_STACK``, ``ARCHBENCH_PROFILE``, ``ARCHBENCH_CALL_TIMEOUT``,
         ``ARCHBENCH_SEED``, ``ARCHBENCH_PRODUCTS``, ``ARCHBENCH_USERS``, ``ARCHBENCH_LOCK_WAIT`` (seconds a write
         waits for the database's write lock before a 503; default :data:`shop.connection.LOCK_WAIT`),
-        ``ARCHBENCH_DB_URL`` (the component's PostgreSQL database, ``postgresql://role@host:port/db``; default: a SQLite file in the data
-        directory; its password in ``PGPASSWORD`` or :func:`db_password_env`).
+        ``ARCHBENCH_DB_URL`` (the component's PostgreSQL database, ``postgresql://role@host:port/db``; default: a
+        SQLite file in the data directory; its password in ``PGPASSWORD`` or :func:`db_password_env`).
         """
         component = env.get("ARCHBENCH_COMPONENT", "")
         if component not in COMPONENTS:
