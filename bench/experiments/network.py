@@ -33,7 +33,6 @@ import pandas as pd
 from rich.table import Table
 
 from bench.common import stats
-from bench.common.intervals import NOTHING, median_interval, paired_ratio, smallest_resolving_sample
 from bench.common.names import (
     COMPLEXITY_LIVE,
     ESTIMATES,
@@ -47,11 +46,11 @@ from bench.common.names import (
 )
 from bench.experiments import trials
 from bench.experiments.context import RunContext, Slo
+from bench.experiments.estimates import estimates
 from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid, summary_table
 from bench.load.loadgen import LoadResult, LoadSpec, Request
 from bench.load.processes import run_load_sync
 from bench.load.search import Judged, Search, interleave, rising
-from bench.load.validity import MATERIAL_SHARE
 from bench.load.workload import OPS, ShopWorkload
 from bench.system.complexity import live_counts
 from bench.system.deploy import Deployed, Deployment, deploy, placement
@@ -509,80 +508,6 @@ def knee_rows(topology: str, search: Search[MeteredRun], runs: Sequence[MeteredR
                 "bound": bound,
             }
         )
-    return pd.DataFrame(rows)
-
-
-#: The headline figures of the experiment: (name, unit, where they come from).
-FIGURES: tuple[tuple[str, str], ...] = (
-    ("checkout_p50_ms", "ms"),
-    ("p50_ms", "ms"),
-    ("p99_ms", "ms"),
-    ("cpu_per_request_us", "us"),
-    ("sustainable_rps", "req/s"),
-)
-
-
-def per_round(tables: Mapping[str, pd.DataFrame], figure: str) -> pd.DataFrame:
-    """``figure`` per topology and round (columns ``topology``, ``round``, ``value``), from the trials that can carry
-    it: a latency from the low-load trials whose generator's own lag did not void it, p99 only where a trial's
-    sample resolves it; CPU per request from every trial."""
-    if figure == "sustainable_rps":
-        knee = tables.get(KNEE)
-        if knee is None or knee.empty:
-            return pd.DataFrame(columns=["topology", "round", "value"])
-        return knee.rename(columns={"sustainable_rps": "value"})[["topology", "round", "value"]]
-    steps = tables[STEPS]
-    low = steps[steps["phase"] == "low"]
-    voided = low.get("voided_percentiles", pd.Series("", index=low.index)).fillna("").astype(str).str.split(",")
-    if figure == "cpu_per_request_us":  # CPU time is the processes' own: the generator's lag does not void it
-        return pd.DataFrame({"topology": low["topology"], "round": low["step"], "value": low["cpu_per_request_us"]})
-    if figure == "checkout_p50_ms":  # judged by the lag of the checkouts' own requests
-        ops = tables[PER_OPERATION]
-        rows = ops[(ops["phase"] == "low") & (ops["op"].astype(str) == "checkout")]
-        if "lag_p50" in rows:
-            rows = rows[~(rows["lag_p50"] > MATERIAL_SHARE * rows["p50"])]
-        else:  # an older run: its invalid trials
-            rows = rows.merge(low.loc[low["valid"].astype(bool), ["topology", "step"]], on=["topology", "step"])
-        return pd.DataFrame({"topology": rows["topology"], "round": rows["step"], "value": rows["p50"] * 1e3})
-    name = "p99" if figure == "p99_ms" else "p50"
-    # A latency figure of a trial whose generator's own lag voided it (or, in an older run, an invalid trial).
-    usable = ~voided.map(lambda names: name in names) if "voided_percentiles" in low else low["valid"].astype(bool)
-    low = low[usable]
-    values = low[name] * 1e3
-    if figure == "p99_ms":
-        values = values.where(low["requests"] >= smallest_resolving_sample(99.0))
-    return pd.DataFrame({"topology": low["topology"], "round": low["step"], "value": values})
-
-
-def estimates(tables: Mapping[str, pd.DataFrame], topologies: Sequence[str]) -> pd.DataFrame:
-    """Every headline figure per topology as a median over rounds with its interval, and its ratio to the monolith
-    paired per round (:mod:`bench.common.intervals`)."""
-    rows = []
-    for figure, unit in FIGURES:
-        values = per_round(tables, figure)
-        series = {
-            str(topology): group.set_index("round")["value"].astype(float)
-            for topology, group in values.groupby("topology", sort=False)
-        }
-        baseline = series.get("monolith")
-        for topology in topologies:
-            mine = series.get(topology, pd.Series(dtype=float))
-            value = median_interval(mine.to_numpy())
-            ratio = NOTHING
-            if baseline is not None and topology != "monolith":
-                paired = pd.concat([mine, baseline], axis=1, keys=["mine", "base"])
-                ratio = paired_ratio(paired["mine"].to_numpy(), paired["base"].to_numpy())
-            rows.append(
-                {
-                    "figure": figure,
-                    "unit": unit,
-                    "topology": topology,
-                    **{k: getattr(value, k) for k in ("value", "low", "high", "n", "coverage")},
-                    "wide": value.wide,
-                    **{f"ratio_{k}": getattr(ratio, k) for k in ("value", "low", "high", "n", "coverage")},
-                    "ratio_wide": ratio.wide if ratio.n else False,
-                }
-            )
     return pd.DataFrame(rows)
 
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from bench.experiments.context import Slo
-from bench.experiments.network import MeteredRun, crossing, estimates, per_round, sustainable
+from bench.experiments.estimates import estimates, per_round
+from bench.experiments.network import MeteredRun, crossing, sustainable
 from bench.load.loadgen import LoadResult, LoadSpec, schedule
 
 SLO = Slo(p99=0.050, error_budget=0.001)

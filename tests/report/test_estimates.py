@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common.names import ESTIMATES
-from bench.experiments.network import estimates
+from bench.experiments.estimates import estimates
 from tests.report.conftest import copy_golden
 from tests.report.views import context, texts, verdict
 

@@ -1,0 +1,88 @@
+"""The network experiment's headline figures from its rounds: each a median over rounds with its interval, each ratio
+to the monolith paired per round (:mod:`bench.common.intervals`).
+
+A leaf of the experiment: it reads the tables the rounds wrote (``steps``, ``ops``, ``knee``) and writes ``estimates``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from bench.common.intervals import NOTHING, median_interval, paired_ratio, smallest_resolving_sample
+from bench.common.names import KNEE, PER_OPERATION, STEPS
+from bench.load.validity import MATERIAL_SHARE
+
+#: The headline figures of the experiment: (name, unit, where they come from).
+FIGURES: tuple[tuple[str, str], ...] = (
+    ("checkout_p50_ms", "ms"),
+    ("p50_ms", "ms"),
+    ("p99_ms", "ms"),
+    ("cpu_per_request_us", "us"),
+    ("sustainable_rps", "req/s"),
+)
+
+
+def per_round(tables: Mapping[str, pd.DataFrame], figure: str) -> pd.DataFrame:
+    """``figure`` per topology and round (columns ``topology``, ``round``, ``value``), from the trials that can carry
+    it: a latency from the low-load trials whose generator's own lag did not void it, p99 only where a trial's
+    sample resolves it; CPU per request from every trial."""
+    if figure == "sustainable_rps":
+        knee = tables.get(KNEE)
+        if knee is None or knee.empty:
+            return pd.DataFrame(columns=["topology", "round", "value"])
+        return knee.rename(columns={"sustainable_rps": "value"})[["topology", "round", "value"]]
+    steps = tables[STEPS]
+    low = steps[steps["phase"] == "low"]
+    voided = low.get("voided_percentiles", pd.Series("", index=low.index)).fillna("").astype(str).str.split(",")
+    if figure == "cpu_per_request_us":  # CPU time is the processes' own: the generator's lag does not void it
+        return pd.DataFrame({"topology": low["topology"], "round": low["step"], "value": low["cpu_per_request_us"]})
+    if figure == "checkout_p50_ms":  # judged by the lag of the checkouts' own requests
+        ops = tables[PER_OPERATION]
+        rows = ops[(ops["phase"] == "low") & (ops["op"].astype(str) == "checkout")]
+        if "lag_p50" in rows:
+            rows = rows[~(rows["lag_p50"] > MATERIAL_SHARE * rows["p50"])]
+        else:  # an older run: its invalid trials
+            rows = rows.merge(low.loc[low["valid"].astype(bool), ["topology", "step"]], on=["topology", "step"])
+        return pd.DataFrame({"topology": rows["topology"], "round": rows["step"], "value": rows["p50"] * 1e3})
+    name = "p99" if figure == "p99_ms" else "p50"
+    # A latency figure of a trial whose generator's own lag voided it (or, in an older run, an invalid trial).
+    usable = ~voided.map(lambda names: name in names) if "voided_percentiles" in low else low["valid"].astype(bool)
+    low = low[usable]
+    values = low[name] * 1e3
+    if figure == "p99_ms":
+        values = values.where(low["requests"] >= smallest_resolving_sample(99.0))
+    return pd.DataFrame({"topology": low["topology"], "round": low["step"], "value": values})
+
+
+def estimates(tables: Mapping[str, pd.DataFrame], topologies: Sequence[str]) -> pd.DataFrame:
+    """Every headline figure per topology as a median over rounds with its interval, and its ratio to the monolith
+    paired per round (:mod:`bench.common.intervals`)."""
+    rows = []
+    for figure, unit in FIGURES:
+        values = per_round(tables, figure)
+        series = {
+            str(topology): group.set_index("round")["value"].astype(float)
+            for topology, group in values.groupby("topology", sort=False)
+        }
+        baseline = series.get("monolith")
+        for topology in topologies:
+            mine = series.get(topology, pd.Series(dtype=float))
+            value = median_interval(mine.to_numpy())
+            ratio = NOTHING
+            if baseline is not None and topology != "monolith":
+                paired = pd.concat([mine, baseline], axis=1, keys=["mine", "base"])
+                ratio = paired_ratio(paired["mine"].to_numpy(), paired["base"].to_numpy())
+            rows.append(
+                {
+                    "figure": figure,
+                    "unit": unit,
+                    "topology": topology,
+                    **{k: getattr(value, k) for k in ("value", "low", "high", "n", "coverage")},
+                    "wide": value.wide,
+                    **{f"ratio_{k}": getattr(ratio, k) for k in ("value", "low", "high", "n", "coverage")},
+                    "ratio_wide": ratio.wide if ratio.n else False,
+                }
+            )
+    return pd.DataFrame(rows)
