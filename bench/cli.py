@@ -156,8 +156,8 @@ def build_parser() -> Parser:
         help="measure the topologies and write a results directory",
         description="Start the topologies on the same pinned CPUs, run the experiments with the open-loop generator "
         "on the other CPUs, stop everything, and write tidy results (Parquet + meta.json). --quick measures the "
-        "network and failure experiments in about two and a half minutes on 2 cores; the default run every default "
-        "experiment in about nineteen (the soak, opt-in, ten more per topology).",
+        "network and failure experiments in about a minute and a half on 2 cores; the default run every default "
+        "experiment in about seventeen (the soak, opt-in, ten more per topology).",
         epilog=TARGET_HELP,
         formatter_class=Formatter,
     )
