@@ -31,8 +31,13 @@ from bench.common.names import PERCENTILES
 MATERIAL_SHARE: Final = 0.10
 #: A run is invalid when the generator dispatched fewer than this share of the offered requests on time.
 MIN_DISPATCHED_SHARE: Final = 0.99
-#: How late a dispatch may be and still count as on time for the rate check (seconds).
-ON_TIME: Final = 0.001
+#: How late a dispatch may be and still count as on time for the schedule check (seconds). The check is about the
+#: load offered (a generator that falls behind offers less than it says); how much its lag distorts a latency is
+#: judged figure by figure (``MATERIAL_SHARE``), so this bound is loose: near the knee on 2 cores, 1-2% of the
+#: requests are dispatched 1-5 ms late while the p99 shown is tens of milliseconds.
+ON_TIME: Final = 0.010
+#: A request "waited for a connection" when it was sent this long after it was dispatched (seconds).
+WAITED: Final = 0.001
 #: The share of requests that waited for a connection above which a run is called an overload.
 OVERLOAD_SHARE: Final = 0.01
 
@@ -86,7 +91,7 @@ def judge(
             f"their schedule (under {MIN_DISPATCHED_SHARE:.0%}): its scheduler lag p99 was "
             f"{stats.percentile(lag, 99.0) * 1e3:.2f} ms"
         )
-    waited = np.isnan(sent) | (sent - dispatched > ON_TIME)
+    waited = np.isnan(sent) | (sent - dispatched > WAITED)
     share = float(waited.mean())
     overload = ""
     if share > OVERLOAD_SHARE:

@@ -249,13 +249,13 @@ def test_validity_rules_on_synthetic_records() -> None:
     assert good.invalid_reasons == []
     assert good.achieved_rate == pytest.approx(100.0)
 
-    # The generator itself 2 ms late on every request: two thirds of a 3 ms latency, and not on time.
-    late = _synthetic(dispatch_lag=0.002)
+    # The generator itself 20 ms late on every request: most of a 21 ms latency, and behind its schedule.
+    late = _synthetic(dispatch_lag=0.020)
     assert not late.valid
-    assert late.send_lag_p99 == pytest.approx(0.002)
-    assert "dispatched 0.0% of the requests within 1 ms" in " ".join(late.invalid_reasons)
+    assert late.send_lag_p99 == pytest.approx(0.020)
+    assert "dispatched 0.0% of the requests within 10 ms" in " ".join(late.invalid_reasons)
     assert "p50" in late.judgement.voided
-    assert "the generator's own lag 2.00 ms" in late.judgement.voided["p50"]
+    assert "the generator's own lag 20.00 ms" in late.judgement.voided["p50"]
 
     # Requests that waited 2 ms for a connection: the server's queue, a measured overload.
     queued = _synthetic(sent_lag=0.002)
