@@ -185,7 +185,8 @@ def build_parser() -> Parser:
     run.add_argument(
         "--profiles",
         type=names_of(PROFILES),
-        help=f"resilience profiles the failure experiment compares, from {','.join(PROFILES)} (default: both)",
+        help=f"resilience profiles the failure experiment compares, from {','.join(PROFILES)} (default: both; "
+        "with --quick, resilient)",
     )
     run.add_argument(
         "--scale-to",
@@ -302,7 +303,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"report: {render_report(path)}")
     left_out = [name for name in (ON_TARGET if external else DEFAULT) if name not in {e.name for e in experiments}]
     if left_out and not args.experiments:
-        print(f"not measured by this run: {', '.join(left_out)} (archbench run --experiments {','.join(left_out)})")
+        print(f"not measured by this run: {', '.join(left_out)}")
+        print(f"  to measure them: archbench run --experiments {','.join(left_out)}")
     return 0
 
 

@@ -462,7 +462,7 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
                 blast_text(row),
                 f"{row.get('availability_checkout', float('nan')):.0%}",
                 f"{row.get('availability_browse', float('nan')):.0%}",
-                f"{row['time_to_recover']:.0f}",
+                f"{row['time_to_recover']:.1f}",
                 settled_text(audits.get((str(row["topology"]), str(row["profile"]), str(row["fault"])))),
             )
     return table

@@ -583,7 +583,7 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
             cells.append("\n".join(lines))
         table.add_row(label, *cells, end_section=True)
     rounds = int(frame["n"].max()) if len(frame) else 0
-    table.caption = f"{rounds} rounds; x: ratio to the monolith, paired per round" + (
+    table.caption = f"{rounds} rounds; x: ratio to the monolith, paired per round; -: no round could carry it" + (
         ". Some intervals are over ±10%: run again with more rounds, or on a quieter machine" if wide else ""
     )
     return table
