@@ -202,8 +202,8 @@ class SideBySide:
         self.workloads: dict[str, ShopWorkload] = {}
         self.runs: dict[str, list[MeteredRun]] = {t: [] for t in context.topologies}
         self.rng = random.Random(context.seed.seed)
-        cpus = {*context.system_cpus, *context.generator_cpus}
-        self.new_meter = partial(NoiseMeter, cpus or None, params.noise_probe)
+        self.cpus = {*context.system_cpus, *context.generator_cpus} or None
+        self.new_meter = partial(NoiseMeter, self.cpus, params.noise_probe)
 
     def start(self, stack: ExitStack) -> None:
         context = self.context
@@ -268,12 +268,24 @@ class SideBySide:
             seed=seed.seed,
             expected_latency=slo.p99,
         )
-        for index in range(params.rounds):
-            for position, topology in enumerate(self.shuffled(list(self.context.topologies))):
-                self.progress(
-                    f"{topology}: low load, round {index + 1} of {params.rounds}", params.warmup + params.low_duration
-                )
-                self.kept(topology, spec, "low", index, {"round": index, "position": position})
+
+        def trial(topology: str, index: int) -> dict[str, Any]:
+            return {"run": self.measure(topology, spec, "low", index)}
+
+        def told(index: int, position: int, topology: str, attempt: int) -> None:
+            again = f", again ({attempt})" if attempt > 1 else ""
+            described = f"{topology}: low load, round {index + 1} of {params.rounds}{again}"
+            self.progress(described, params.warmup + params.low_duration)
+
+        plan = trials.Rounds(
+            rounds=params.rounds, retries=params.retries, seed=seed.seed, probe_seconds=params.noise_probe
+        )
+        rows = trials.run_rounds(self.context.topologies, trial, plan, cpus=self.cpus, progress=told)
+        for row in rows:  # in the order run: each topology's runs stay in their order
+            run: MeteredRun = row.pop("run")
+            topology = row.pop("topology")
+            run.columns |= row
+            self.runs[topology].append(run)
 
     def traced_phase(self, topology: str) -> tuple[MeteredRun, CyclingWorkload] | None:
         deployment, seed = self.deployments[topology], self.context.seed
