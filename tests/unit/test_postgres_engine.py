@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import psycopg
 import pytest
 
@@ -13,6 +11,7 @@ from shop.db import UnitOfWork, connect, create_schema
 from shop.errors import Unavailable
 from shop.postgres import PostgresConnection, WriteLockHeld, translate, translate_schema
 from tests.pgfixtures import ENGINES, new_database
+from tests.unit.test_unit_of_work import emails, insert, writes_once_the_holder_lets_go
 
 pytestmark = ENGINES[1].marks
 
@@ -29,14 +28,6 @@ def pair(pg_server: PostgresServer) -> tuple[PostgresConnection, PostgresConnect
     yield conns[0], conns[1]
     for conn in conns:
         conn.close()
-
-
-def insert(conn: PostgresConnection, email: str) -> None:
-    conn.execute("INSERT INTO users (email, name) VALUES (?, 'N')", (email,))
-
-
-def emails(conn: PostgresConnection) -> list[str]:
-    return [row[0] for row in conn.execute("SELECT email FROM users ORDER BY id").fetchall()]
 
 
 def test_the_dialect_is_translated_in_one_place() -> None:
@@ -82,26 +73,7 @@ async def test_async_unit_of_work_waits_for_the_lock_without_blocking_the_loop(
 ) -> None:
     holder, writer = pair
     assert holder.try_begin() is None
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.005)
-
-    async def release_soon() -> None:
-        await asyncio.sleep(0.2)
-        holder.execute("ROLLBACK")
-
-    ticker, releaser = asyncio.create_task(tick()), asyncio.create_task(release_soon())
-    async with UnitOfWork(writer) as uow:
-        insert(writer, "a@x")
-        uow.commit()
-    ticker.cancel()
-    await releaser
-    assert emails(holder) == ["a@x"]
-    assert ticks >= 10
+    await writes_once_the_holder_lets_go(holder, writer)
 
 
 async def test_async_unit_of_work_gives_up_after_lock_wait(pair: tuple[PostgresConnection, ...]) -> None:

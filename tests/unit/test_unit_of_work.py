@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from shop import users
+from shop.connection import Connection
 from shop.db import MAX_ID, UnitOfWork, create_schema, valid_id
 from shop.errors import Unavailable
 
@@ -25,11 +26,11 @@ def conns(open_db: OpenDb) -> tuple[sqlite3.Connection, sqlite3.Connection]:
     return open_db(users.SCHEMA), open_db(users.SCHEMA)
 
 
-def emails(conn: sqlite3.Connection) -> list[str]:
-    return [row[0] for row in conn.execute("SELECT email FROM users ORDER BY id")]
+def emails(conn: Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT email FROM users ORDER BY id").fetchall()]
 
 
-def insert(conn: sqlite3.Connection, email: str) -> None:
+def insert(conn: Connection, email: str) -> None:
     conn.execute("INSERT INTO users (email, name) VALUES (?, 'N')", (email,))
 
 
@@ -173,6 +174,12 @@ async def test_async_unit_of_work_waits_for_the_lock_without_blocking_the_loop(
 ) -> None:
     holder, writer = conns
     holder.execute("BEGIN IMMEDIATE")
+    await writes_once_the_holder_lets_go(holder, writer)
+
+
+async def writes_once_the_holder_lets_go(holder: Connection, writer: Connection) -> None:
+    """``holder`` holds the write lock: an ``async with`` unit of work of ``writer`` waits for it, the loop keeps
+    running meanwhile, and the write lands once the holder rolls back (0.2 s later). Either engine."""
     ticks = 0
 
     async def tick() -> None:
