@@ -11,8 +11,9 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from bench.common.names import CODEBASE, COMPLEXITY, COMPLEXITY_LIVE, NOTES, PLACEMENT
 from bench.experiments import EXPERIMENTS, check_on_target
@@ -43,14 +44,43 @@ def plan(context: RunContext, experiments: Sequence[Experiment[Any]], given: Map
 
 
 class PhaseProgress:
-    """Moves the bar by what each finished phase was expected to take, and names the phase running now."""
+    """Moves the bar by what each finished phase was expected to take, and names the phase running now.
+
+    The time left it shows is what the plan has left: the planned time of the phases not yet finished, less the time
+    the running phase has had so far (never more than it was expected to take). Rich's own estimate divides what is
+    left by the recent speed of the bar, which swings while a long phase runs and the bar stands still.
+    """
 
     def __init__(self, bar: Progress, task: TaskID) -> None:
         self.bar, self.task, self.pending = bar, task, 0.0
+        self.phase_started = time.monotonic()
 
     def __call__(self, description: str, expected: float) -> None:
         self.bar.update(self.task, description=description, advance=self.pending)
-        self.pending = expected
+        self.pending, self.phase_started = expected, time.monotonic()
+
+    def experiment_done(self, name: str, completed: float) -> None:
+        """An experiment ended: the bar stands at the planned time of the experiments done so far."""
+        self.bar.update(self.task, completed=completed, description=f"{name}: done")
+        self.pending, self.phase_started = 0.0, time.monotonic()
+
+    def seconds_left(self, task: Task) -> float:
+        into_phase = min(time.monotonic() - self.phase_started, self.pending)
+        return max(0.0, (task.total or 0.0) - task.completed - into_phase)
+
+
+class PlannedTimeLeft(ProgressColumn):
+    """The time the plan has left (:meth:`PhaseProgress.seconds_left`), as h:mm:ss."""
+
+    def __init__(self, phases: PhaseProgress | None = None) -> None:
+        super().__init__()
+        self.phases = phases
+
+    def render(self, task: Task) -> Text:
+        if self.phases is None or task.finished:
+            return Text("-:--:--", style="progress.remaining")
+        left = round(self.phases.seconds_left(task))
+        return Text(f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="progress.remaining")
 
 
 def run(context: RunContext, planned: Sequence[Planned], console: Console) -> Path:
@@ -62,23 +92,27 @@ def run(context: RunContext, planned: Sequence[Planned], console: Console) -> Pa
     pin_self(context.gen_cpus)
     started = time.monotonic()
     collected: dict[str, list[pd.DataFrame]] = defaultdict(list)
+    left = PlannedTimeLeft()
     columns = (
         TextColumn("{task.description:<40.40}"),
         BarColumn(bar_width=20),
         TimeElapsedColumn(),
         TextColumn("ETA"),
-        TimeRemainingColumn(),
+        left,
     )
     # One refresh a second: the bar is drawn by a thread of this process (the generator runs in processes of its own).
     with Progress(*columns, console=console, transient=False, refresh_per_second=1) as bar:
         task = bar.add_task("starting", total=sum(expected_seconds(context, p) for p in planned))
+        phases = left.phases = PhaseProgress(bar, task)
         done = 0.0
+        timing: dict[str, dict[str, float]] = {}
         for p in planned:
-            phases = PhaseProgress(bar, task)
+            began = time.monotonic()
             for name, frame in run_one(context, p, collected, phases).items():
                 collected[name].append(frame)
-            done += expected_seconds(context, p)
-            bar.update(task, completed=done, description=f"{p.name}: done")
+            timing[p.name] = {"planned": expected_seconds(context, p), "taken": time.monotonic() - began}
+            done += timing[p.name]["planned"]
+            phases.experiment_done(p.name, done)
         bar.update(task, completed=done, description="done")
     frames = {name: pd.concat(parts, ignore_index=True) for name, parts in collected.items()}
     if PLACEMENT in frames:  # every experiment that deployed a topology found the same placement: keep it once
@@ -91,7 +125,7 @@ def run(context: RunContext, planned: Sequence[Planned], console: Console) -> Pa
         live = frames.pop(COMPLEXITY_LIVE)
         files = frames.get(COMPLEXITY, pd.DataFrame({"topology": pd.Series(dtype=str)}))
         frames[COMPLEXITY] = files.merge(live, on="topology", how="outer", sort=False)
-    meta = metadata(context, planned, frames, time.monotonic() - started)
+    meta = metadata(context, planned, frames, time.monotonic() - started, timing)
     save(context.out, frames, meta)
     return context.out
 
@@ -124,11 +158,15 @@ def run_one(
 
 
 def metadata(
-    context: RunContext, planned: Sequence[Planned], frames: Mapping[str, pd.DataFrame], seconds: float
+    context: RunContext,
+    planned: Sequence[Planned],
+    frames: Mapping[str, pd.DataFrame],
+    seconds: float,
+    timing: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
     """What ``meta.json`` records: the environment, the parameters (every experiment's, beside the shared settings it
     uses), what each experiment derives from its tables (e.g. the sustainable throughput per topology), every
-    invalid run, the wall time."""
+    invalid run, the wall time, and the seconds each experiment was planned to take and took (``timing``)."""
     settings = context.settings()
     target = context.target
     # Every experiment's parameters, run or not (``experiments`` says which ran): those it would have run with.
@@ -151,6 +189,7 @@ def metadata(
         **{key: value for p in recorded for key, value in p.experiment.facts(context, frames).items()},
         "invalid_runs": invalid_runs(planned, frames),
         "wall_seconds": seconds,
+        "experiment_seconds": dict(timing or {}),
     }
 
 

@@ -150,6 +150,13 @@ class Parameters(Struct, kw_only=True):
         return self.experiments is None or experiment in self.experiments
 
 
+class ExperimentSeconds(Struct, kw_only=True):
+    """How long an experiment was planned to take (the progress bar's plan) and took, in seconds of wall time."""
+
+    planned: float
+    taken: float
+
+
 class Meta(Struct, kw_only=True):
     """The whole of ``meta.json``, as far as readers use it."""
 
@@ -157,6 +164,7 @@ class Meta(Struct, kw_only=True):
     parameters: Parameters = msgspec.field(default_factory=Parameters)
     sustainable_throughput: dict[str, float | None] = {}
     wall_seconds: float | None = None
+    experiment_seconds: dict[str, ExperimentSeconds] = {}
 
 
 def decode(raw: bytes | str) -> Meta:

@@ -45,9 +45,9 @@ class DeploymentParams:
     the run's context."""
 
     rate: float = 200.0
-    duration: float = 20.0
-    warmup: float = 1.0
-    restart_at: float = 6.0
+    duration: float = 10.0
+    warmup: float = 0.5
+    restart_at: float = 3.0
     service: str = "inventory"
     workers: int = 2  # of the monolith in the "monolith-n" scenario
     readmit: float = 1.0  # pause after a replica is ready before the next one stops (its callers readmit it)

@@ -71,10 +71,10 @@ class FailureParams:
     context."""
 
     rate: float = 200.0
-    before: float = 2.0
-    window: float = 3.0
-    after: float = 3.0
-    warmup: float = 1.0
+    before: float = 1.0
+    window: float = 2.0
+    after: float = 2.0
+    warmup: float = 0.5
     settle_timeout: float = 30.0
     mix: str = "default"
     call_timeout: float = 1.0

@@ -74,8 +74,8 @@ class NetworkParams:
     """
 
     low_rate: float = 200.0
-    low_duration: float = 5.0
-    warmup: float = 1.0
+    low_duration: float = 3.0
+    warmup: float = 0.5
     rounds: int = 6
     traced_per_op: int = 30
     start_rate: float = 250.0
@@ -339,12 +339,23 @@ class SideBySide:
         for index in range(1, params.recheck_rounds + 1):
             probe = self.probe("knee", {"round": index})
             for topology in self.shuffled(list(searches)):
-                for rate in self.shuffled_rates(searches[topology]):
+                for rate in self.dithered(searches[topology].bracket):
                     probe(topology, rate)
         return searches
 
-    def shuffled_rates(self, search: Search[MeteredRun]) -> list[float]:
-        rates = [rate for rate in search.bracket if rate is not None]
+    def dithered(self, bracket: tuple[float | None, float | None]) -> list[float]:
+        """The bracket's rates for one re-check round, both moved by one random factor within half the bracket's
+        width either way, in a random order.
+
+        The search's rates lie on one ladder (doublings, then geometric midpoints), so re-checking the same two rates
+        in every round would give estimates that snap to the ladder's steps: a ratio of two such estimates could move
+        by a whole step (about 9% at the default ``within``) from one run to the next. Moving the bracket by a random
+        factor each round spreads the probes between the steps, and the crossing interpolated in each round is no
+        longer tied to them.
+        """
+        half = math.log1p(self.params.within) / 2
+        factor = math.exp(self.rng.uniform(-half, half))
+        rates = [float(round(rate * factor)) for rate in bracket if rate is not None]
         self.rng.shuffle(rates)
         return rates
 
@@ -497,23 +508,29 @@ def crossing(low: MeteredRun | None, high: MeteredRun | None, slo: Slo) -> tuple
 
 def knee_rows(topology: str, search: Search[MeteredRun], runs: Sequence[MeteredRun], slo: Slo) -> pd.DataFrame:
     """One row per round of the knee: the bracket's two probes in that round and the crossing estimated from them
-    (round 0 is the search's own last probes at the bracket)."""
-    low_rate, high_rate = search.bracket
-    by_round: dict[int, dict[float, MeteredRun]] = {}
+    (round 0 is the search's own last probes at the bracket; a re-check round probes the bracket moved by a random
+    factor, see :meth:`SideBySide.dithered`)."""
+    bracket = search.bracket
+    by_round: dict[int, list[MeteredRun]] = {}
     for run in runs:
         if run.phase in ("sweep", "knee"):
-            by_round.setdefault(int(run.columns.get("round", 0)), {})[run.result.spec.rate] = run
+            by_round.setdefault(int(run.columns.get("round", 0)), []).append(run)
     rows = []
     for index, probes in sorted(by_round.items()):
-        low = probes.get(low_rate) if low_rate is not None else None
-        high = probes.get(high_rate) if high_rate is not None else None
+        if index == 0:  # the search's own probes: those at the bracket's rates
+            at = {run.result.spec.rate: run for run in probes}
+            low, high = (at.get(rate) if rate is not None else None for rate in bracket)
+        else:  # the bracket's edges, in the order of their rates, where the search found both
+            ordered = sorted(probes, key=lambda run: run.result.spec.rate)
+            low = ordered[0] if bracket[0] is not None and ordered else None
+            high = ordered[-1] if bracket[1] is not None and ordered else None
         estimate, bound = crossing(low, high, slo)
         rows.append(
             {
                 "topology": topology,
                 "round": index,
-                "low_rate": low_rate if low_rate is not None else math.nan,
-                "high_rate": high_rate if high_rate is not None else math.nan,
+                "low_rate": low.result.spec.rate if low is not None else math.nan,
+                "high_rate": high.result.spec.rate if high is not None else math.nan,
                 "low_p99": low.result.summary()["p99"] if low is not None else math.nan,
                 "high_p99": high.result.summary()["p99"] if high is not None else math.nan,
                 "sustainable_rps": estimate,

@@ -56,9 +56,9 @@ class ScalingParams:
     growth: float = 2.0
     refine: int = 3  # runs that halve the gap between the highest pass and the lowest miss: 2x / 2^3, about 12%
     max_runs: int = 12  # per step, a bound on the search
-    step_duration: float = 4.0
-    step_warmup: float = 1.0
-    pause: float = 0.5  # between runs, so that a saturated run's backlog does not spill into the next
+    step_duration: float = 1.5
+    step_warmup: float = 0.5
+    pause: float = 0.3  # between runs, so that a saturated run's backlog does not spill into the next
     min_achieved: float = 0.95  # of the offered rate, for a run to pass
     arrival: str = "poisson"
 

@@ -30,8 +30,8 @@ class SecurityParams:
 
     # The same load as the network experiment's low phase, so that its auth-on measurement can be reused.
     rate: float = 200.0
-    duration: float = 5.0
-    warmup: float = 1.0
+    duration: float = 3.0
+    warmup: float = 0.5
     mix: str = "default"
 
     def planned_seconds(self) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pandas as pd
@@ -10,13 +11,14 @@ import pytest
 
 from bench.experiments.context import Slo
 from bench.experiments.estimates import estimates, per_round
-from bench.experiments.network import MeteredRun, crossing, sustainable
+from bench.experiments.network import MeteredRun, NetworkParams, SideBySide, crossing, knee_rows, sustainable
 from bench.load.loadgen import LoadResult, LoadSpec, schedule
+from bench.load.search import Judged, Search
 
 SLO = Slo(p99=0.050, error_budget=0.001)
 
 
-def probe(rate: float, latency: float, failed: int = 0) -> MeteredRun:
+def probe(rate: float, latency: float, failed: int = 0, round_: int = 0) -> MeteredRun:
     """A 2-second probe at ``rate`` whose requests all took ``latency`` seconds; ``failed`` of them got a 5xx."""
     spec = LoadSpec(rate=rate, duration=2.0, warmup=0.0, arrival="constant")
     intended = schedule(spec)
@@ -32,7 +34,7 @@ def probe(rate: float, latency: float, failed: int = 0) -> MeteredRun:
         "error": errors,
         "warmup": np.zeros(n, dtype=bool),
     }
-    return MeteredRun("knee", 0, LoadResult(spec, records, connections=8), {})
+    return MeteredRun("knee", 0, LoadResult(spec, records, connections=8), {}, {"round": round_})
 
 
 def test_the_crossing_is_interpolated_in_log_p99_between_a_pass_and_a_miss() -> None:
@@ -123,3 +125,48 @@ def test_a_latency_the_generator_voided_is_left_out_and_cpu_kept() -> None:
     assert table.loc[("p50_ms", "monolith"), "n"] == 3  # a voided max does not touch p50
     assert table.loc[("checkout_p50_ms", "monolith"), "n"] == 3
     assert table.loc[("cpu_per_request_us", "monolith"), "n"] == 4
+
+
+def side_by_side(seed: int) -> SideBySide:
+    side = SideBySide.__new__(SideBySide)  # only the parameters and the random source: nothing deployed
+    side.params, side.rng = NetworkParams(), random.Random(seed)
+    return side
+
+
+def test_each_recheck_round_moves_the_bracket_by_a_random_factor_within_half_its_width() -> None:
+    side = side_by_side(7)
+    lows = []
+    for _ in range(200):
+        rates = sorted(side.dithered((1000.0, 1090.0)))
+        assert len(rates) == 2
+        assert rates[1] / rates[0] == pytest.approx(1.09, abs=0.002)  # the bracket keeps its width
+        assert 1000 / 1.1**0.5 - 1 <= rates[0] <= 1000 * 1.1**0.5 + 1
+        lows.append(rates[0])
+    assert len(set(lows)) > 60  # whole req/s from 954 to 1048: spread between the ladder's steps, not snapped to them
+    assert min(lows) < 970
+    assert max(lows) > 1030
+    assert len(side.dithered((1000.0, None))) == 1
+
+
+def test_the_knee_rows_take_each_rounds_own_rates() -> None:
+    search = Search[MeteredRun](iter([1000.0, 1100.0]), within=0.2, max_runs=2)
+    search.record(Judged(1000.0, True, "", probe(1000, 0.010)))
+    search.record(Judged(1100.0, False, "", probe(1100, 0.250)))
+    assert search.bracket == (1000.0, 1100.0)
+    runs = [
+        probe(1000, 0.010),
+        probe(1100, 0.250),
+        probe(1063, 0.300, round_=1),  # the bracket moved up, and both missed
+        probe(974, 0.010, round_=1),
+        probe(1031, 0.010, round_=2),  # moved up, between a pass and a miss
+        probe(1134, 0.250, round_=2),
+    ]
+    rows = knee_rows("monolith", search, runs, SLO)
+    assert list(rows["round"]) == [0, 1, 2]
+    assert list(rows["low_rate"]) == [1000, 974, 1031]
+    assert list(rows["high_rate"]) == [1100, 1063, 1134]
+    assert list(rows["bound"]) == ["", "", ""]
+    estimate = rows.set_index("round")["sustainable_rps"]
+    assert 1000 < estimate[0] < 1100
+    assert 974 < estimate[1] < 1063
+    assert 1031 < estimate[2] < 1134

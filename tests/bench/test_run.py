@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.common.meta import read as read_meta
 from bench.common.names import PLACEMENT, PLACEMENT_COLUMNS
 from bench.report.results import load_results
 from plumbing.topology import SERVICES, TOPOLOGIES
@@ -76,3 +77,11 @@ def test_resources_per_process(tiny_results: Path) -> None:
     assert processes["microservices"] == 6
     assert (resources["peak_rss_bytes"] > 10 * 2**20).all()
     assert (resources["cpu_seconds"] >= 0).all()
+
+
+def test_meta_records_what_each_experiment_was_planned_to_take_and_took(tiny_results: Path) -> None:
+    meta = read_meta(tiny_results / "meta.json")
+    assert set(meta.experiment_seconds) == set(meta.parameters.experiments or ())
+    for timing in meta.experiment_seconds.values():
+        assert timing.planned > 0
+        assert timing.taken > 0

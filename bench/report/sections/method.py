@@ -3,10 +3,11 @@ recorded, and every network run with its validity (the rows the flags of the pag
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common.meta import Params, recorded
+from bench.common.meta import ExperimentSeconds, Params, recorded
 from bench.report.context import Context, Fault, step_anchor, strength_label
 from bench.report.format import ms, num
 from bench.report.sections.common import topo
@@ -58,6 +59,14 @@ def experiment_parameters(ctx: Context, experiment: str, params: Params | None) 
     return Parameters(experiment, pairs) if pairs and ctx.ran(experiment) else None
 
 
+def wall_time(wall: float | None, experiments: Mapping[str, ExperimentSeconds]) -> str | None:
+    """The run's wall time, and each experiment's against its plan (what the progress bar's estimate rested on)."""
+    if wall is None:
+        return None
+    each = "; ".join(f"{name} {t.taken:.0f} s (planned {t.planned:.0f})" for name, t in experiments.items())
+    return f"{wall:.0f} s" + (f": {each}" if each else "")
+
+
 def method(ctx: Context) -> Method:
     env, params = ctx.meta.environment, ctx.meta.parameters
     memory = env.memory_bytes
@@ -72,7 +81,7 @@ def method(ctx: Context) -> Method:
         ("packages", shown(packages)),
         ("git commit", shown(env.git_commit)),
         ("recorded at", shown(env.recorded_at)),
-        ("wall time of the run", f"{wall:.0f} s" if wall is not None else None),
+        ("wall time of the run", wall_time(wall, ctx.meta.experiment_seconds)),
     )
     pinning = (
         ("system under test on CPUs", shown(params.sut_cpus)),

@@ -1,0 +1,37 @@
+"""The progress bar of a run: the time it says is left follows the plan, phase by phase."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from rich.console import Console
+from rich.progress import Progress
+
+from bench.run import PhaseProgress, PlannedTimeLeft
+
+
+def test_time_left_is_the_plan_less_the_running_phase_and_never_grows_while_a_phase_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    bar = Progress(console=Console(file=io.StringIO()))
+    task_id = bar.add_task("run", total=60.0)
+    phases = PhaseProgress(bar, task_id)
+    task = bar.tasks[0]
+    assert phases.seconds_left(task) == 60.0
+    phases("first", 10.0)
+    now[0] += 4.0
+    assert phases.seconds_left(task) == 56.0  # 4 s into a 10 s phase
+    now[0] += 20.0
+    assert phases.seconds_left(task) == 50.0  # the phase overran its plan: the estimate waits, it does not grow
+    phases("second", 5.0)  # the first phase's 10 s are done
+    assert task.completed == 10.0
+    assert phases.seconds_left(task) == 50.0
+    now[0] += 2.0
+    assert phases.seconds_left(task) == 48.0
+    phases.experiment_done("one", 30.0)  # the experiment's plan, whatever its phases added up to
+    assert phases.seconds_left(task) == 30.0
+    assert PlannedTimeLeft(phases).render(task).plain == "0:00:30"
