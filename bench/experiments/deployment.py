@@ -45,7 +45,7 @@ class DeploymentParams:
     the run's context."""
 
     rate: float = 200.0
-    duration: float = 10.0
+    duration: float = 8.0
     warmup: float = 0.5
     restart_at: float = 3.0
     service: str = "inventory"

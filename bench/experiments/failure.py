@@ -71,10 +71,10 @@ class FailureParams:
     context."""
 
     rate: float = 200.0
-    before: float = 1.0
-    window: float = 2.0
-    after: float = 2.0
-    warmup: float = 0.5
+    before: float = 0.8
+    window: float = 1.6
+    after: float = 1.6
+    warmup: float = 0.4
     settle_timeout: float = 30.0
     mix: str = "default"
     call_timeout: float = 1.0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -74,7 +75,7 @@ class NetworkParams:
     """
 
     low_rate: float = 200.0
-    low_duration: float = 3.0
+    low_duration: float = 2.5
     warmup: float = 0.5
     rounds: int = 6
     traced_per_op: int = 30
@@ -102,12 +103,16 @@ class NetworkParams:
     def planned_seconds(self, topologies: int) -> float:
         """The measuring time of the experiment on ``topologies`` topologies side by side (an estimate: the knee's
         position decides how many probes the search makes)."""
-        low = self.rounds * topologies * (self.warmup + self.low_duration + 0.6)
+        trial = self.noise_probe + 0.3  # beside its load: the noise probe, starting the generator, the meters
+        low = self.rounds * topologies * (self.warmup + self.low_duration + trial)
         traced = topologies * (self.traced_per_op * len(OPS) / 50.0 + 1.0)
-        probe = self.probe_warmup + self.probe_seconds(4 * self.start_rate) + 0.6
-        searching = topologies * min(self.max_probes, 7) * probe
+        # The search starts below the knee by a factor of about two (see SideBySide.start_rate): two doublings and
+        # three bisections, each probe near the knee's rate (1,000 req/s or more).
+        probe = self.probe_warmup + self.probe_seconds(1000.0) + trial
+        searching = topologies * min(self.max_probes, 6) * probe
         recheck = self.recheck_rounds * topologies * 2 * probe
-        return topologies * 2.0 + low + traced + searching + recheck
+        repeats = 0.1 * (low + searching + recheck)  # trials the machine's noise disturbed, run again (measured)
+        return topologies * 2.0 + low + traced + searching + recheck + repeats
 
     def low_load(self) -> dict[str, Any]:
         """The load of the low phase, as the columns of its rows in the ``steps`` table name it."""
@@ -327,7 +332,7 @@ class SideBySide:
         params = self.params
         searches = {
             topology: Search[MeteredRun](
-                rising(params.start_rate, 2.0, digits=0, compound=True),
+                rising(self.start_rate(topology), 2.0, digits=0, compound=True),
                 within=params.within,
                 floor=params.floor_rate,
                 max_runs=params.max_probes,
@@ -342,6 +347,27 @@ class SideBySide:
                 for rate in self.dithered(searches[topology].bracket):
                     probe(topology, rate)
         return searches
+
+    def start_rate(self, topology: str) -> float:
+        """Where the knee search of ``topology`` starts: the rate its CPUs could serve at the CPU per request measured
+        at low load (median over the low-load rounds), two significant digits, at least ``start_rate``.
+
+        CPU per request at low load is higher than near the knee (each request pays its own wake-ups), so this rate
+        is below the knee on every topology measured (about half of it on 2 cores); it saves the search the probes
+        far below the knee, the longest ones (1,000 requests at 250 req/s take 4 s). Without a measure (a target
+        whose processes are not metered) the search starts at ``start_rate``.
+        """
+        cpus = len(self.context.sut_cpus or ())
+        per_request = [
+            cpu_per_request(run.usage, stats.successes(run.result.to_frame()))["total"]
+            for run in self.runs[topology]
+            if run.phase == "low" and run.usage
+        ]
+        median = statistics.median(per_request) if per_request else math.nan
+        if not (cpus and median > 0 and math.isfinite(median)):
+            return self.params.start_rate
+        capacity = cpus / median
+        return max(self.params.start_rate, float(round(capacity, 1 - math.floor(math.log10(capacity)))))
 
     def dithered(self, bracket: tuple[float | None, float | None]) -> list[float]:
         """The bracket's rates for one re-check round, both moved by one random factor within half the bracket's

@@ -34,7 +34,7 @@ from rich.table import Table
 from bench.common import stats, usl
 from bench.common.names import SCALING, SCALING_MIXES, SCALING_MODEL, SCALING_PROCESSES, SCALING_STEPS
 from bench.experiments.context import RunContext, Slo
-from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid
+from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid, summary_table
 from bench.experiments.network import MeteredRun, metered_run
 from bench.load.loadgen import LoadResult, LoadSpec
 from bench.load.search import Judged, highest_passing, rising, search
@@ -52,12 +52,12 @@ class ScalingParams:
 
     mixes: tuple[str, ...] = SCALING_MIXES
     max_replicas: int = 0  # 0: as many as the system's CPUs, at least 2 (see the module docstring)
-    start_rate: float = 300.0
+    start_rate: float = 600.0
     growth: float = 2.0
     refine: int = 3  # runs that halve the gap between the highest pass and the lowest miss: 2x / 2^3, about 12%
     max_runs: int = 12  # per step, a bound on the search
-    step_duration: float = 1.5
-    step_warmup: float = 0.5
+    step_duration: float = 1.0
+    step_warmup: float = 0.4
     pause: float = 0.3  # between runs, so that a saturated run's backlog does not spill into the next
     min_achieved: float = 0.95  # of the offered rate, for a run to pass
     arrival: str = "poisson"
@@ -66,9 +66,10 @@ class ScalingParams:
         return self.max_replicas or max(2, len(sut_cpus))
 
     def planned_seconds(self, sut_cpus: Sequence[int], topologies: Sequence[str]) -> float:
-        """A rough bound: about seven runs per step, and a start per step."""
+        """An estimate: seven or eight runs per step (61 over 8 steps measured on 2 cores), each with 0.3 s of its
+        own beside its load (starting the generator, the meters), and a start per step."""
         steps = len(self.mixes) * len([t for t in topologies if t in TOPOLOGIES]) * self.replicas(sut_cpus)
-        return steps * (7 * (self.step_duration + self.step_warmup + self.pause) + 2.0)
+        return steps * (7.5 * (self.step_duration + self.step_warmup + self.pause + 0.3) + 2.0)
 
 
 QUICK_SCALING = ScalingParams(step_duration=1.0, step_warmup=0.3, pause=0.2, start_rate=500.0, refine=2, max_runs=8)
@@ -327,27 +328,34 @@ def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
 
 
 def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
+    """The scaling steps at 80 columns: one row per mix, topology and k."""
     if SCALING not in tables:
         return None
-    table = Table(title="archbench: scaling (sustainable throughput on k CPUs; the monolith runs k workers, the "
-                  "microservices k replicas of the service that saturates first)")  # fmt: skip
-    for column in ("mix", "topology", "scaled", "replicas", "req/s", "CPU/req us", "RSS MB", "RSS/replica MB"):
-        table.add_column(column, justify="left" if column in ("mix", "topology", "scaled") else "right")
-    for row in tables[SCALING].to_dict(orient="records"):
-        flags = ("" if row["valid"] else " (invalid)") + (" *" if row["generator_shares_cpu"] else "")
+    frame = tables[SCALING]
+    caption = [
+        "k: CPUs, and workers of the monolith or replicas of the scaled component (the one that saturates first); "
+        "req/s: sustainable throughput; CPU: per request; MB: peak RSS of all processes, then per replica"
+    ]
+    if frame["generator_shares_cpu"].any():
+        caption.append("*: the generator shared a CPU with the system at this step (too few CPUs on this machine)")
+    if not frame["valid"].all():
+        caption.append("!: invalid run")
+    table = summary_table("archbench: scaling out on k CPUs", caption="; ".join(caption))
+    for column in ("mix", "topology", "scaled", "k", "req/s", "CPU us", "MB", "MB/rep"):
+        table.add_column(column, justify="left" if column in ("mix", "topology", "scaled") else "right", no_wrap=True)
+    for row in frame.to_dict(orient="records"):
+        flags = ("" if row["valid"] else "!") + ("*" if row["generator_shares_cpu"] else "")
         rate = row["sustainable_rps"]
         table.add_row(
             str(row["mix"]),
-            str(row["topology"]) + flags,
+            str(row["topology"]),
             str(row["scaled"]),
-            str(row["replicas"]),
-            "none met the SLO" if math.isnan(rate) else f"{rate:,.0f}",
-            "-" if math.isnan(row["cpu_per_request_us"]) else f"{row['cpu_per_request_us']:.0f}",
+            f"{row['replicas']}{flags}",
+            "none" if math.isnan(rate) else f"{rate:,.0f}",
+            "-" if math.isnan(row["cpu_per_request_us"]) else f"{row['cpu_per_request_us']:,.0f}",
             f"{row['rss_total_bytes'] / 2**20:.0f}",
             "-" if math.isnan(row["rss_per_replica_bytes"]) else f"{row['rss_per_replica_bytes'] / 2**20:.0f}",
         )
-    if tables[SCALING]["generator_shares_cpu"].any():
-        table.caption = "* the generator shared a CPU with the system at this step (too few CPUs on this machine)"
     return table
 
 

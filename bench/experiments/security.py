@@ -30,7 +30,7 @@ class SecurityParams:
 
     # The same load as the network experiment's low phase, so that its auth-on measurement can be reused.
     rate: float = 200.0
-    duration: float = 3.0
+    duration: float = 2.5
     warmup: float = 0.5
     mix: str = "default"
 

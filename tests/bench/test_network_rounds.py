@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from bench.experiments.estimates import estimates, per_round
 from bench.experiments.network import MeteredRun, NetworkParams, SideBySide, crossing, knee_rows, sustainable
 from bench.load.loadgen import LoadResult, LoadSpec, schedule
 from bench.load.search import Judged, Search
+from bench.system.resources import Usage
 
 SLO = Slo(p99=0.050, error_budget=0.001)
 
@@ -170,3 +172,22 @@ def test_the_knee_rows_take_each_rounds_own_rates() -> None:
     assert 1000 < estimate[0] < 1100
     assert 974 < estimate[1] < 1063
     assert 1031 < estimate[2] < 1134
+
+
+def low_run(cpu_seconds: float) -> MeteredRun:
+    """A low-load run of 400 successes (a 2-second probe at 200 req/s) that took ``cpu_seconds`` in one process."""
+    run = probe(200, 0.001)
+    return MeteredRun("low", 0, run.result, {"app": Usage(cpu_seconds=cpu_seconds, peak_rss_bytes=0)})
+
+
+def test_the_knee_search_starts_at_the_rate_the_low_load_cpu_per_request_allows() -> None:
+    side = side_by_side(1)
+    side.context = SimpleNamespace(sut_cpus=frozenset({0}))  # type: ignore[assignment]
+    side.runs = {"monolith": [low_run(0.2), low_run(0.3), low_run(0.4)]}  # median 750 us per request
+    assert side.start_rate("monolith") == 1300.0  # 1 CPU / 750 us, two significant digits
+    side.context = SimpleNamespace(sut_cpus=frozenset({0, 1}))  # type: ignore[assignment]
+    assert side.start_rate("monolith") == 2700.0
+    side.runs = {"monolith": [low_run(40.0)]}  # 100 ms per request: below the configured start
+    assert side.start_rate("monolith") == NetworkParams().start_rate
+    side.runs = {"monolith": [MeteredRun("low", 0, probe(200, 0.001).result, {})]}  # not metered (a target)
+    assert side.start_rate("monolith") == NetworkParams().start_rate

@@ -19,7 +19,7 @@ def test_the_network_low_phase_is_reused_only_for_the_same_load() -> None:
     assert same_load(QUICK_SECURITY, QUICK.low_load())
     assert same_load(SecurityParams(), NetworkParams().low_load())
     assert not same_load(SecurityParams(rate=123.0), NetworkParams().low_load())
-    assert not same_load(SecurityParams(), NetworkParams(warmup=0.5).low_load())
+    assert not same_load(SecurityParams(), NetworkParams(warmup=0.25).low_load())
     assert not same_load(SecurityParams(), NetworkParams(mix="browse-heavy").low_load())
 
 
