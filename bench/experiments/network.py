@@ -637,11 +637,27 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
             wide = wide or bool(row["wide"]) or bool(row["ratio_wide"])
             cells.append("\n".join(lines))
         table.add_row(label, *cells, end_section=True)
+    if KNEE in tables:
+        table.add_row("search bracket req/s", *(bracket_text(tables[KNEE], topology) for topology in topologies))
     rounds = int(frame["n"].max()) if len(frame) else 0
-    table.caption = f"{rounds} rounds; x: ratio to the monolith, paired per round; -: no round could carry it" + (
-        ". Some intervals are over ±10%: run again with more rounds, or on a quieter machine" if wide else ""
-    )
+    knee = frame.loc[frame["figure"] == "sustainable_rps", "n"]
+    knee_rounds = f" (the knee: {int(knee.max())})" if len(knee) and int(knee.max()) != rounds else ""
+    table.caption = (
+        f"{rounds} rounds{knee_rounds}; x: ratio to the monolith, paired per round; -: no round could carry it; "
+        "search bracket: the highest rate that met the SLO and the lowest that missed it"
+    ) + (". Some intervals are over ±10%: run again with more rounds, or on a quieter machine" if wide else "")
     return table
+
+
+def bracket_text(knee: pd.DataFrame, topology: str) -> str:
+    """The search's own bracket of ``topology`` (round 0 of the ``knee`` table) as "low–high", "≥ low" or "-"."""
+    rows = knee[(knee["topology"] == topology) & (knee["round"] == 0)]
+    if rows.empty:
+        return "-"
+    low, high = float(rows["low_rate"].iloc[0]), float(rows["high_rate"].iloc[0])
+    if math.isnan(low):
+        return "-" if math.isnan(high) else f"< {high:,.0f}"
+    return f"≥ {low:,.0f}" if math.isnan(high) else f"{low:,.0f}–{high:,.0f}"
 
 
 def estimate_lines(row: pd.Series, column: str, show: Callable[[float], str], prefix: str = "") -> list[str]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from bench.common.meta import read as read_meta
 from bench.common.names import PLACEMENT, PLACEMENT_COLUMNS
+from bench.experiments import network
 from bench.report.results import load_results
+from bench.run import summary_tables
 from plumbing.topology import SERVICES, TOPOLOGIES
 
 pytestmark = pytest.mark.sockets
@@ -85,3 +89,16 @@ def test_meta_records_what_each_experiment_was_planned_to_take_and_took(tiny_res
     for timing in meta.experiment_seconds.values():
         assert timing.planned > 0
         assert timing.taken > 0
+
+
+def test_the_terminal_summary_reads_at_80_columns(tiny_results: Path) -> None:
+    results = load_results(tiny_results)
+    console = Console(width=80, record=True, file=io.StringIO())
+    tables = summary_tables([network.EXPERIMENT], results.tables, results.meta)
+    assert tables
+    for table in tables:
+        console.print(table)
+    text = console.export_text()
+    assert "search bracket" in text
+    assert "…" not in text  # no name or figure cut short
+    assert max(len(line) for line in text.splitlines()) <= 80
