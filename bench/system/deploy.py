@@ -27,6 +27,7 @@ from bench.system.postgres import (
     check_databases,
     external_databases,
     start_databases,
+    url_passwords,
 )
 from bench.system.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing import tracing
@@ -246,7 +247,9 @@ def deploy(
         cleanup.callback(_clean_up, own_servers)  # once every process (the servers too) has stopped
         started = time.monotonic()
         databases: RunDatabases | None = external
-        if external is None and engine == "postgres":
+        if external is not None:
+            cleanup.enter_context(url_passwords(run_dir, external))  # for the audit of this run
+        elif engine == "postgres":
             databases, servers_started = start_databases(
                 supervisor, run_dir, topology, servers or "shared", cpus, timeout=ready_timeout
             )

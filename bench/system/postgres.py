@@ -427,10 +427,30 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+_URL_PASSWORDS: dict[tuple[Path, str], str] = {}
+"""(run directory, component) -> the password that came in the ``--db-url`` of a run deployed by this process, while
+it runs: for :func:`admin_connect` (the audit), since no password is written to the run directory."""
+
+
+@contextlib.contextmanager
+def url_passwords(run_dir: Path, databases: RunDatabases) -> Iterator[None]:
+    """Let :func:`admin_connect` use the passwords of ``databases`` (an existing server's) for ``run_dir`` while the
+    run lasts."""
+    keys = [(run_dir.resolve(), component) for component in databases.passwords]
+    _URL_PASSWORDS.update(zip(keys, databases.passwords.values(), strict=True))
+    try:
+        yield
+    finally:
+        for key in keys:
+            _URL_PASSWORDS.pop(key, None)
+
+
 def admin_connect(run_dir: Path, component: str) -> psycopg.Connection[tuple[Any, ...]]:
     """A connection to ``component``'s database of a run: as the cluster's administrator through the unix socket of
-    archbench's own server, or with the URL and libpq's own password sources (``PGPASSWORD``) on an existing one."""
+    archbench's own server, or with the URL on an existing one, and the password that came in the run's URL (while
+    the run lasts, :func:`url_passwords`) or libpq's own sources (``PGPASSWORD``, ``~/.pgpass``)."""
     record = json.loads((run_dir / DATABASES_FILE).read_text())[component]
     if record.get("admin"):
         return psycopg.connect(**record["admin"], autocommit=True, connect_timeout=5)
-    return psycopg.connect(record["url"], autocommit=True, connect_timeout=5)
+    password = _URL_PASSWORDS.get((run_dir.resolve(), component))
+    return psycopg.connect(record["url"], password=password, autocommit=True, connect_timeout=5)
