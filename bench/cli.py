@@ -28,7 +28,7 @@ from bench.report import render_report
 from bench.report.results import load_results
 from bench.run import plan, run, summary_tables
 from bench.system.deploy import DB_ENV, DB_URL_ENV, default_run_dir, deploy
-from bench.system.postgres import PostgresMissing
+from bench.system.postgres import DatabaseUnusable, PostgresMissing
 from bench.system.resources import default_cpu_split
 from bench.system.supervisor import ShutdownRequested, StartupError, shutdown_on_signals
 from bench.system.target import FILE_FORMAT, ExternalDeployment, TargetError, TargetSpec, connect, load_targets
@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_serve(args)
         if args.command == "run":
             return cmd_run(args)
-    except PostgresMissing as exc:
+    except (PostgresMissing, DatabaseUnusable) as exc:
         print(f"archbench: error: {exc}", file=sys.stderr)
         return 2
     if args.command == "report":

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,57 @@ async def settled(shop: Shop, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.2)
         report = audit(shop.run_dir, shop.topology)
     assert report.ok, report.summary()
+
+
+# --- Writers that keep writing through crashes -------------------------------------------------------------------
+
+DEFINITIVE = {200, 201, 402, 404, 409, 422}  # an answer; anything else (5xx, no answer) is retried or dropped
+
+
+@dataclass
+class Acknowledged:
+    """What the shop answered with success: each of these writes was committed and must survive any crash."""
+
+    orders: set[int] = field(default_factory=set)
+    users: set[int] = field(default_factory=set)
+    deposits: set[tuple[int, str]] = field(default_factory=set)  # (user, Idempotency-Key) of each credited deposit
+    deposit_cents: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+async def writer(shop: Shop, index: int, stop: asyncio.Event, acked: Acknowledged, products: int = 10) -> None:
+    """Checkouts (one unit of one of the first ``products``), keyed deposits and registrations in turn until
+    ``stop``. A checkout or a deposit that got no answer is retried with the same Idempotency-Key (it may have run),
+    a registration is simply dropped."""
+    rng = random.Random(index)
+    serial = itertools.count()
+    retry_checkout: tuple[str, int, int] | None = None  # key, user, product of a checkout that got no answer
+    retry_deposit: tuple[str, int] | None = None  # key, user of a deposit that got no answer
+    while not stop.is_set():
+        n = next(serial)
+        op = ("checkout", "deposit", "register")[n % 3]
+        try:
+            if op == "checkout":
+                fresh = (f"crash-{index}-{n}", rng.randint(1, shop.seed.users), rng.randint(1, products))
+                key, user, product = retry_checkout or fresh
+                reply = await shop.checkout(user, [(product, 1)], key)
+                retry_checkout = None if reply.status_code in DEFINITIVE else (key, user, product)
+                if reply.status_code in (200, 201):
+                    acked.orders.add(int(reply.json()["id"]))
+            elif op == "deposit":
+                key, user = retry_deposit or (f"deposit-{index}-{n}", rng.randint(1, shop.seed.users))
+                body = {"amount_cents": 100}
+                reply = await shop.client.post(f"/users/{user}/deposits", json=body, headers={"Idempotency-Key": key})
+                retry_deposit = None if reply.status_code in DEFINITIVE else (key, user)
+                if reply.status_code == 201:
+                    acked.deposits.add((user, key))
+                    acked.deposit_cents += 100
+            else:
+                email = f"w{index}-{n}@crash.example"
+                reply = await shop.client.post("/users", json={"email": email, "name": f"W {index} {n}"})
+                if reply.status_code == 201:
+                    acked.users.add(int(reply.json()["id"]))
+            acked.outcomes[f"{op} {reply.status_code}"] += 1
+        except httpx.TransportError as exc:
+            acked.outcomes[f"{op} {type(exc).__name__}"] += 1
+            await asyncio.sleep(0.02)  # the process is down: do not spin

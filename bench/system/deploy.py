@@ -20,7 +20,15 @@ from typing import Protocol
 import pandas as pd
 
 from bench.common.names import PLACEMENT_COLUMNS
-from bench.system.postgres import DB_CHOICES, PostgresServer, RunDatabases, external_databases, start_databases
+from bench.system.postgres import (
+    DB_CHOICES,
+    PostgresServer,
+    RunDatabases,
+    check_databases,
+    external_databases,
+    start_databases,
+    url_passwords,
+)
 from bench.system.supervisor import ProcessSpec, Supervisor, free_port
 from plumbing import tracing
 from plumbing.auth import API_KEY_HEADER, API_KEYS_ENV, SERVICE_SECRET_ENV
@@ -210,7 +218,8 @@ def deploy(
     ``db``: ``sqlite`` (a file per database in ``run_dir``), ``postgres`` (archbench's own PostgreSQL server in
     ``run_dir``, started first and stopped with the rest) or ``postgres-per-service`` (one server per database);
     default ``ARCHBENCH_DB`` or ``sqlite``. ``db_url`` (default ``ARCHBENCH_DB_URL``): an existing PostgreSQL server
-    instead (see :func:`bench.system.postgres.external_databases`).
+    instead (see :func:`bench.system.postgres.external_databases`), each database checked before anything starts
+    (:class:`bench.system.postgres.DatabaseUnusable` says what is wrong).
 
     With ``admin_token``, every process serves the fault-injection endpoint guarded by that token; without, none does.
     ``replicas`` (process name of the layout -> count) runs several replicas of a process (see
@@ -218,12 +227,16 @@ def deploy(
     before the others.
     """
     run_dir = run_dir.resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
     db = db or os.environ.get(DB_ENV) or "sqlite"
     db_url = db_url or os.environ.get(DB_URL_ENV) or None
     engine, _, servers = db.partition("-")
     if engine not in DB_CHOICES or servers not in ("", "per-service"):
         raise ValueError(f"db must be sqlite, postgres or postgres-per-service, not {db!r}")
+    external: RunDatabases | None = None
+    if db_url is not None:  # checked before anything is made or started: a bad one is one line (DatabaseUnusable)
+        external = external_databases(topology, db_url)
+        check_databases(external)
+    run_dir.mkdir(parents=True, exist_ok=True)
     names = [name for name, _ in layout(topology)]
     replicas = dict(replicas or {})
     ports = {proc: free_port() for name in names for proc in {name, *replica_names(name, replicas.get(name, 1))}}
@@ -233,9 +246,9 @@ def deploy(
     with contextlib.ExitStack() as cleanup, Supervisor(run_dir) as supervisor:
         cleanup.callback(_clean_up, own_servers)  # once every process (the servers too) has stopped
         started = time.monotonic()
-        databases: RunDatabases | None = None
-        if db_url is not None:
-            databases = external_databases(topology, db_url)
+        databases: RunDatabases | None = external
+        if external is not None:
+            cleanup.enter_context(url_passwords(run_dir, external))  # for the audit of this run
         elif engine == "postgres":
             databases, servers_started = start_databases(
                 supervisor, run_dir, topology, servers or "shared", cpus, timeout=ready_timeout

@@ -71,6 +71,12 @@ class PostgresMissing(RuntimeError):
     """The PostgreSQL server binaries are not installed (or not where they are looked for)."""
 
 
+class DatabaseUnusable(RuntimeError):
+    """An existing server's databases (``--db-url``, ``ARCHBENCH_DB_URL``) cannot be used as given: a URL that is not
+    PostgreSQL's or does not name each service's database, a server that does not answer, a database or role that is
+    missing, a wrong password, a role that may not create the shop's tables. One line that says which and why."""
+
+
 SEARCHED = ("/usr/lib/postgresql/*/bin",)
 """Where distributions keep the server binaries off PATH (the highest version first)."""
 
@@ -373,13 +379,13 @@ def external_databases(topology: str, url: str) -> RunDatabases:
     (``postgresql://role@host:5432/shop_{component}``); without it, only the monolith (one database) may use it.
 
     A password in ``url`` is moved to the environment of the processes; without one, libpq's own sources apply
-    (``PGPASSWORD``, ``~/.pgpass``)."""
+    (``PGPASSWORD``, ``~/.pgpass``). A URL of the wrong shape is :class:`DatabaseUnusable`."""
     if not url.startswith(("postgresql://", "postgres://")):
-        raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]!r}")
+        raise DatabaseUnusable(f"not a PostgreSQL URL: {url.split('@')[-1]!r}")
     components = database_components(topology)
     if "{component}" not in url and len(components) > 1:
-        raise ValueError(
-            "each service owns its database: the URL must name it with {component}, "
+        raise DatabaseUnusable(
+            f"each service of {topology} owns its database: the URL must name it with {{component}}, "
             "e.g. postgresql://archbench@db:5432/shop_{component}"
         )
     result = RunDatabases()
@@ -393,10 +399,58 @@ def external_databases(topology: str, url: str) -> RunDatabases:
     return result
 
 
+def check_databases(databases: RunDatabases, connect_timeout: int = 5) -> None:
+    """Connect to each database of an existing server as its component will, before anything starts: the server
+    answers, the database exists, the role logs in with the password it will be given, and it may create the shop's
+    tables (it owns the database, or was granted ``CREATE`` on its schema). :class:`DatabaseUnusable` names the first
+    database that fails and why, in one line."""
+    for component, url in databases.urls.items():
+        try:
+            with psycopg.connect(
+                url, password=databases.passwords.get(component), connect_timeout=connect_timeout, autocommit=True
+            ) as conn:
+                row = conn.execute(
+                    "SELECT current_user, current_schema(), "
+                    "current_schema() IS NOT NULL AND has_schema_privilege(current_schema(), 'CREATE')"
+                ).fetchone()
+        except psycopg.Error as exc:
+            raise DatabaseUnusable(f"{component}'s database {url} cannot be used: {_one_line(exc)}") from None
+        if row is None or not row[2]:
+            user, schema = (row[0], row[1]) if row is not None else ("?", None)
+            raise DatabaseUnusable(
+                f"{component}'s database {url}: role {user} may not create tables in schema {schema or '(none)'}; "
+                "make the role the database's owner (CREATE DATABASE ... OWNER role), see docs/postgres.md"
+            )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+_URL_PASSWORDS: dict[tuple[Path, str], str] = {}
+"""(run directory, component) -> the password that came in the ``--db-url`` of a run deployed by this process, while
+it runs: for :func:`admin_connect` (the audit), since no password is written to the run directory."""
+
+
+@contextlib.contextmanager
+def url_passwords(run_dir: Path, databases: RunDatabases) -> Iterator[None]:
+    """Let :func:`admin_connect` use the passwords of ``databases`` (an existing server's) for ``run_dir`` while the
+    run lasts."""
+    keys = [(run_dir.resolve(), component) for component in databases.passwords]
+    _URL_PASSWORDS.update(zip(keys, databases.passwords.values(), strict=True))
+    try:
+        yield
+    finally:
+        for key in keys:
+            _URL_PASSWORDS.pop(key, None)
+
+
 def admin_connect(run_dir: Path, component: str) -> psycopg.Connection[tuple[Any, ...]]:
     """A connection to ``component``'s database of a run: as the cluster's administrator through the unix socket of
-    archbench's own server, or with the URL and libpq's own password sources (``PGPASSWORD``) on an existing one."""
+    archbench's own server, or with the URL on an existing one, and the password that came in the run's URL (while
+    the run lasts, :func:`url_passwords`) or libpq's own sources (``PGPASSWORD``, ``~/.pgpass``)."""
     record = json.loads((run_dir / DATABASES_FILE).read_text())[component]
     if record.get("admin"):
         return psycopg.connect(**record["admin"], autocommit=True, connect_timeout=5)
-    return psycopg.connect(record["url"], autocommit=True, connect_timeout=5)
+    password = _URL_PASSWORDS.get((run_dir.resolve(), component))
+    return psycopg.connect(record["url"], password=password, autocommit=True, connect_timeout=5)

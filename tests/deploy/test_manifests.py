@@ -1,7 +1,8 @@
 """The deployment files (deploy/), checked offline: no Docker engine and no cluster are needed.
 
 Every Kubernetes object is validated against the Kubernetes JSON schemas bundled by ``kubernetes-validate`` (strict:
-unknown fields are errors), at the oldest and the newest version this suite targets. Then what a schema cannot see:
+unknown fields are errors), at the oldest and the newest version this suite targets, and every compose file against
+the Compose Specification's JSON schema that ``check-jsonschema`` vendors. Then what a schema cannot see:
 probes on the right paths, resources, security context, one replica per SQLite file, every container's environment
 accepted by ``RunConfig.from_env`` with peers that resolve to Services, the admin token from a Secret, one image
 everywhere, and a Dockerfile whose entry point and health check really work against a process started from the
@@ -22,12 +23,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
@@ -356,6 +359,52 @@ def test_compose_environment_is_accepted_and_peers_are_compose_services(topology
             parts = urlsplit(url)
             assert parts.hostname in services
             assert str(parts.port) == str(services[str(parts.hostname)]["environment"]["ARCHBENCH_PORT"])
+
+
+COMPOSE_FILES = sorted((DEPLOY / "compose").glob("*.yaml"))
+
+
+@functools.cache
+def compose_validator() -> jsonschema.Draft202012Validator:
+    """The Compose Specification's JSON schema (compose-spec/compose-spec, ``schema/compose-spec.json``), as the
+    ``check-jsonschema`` package vendors it: the schema ``docker compose`` itself checks a file against, offline."""
+    vendored = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
+    schema = json.loads(vendored.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def compose_errors(document: object) -> list[str]:
+    return [f"/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in compose_validator().iter_errors(document)]
+
+
+def test_every_compose_file_is_checked() -> None:
+    expected = {f"{t}{variant}.yaml" for t in TOPOLOGIES for variant in ("", "-postgres")}
+    assert {path.name for path in COMPOSE_FILES} == expected
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_compose_files_validate_against_the_compose_specification(path: Path) -> None:
+    (document,) = load_all(path)
+    assert compose_errors(document) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        (lambda service: service.update(replica=2), "replica"),  # a misspelled key
+        (lambda service: service.update(environment=["A=1", 2]), "environment"),
+        (lambda service: service.update(healthcheck={"interval": 10, "retries": "often"}), "healthcheck"),
+    ],
+    ids=["unknown-key", "environment-item", "healthcheck-types"],
+)
+def test_the_compose_schema_catches_a_broken_service(change: Callable[[dict[str, Any]], None], what: str) -> None:
+    """What the validation is worth: a service that docker compose would refuse fails it."""
+    document = copy.deepcopy(compose("monolith"))
+    change(document["services"]["monolith"])
+    errors = compose_errors(document)
+    assert errors, f"a broken service ({what}) passed the compose schema"
+    assert all(error.startswith("/services/monolith") for error in errors), errors
 
 
 def test_compose_files_pass_docker_compose_config_when_it_is_installed() -> None:

@@ -15,11 +15,8 @@ import random
 import signal
 import sqlite3
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
@@ -27,7 +24,7 @@ from bench.system.audit import audit, database_paths
 from bench.system.supervisor import Supervisor
 from tests.bench.test_serve import PROCESSES, SMALL_SHOP, STOP_TIMEOUT, is_gone, launched, processes_of_run
 from tests.bench.test_supervisor import port_is_free, read_pids
-from tests.shopfixtures import TEST_SEED, Shop, fresh_deployment, settled
+from tests.shopfixtures import DEFINITIVE, Acknowledged, fresh_deployment, settled, writer
 
 pytestmark = pytest.mark.sockets
 
@@ -44,7 +41,6 @@ FAST = 0.5  # call timeout of the saga's calls: stuck orders are recovered quick
 # a deposit or a registration (the orders service holds the saga log).
 TARGETS = {"monolith": ("monolith",), "microservices": ("orders", "payments", "inventory", "users")}
 WRITERS = 6
-DEFINITIVE = {200, 201, 402, 404, 409, 422}  # an answer; anything else (5xx, no answer) is retried or dropped
 
 
 def integrity(db: Path) -> str:
@@ -67,49 +63,6 @@ def query(db: Path, sql: str) -> list[tuple[object, ...]]:
 def total_deposits(db: Path) -> int:
     ((cents,),) = query(db, "SELECT COALESCE(SUM(amount_cents), 0) FROM deposits")
     return int(str(cents))
-
-
-@dataclass
-class Acknowledged:
-    """What the shop answered with success: each of these writes was committed and must survive any crash."""
-
-    orders: set[int] = field(default_factory=set)
-    users: set[int] = field(default_factory=set)
-    deposit_cents: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-
-
-async def writer(shop: Shop, index: int, stop: asyncio.Event, acked: Acknowledged) -> None:
-    """Checkouts, deposits and registrations in turn until ``stop``; a checkout that got no answer is retried with
-    the same Idempotency-Key (it may have run), the others are simply dropped."""
-    rng = random.Random(index)
-    serial = itertools.count()
-    retry: tuple[str, int, int] | None = None  # key, user, product of a checkout that got no answer
-    while not stop.is_set():
-        n = next(serial)
-        op = ("checkout", "deposit", "register")[n % 3]
-        try:
-            if op == "checkout":
-                fresh = (f"crash-{index}-{n}", rng.randint(1, TEST_SEED.users), rng.randint(1, 10))
-                key, user, product = retry or fresh
-                reply = await shop.checkout(user, [(product, 1)], key)
-                retry = None if reply.status_code in DEFINITIVE else (key, user, product)
-                if reply.status_code in (200, 201):
-                    acked.orders.add(int(reply.json()["id"]))
-            elif op == "deposit":
-                user = rng.randint(1, TEST_SEED.users)
-                reply = await shop.client.post(f"/users/{user}/deposits", json={"amount_cents": 100})
-                if reply.status_code == 201:
-                    acked.deposit_cents += 100
-            else:
-                email = f"w{index}-{n}@crash.example"
-                reply = await shop.client.post("/users", json={"email": email, "name": f"W {index} {n}"})
-                if reply.status_code == 201:
-                    acked.users.add(int(reply.json()["id"]))
-            acked.outcomes[f"{op} {reply.status_code}"] += 1
-        except httpx.TransportError as exc:
-            acked.outcomes[f"{op} {type(exc).__name__}"] += 1
-            await asyncio.sleep(0.02)  # the process is down: do not spin
 
 
 def kill_and_restart(supervisor: Supervisor, target: str, dbs: list[Path], delay: float) -> list[str]:
@@ -159,6 +112,8 @@ async def test_sqlite_survives_sigkill_during_writes(topology: str, tmp_path: Pa
     users = {int(str(i)) for (i,) in query(paths["users"], "SELECT id FROM users")}
     assert acked.users <= users
     assert total_deposits(paths["payments"]) >= deposits_before + acked.deposit_cents
+    keyed = query(paths["payments"], "SELECT user_id, idempotency_key FROM deposits WHERE idempotency_key IS NOT NULL")
+    assert acked.deposits <= {(int(str(user)), str(key)) for user, key in keyed}
 
 
 def test_sigkill_of_archbench_serve_leaves_no_process(tmp_path: Path) -> None:
