@@ -12,7 +12,10 @@ endpoints, which only accept callers with a service credential, keep following t
 Every process records a *server* span for each sampled request it handles and a *client* span for each internal call
 it makes while handling it; the client span's id is the parent id the callee receives. Comparing a client span with
 the callee's server span gives the time between the processes (serialization, transport, queueing); a server span
-minus its client spans gives the time spent inside the process.
+minus its client spans gives the time spent inside the process. A server span also says how much of its time went to
+the database (``db_us``): while a sampled request is handled, the engines add the time of its database calls to a
+clock of the request's own (:data:`shop.connection.DATABASE_TIME`, set here), so unsampled requests pay one lookup per
+database call.
 
 Spans are appended as JSON lines to the file given to :func:`configure` (one per process in the run directory), and
 kept in memory (bounded) for in-process use. Writing never blocks the event loop: a span is encoded into a bounded
@@ -35,6 +38,7 @@ from typing import IO
 import msgspec
 
 from plumbing.auth import CREDENTIAL_HEADER, AuthConfig
+from shop.connection import DATABASE_TIME, DatabaseClock
 
 FLUSH_EVERY = 0.1  # seconds between the writer thread's batches
 MAX_BUFFERED = 10_000  # span lines waiting for the writer; beyond, spans are dropped (and counted)
@@ -53,6 +57,9 @@ class Span(msgspec.Struct):
     bytes_in: int
     bytes_out: int
     status: int
+    # Of a server span's duration, the time in database calls (statements, fetches, commits, the wait for the write
+    # lock); 0 for a client span. A default, so span files written without it still decode.
+    db_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,15 @@ class Context:
     span_id: str
     parent_id: str | None
     app: str
+    database: DatabaseClock  # the server span's time in the database so far
+
+
+@dataclass(frozen=True, slots=True)
+class Began:
+    """A server span begun by :func:`begin`, for :func:`end`: the tokens that restore the caller's trace and clock."""
+
+    trace: Token[Context | None]
+    database: Token[DatabaseClock | None]
 
 
 _current: ContextVar[Context | None] = ContextVar("trace", default=None)
@@ -169,21 +185,24 @@ def parse(header: str | None) -> tuple[str, str] | None:
     return trace_id, parent_id
 
 
-def begin(header: str | None, app: str, trusted: bool = True) -> Token[Context | None] | None:
-    """Start a server span if the request is sampled and ``trusted`` to ask for it; returns a token for :func:`end`,
-    or None (an untrusted traceparent is ignored: the request is handled as a fresh, unsampled trace)."""
+def begin(header: str | None, app: str, trusted: bool = True) -> Began | None:
+    """Start a server span if the request is sampled and ``trusted`` to ask for it, and its database clock; returns
+    what :func:`end` needs, or None (an untrusted traceparent is ignored: the request is handled as a fresh, unsampled
+    trace)."""
     if not trusted:
         return None
     parsed = parse(header)
     if parsed is None:
         return None
-    return _current.set(Context(parsed[0], new_id(), parsed[1], app))
+    clock = DatabaseClock()
+    return Began(_current.set(Context(parsed[0], new_id(), parsed[1], app, clock)), DATABASE_TIME.set(clock))
 
 
-def end(token: Token[Context | None], name: str, elapsed: float, bytes_in: int, bytes_out: int, status: int) -> None:
-    """Record the server span begun with ``token``, which lasted ``elapsed`` seconds until now."""
+def end(began: Began, name: str, elapsed: float, bytes_in: int, bytes_out: int, status: int) -> None:
+    """Record the server span begun as ``began``, which lasted ``elapsed`` seconds until now."""
     ctx = _current.get()
-    _current.reset(token)
+    _current.reset(began.trace)
+    DATABASE_TIME.reset(began.database)
     if ctx is not None:
         start_us = int((time.time() - elapsed) * 1e6)
         span = Span(
@@ -198,6 +217,7 @@ def end(token: Token[Context | None], name: str, elapsed: float, bytes_in: int, 
             bytes_in,
             bytes_out,
             status,
+            db_us=int(ctx.database.seconds * 1e6),
         )
         RECORDER.record(span)
 

@@ -1,4 +1,5 @@
-"""What the domain needs of a database connection, on either engine: the protocols and the default lock wait.
+"""What the domain needs of a database connection, on either engine: the protocols, the default lock wait, and the
+clock of the time a traced request spends in the database.
 
 A leaf module: the engines (:mod:`shop.db` for SQLite and the unit of work, :mod:`shop.postgres`) and the domain import
 it, and it imports neither.
@@ -6,8 +7,13 @@ it, and it imports neither.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
+from time import perf_counter
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 LOCK_WAIT = 1.0
 """Default seconds a unit of work waits for the write lock before it answers Unavailable: under the default call
@@ -53,3 +59,47 @@ class Connection(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class DatabaseClock:
+    """Seconds spent in database calls while one traced request is handled: statements, fetches, commits, and the
+    unit of work's wait for the write lock."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+DATABASE_TIME: ContextVar[DatabaseClock | None] = ContextVar("database_time", default=None)
+"""The clock of the traced request being handled, or None. Set by the tracing middleware (``plumbing.tracing.begin``)
+only for a sampled request, so an untraced database call pays one lookup of this variable and nothing more."""
+
+
+def timed(clock: DatabaseClock, call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``call(*args, **kwargs)``, its duration added to ``clock`` (even when it raises)."""
+    started = perf_counter()
+    try:
+        return call(*args, **kwargs)
+    finally:
+        clock.seconds += perf_counter() - started
+
+
+class TimedCursor:
+    """A cursor whose fetches count on ``clock``: what a statement returns while a traced request is handled."""
+
+    __slots__ = ("_clock", "_cursor")
+
+    def __init__(self, cursor: Cursor, clock: DatabaseClock) -> None:
+        self._cursor = cursor
+        self._clock = clock
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return timed(self._clock, self._cursor.fetchone)
+
+    def fetchall(self) -> list[Any]:
+        return timed(self._clock, self._cursor.fetchall)

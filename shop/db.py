@@ -21,6 +21,10 @@ Reads take no lock (WAL; MVCC), so they keep answering meanwhile. Writers of one
 engines, so the domain's read-then-write steps behave the same on both. A "database is locked" error from SQLite, and
 a serialization failure, deadlock, lock or statement timeout or lost connection from PostgreSQL, become
 ``Unavailable`` here, at the boundary, and nowhere else.
+
+While a traced request is handled, both engines add the time of its statements, fetches and commits, and the unit of
+work its wait for the write lock, to the request's clock (:data:`shop.connection.DATABASE_TIME`): the database's share
+of the per-hop breakdown.
 """
 
 from __future__ import annotations
@@ -28,14 +32,15 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from time import perf_counter
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import psycopg
 
-from shop.connection import LOCK_WAIT, Connection
+from shop.connection import DATABASE_TIME, LOCK_WAIT, Connection, DatabaseClock, timed
 from shop.errors import Unavailable
 
 MAX_ID = 2**63 - 1
@@ -52,12 +57,45 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error, Un
 """Whatever a database operation may fail with, on either engine."""
 
 
+class _TimedCursor(sqlite3.Cursor):
+    """A cursor whose fetches (SQLite steps through the rows there) count on the traced request's clock."""
+
+    clock: DatabaseClock
+
+    def fetchone(self) -> Any:
+        return timed(self.clock, super().fetchone)
+
+    def fetchall(self) -> list[Any]:
+        return timed(self.clock, super().fetchall)
+
+
+_execute = sqlite3.Connection.execute
+_executemany = sqlite3.Connection.executemany
+
+
 class SQLiteConnection(sqlite3.Connection):
-    """A SQLite connection in WAL mode, with transactions managed explicitly by :class:`UnitOfWork`."""
+    """A SQLite connection in WAL mode, with transactions managed explicitly by :class:`UnitOfWork`.
+
+    While a traced request is handled (:data:`shop.connection.DATABASE_TIME` is set), its statements and their fetches
+    count on the request's clock; otherwise a statement costs one look-up more than sqlite3's own."""
 
     engine = "sqlite"
     catalog_size: int | None = None
     lock_wait: float = LOCK_WAIT
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        clock = DATABASE_TIME.get()
+        if clock is None:
+            return _execute(self, sql, parameters)
+        cursor = self.cursor(_TimedCursor)
+        cursor.clock = clock
+        return timed(clock, cursor.execute, sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        clock = DATABASE_TIME.get()
+        if clock is None:
+            return _executemany(self, sql, parameters)
+        return timed(clock, _executemany, self, sql, parameters)
 
     def try_begin(self) -> Exception | None:
         # IMMEDIATE takes the write lock at once, so two processes sharing a file never deadlock on lock upgrade.
@@ -176,7 +214,11 @@ class UnitOfWork:
             if left <= 0:
                 raise unavailable(refused) from refused
             # Full jitter: writers of several processes waiting for one lock do not retry in step.
+            slept = perf_counter()
             await asyncio.sleep(min(left, random.uniform(0, backoff)))
+            clock = DATABASE_TIME.get()
+            if clock is not None:  # the wait for the lock is time in the database (the attempts count on their own)
+                clock.seconds += perf_counter() - slept
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def commit(self) -> None:

@@ -20,6 +20,9 @@ What differs from SQLite, and how it is bridged:
 
 One connection per process: the domain runs each unit of work synchronously on the event loop, so a process never
 has two statements in flight, and a pool would only hold idle connections (docs/postgres.md).
+
+While a traced request is handled, each call (a round trip, a reconnection, the rows' decoding on a fetch) counts on
+the request's clock (:data:`shop.connection.DATABASE_TIME`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from shop.connection import LOCK_WAIT, Cursor
+from shop.connection import DATABASE_TIME, LOCK_WAIT, Cursor, TimedCursor, timed
 from shop.errors import Unavailable
 
 WRITE_LOCK = 0x41524348  # the advisory lock key of "the database's write lock" (advisory keys are per database)
@@ -116,6 +119,24 @@ class PostgresConnection:
     # ---- statements -------------------------------------------------------------------------------------------
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        clock = DATABASE_TIME.get()
+        if clock is None:
+            return self._execute(sql, parameters)
+        return TimedCursor(timed(clock, self._execute, sql, parameters), clock)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        clock = DATABASE_TIME.get()
+        if clock is None:
+            return self._executemany(sql, parameters)
+        return timed(clock, self._executemany, sql, parameters)
+
+    def try_begin(self) -> Exception | None:
+        clock = DATABASE_TIME.get()
+        if clock is None:
+            return self._try_begin()
+        return timed(clock, self._try_begin)
+
+    def _execute(self, sql: str, parameters: Sequence[Any]) -> Cursor:
         if sql == "BEGIN":  # after COMMIT inside a unit of work: begin when (and if) the block goes on
             self._relock = True
             return _NoRows()
@@ -124,7 +145,7 @@ class PostgresConnection:
             return _NoRows()
         if self._relock:
             self._relock = False
-            refused = self.try_begin()
+            refused = self._try_begin()
             if refused is not None:
                 raise Unavailable(f"the database is busy with another writer, retry later ({refused})") from refused
         conn = self._connection()
@@ -133,10 +154,10 @@ class PostgresConnection:
         except psycopg.OperationalError as exc:
             raise self._failed(exc) from exc
 
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+    def _executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Cursor:
         if self._relock:
             self._relock = False
-            refused = self.try_begin()
+            refused = self._try_begin()
             if refused is not None:
                 raise Unavailable(f"the database is busy with another writer, retry later ({refused})") from refused
         cursor = self._connection().cursor()
@@ -146,7 +167,7 @@ class PostgresConnection:
             raise self._failed(exc) from exc
         return cursor
 
-    def try_begin(self) -> Exception | None:
+    def _try_begin(self) -> Exception | None:
         conn = self._connection()
         try:
             cursor = conn.execute(f"BEGIN; SELECT pg_try_advisory_xact_lock({WRITE_LOCK})")

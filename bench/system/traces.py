@@ -6,6 +6,8 @@ for what a span is. For each traced request (one trace) this yields:
 * ``internal_calls``: client spans (calls between components);
 * ``wire_bytes``: request and reply bodies of those calls;
 * time in each component: its server spans minus the time it spent waiting on its own calls;
+* of that, time in the database: what its server spans spent in database calls (``db_us``: statements, fetches,
+  commits and the wait for the write lock); 0 for a component that keeps no data (the gateway);
 * time between components: for each call, the caller's wait minus the callee's server span (serialization,
   transport, queueing at both ends).
 """
@@ -54,8 +56,9 @@ def breakdown(trace: list[Span]) -> tuple[dict[str, float], list[dict[str, objec
     """Summary figures and the hop list of one trace (all its spans).
 
     Returns ``(summary, hops)``: the summary has ``entry_us`` (root server span), ``internal_calls``,
-    ``wire_bytes``, ``between_us`` (sum over calls) and ``in_<component>_us``; each hop is one call with caller,
-    callee, name, start offset, caller wait and callee time, for the waterfall.
+    ``wire_bytes``, ``between_us`` (sum over calls), ``in_<component>_us`` and, part of it, ``db_<component>_us``;
+    each hop is one call with caller, callee, name, start offset, caller wait, callee time and the callee's time in
+    the database, for the waterfall.
     """
     server = [s for s in trace if s.kind == "server"]
     client = [s for s in trace if s.kind == "client"]
@@ -75,6 +78,8 @@ def breakdown(trace: list[Span]) -> tuple[dict[str, float], list[dict[str, objec
         waited = _union_us([(c.start_us, c.start_us + c.duration_us) for c in client if c.parent_id == span.span_id])
         key = f"in_{span.app}_us"
         summary[key] = summary.get(key, 0.0) + float(span.duration_us - waited)
+        db_key = f"db_{span.app}_us"
+        summary[db_key] = summary.get(db_key, 0.0) + float(span.db_us)
     hops: list[dict[str, object]] = []
     for call in sorted(client, key=lambda c: c.start_us):
         callee = callee_of.get(call.span_id)
@@ -89,6 +94,7 @@ def breakdown(trace: list[Span]) -> tuple[dict[str, float], list[dict[str, objec
                 "offset_us": float(call.start_us - root.start_us),
                 "wait_us": float(call.duration_us),
                 "callee_us": callee_us,
+                "callee_db_us": float(callee.db_us) if callee is not None else float("nan"),
                 "bytes": call.bytes_in + call.bytes_out,
             }
         )
