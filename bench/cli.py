@@ -157,14 +157,14 @@ def build_parser() -> Parser:
         description="Start the topologies on the same pinned CPUs, run the experiments with the open-loop generator "
         "on the other CPUs, stop everything, and write tidy results (Parquet + meta.json). --quick measures the "
         "network and failure experiments in about a minute and a half on 2 cores; the default run every default "
-        "experiment in about seventeen (the soak, opt-in, ten more per topology).",
+        "experiment in about nine (the soak, opt-in, ten more per topology).",
         epilog=TARGET_HELP,
         formatter_class=Formatter,
     )
     run.add_argument(
         "--quick",
         action="store_true",
-        help="network and failure, short phases and fewer rounds (2.5 minutes on 2 cores)",
+        help="network and failure, short phases and fewer rounds (about 90 s on 2 cores)",
     )
     run.add_argument(
         "--topologies",

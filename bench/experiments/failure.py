@@ -100,8 +100,8 @@ class FailureParams:
 QUICK_FAILURE = FailureParams(
     rate=200.0,
     before=0.6,
-    window=1.2,
-    after=1.0,
+    window=1.0,
+    after=0.8,
     warmup=0.3,
     call_timeout=0.5,
     # One profile in the quick run (``--profiles naive,resilient`` compares both): the resilient one, which a team

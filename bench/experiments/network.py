@@ -75,9 +75,9 @@ class NetworkParams:
     """
 
     low_rate: float = 200.0
-    low_duration: float = 2.5
+    low_duration: float = 2.0
     warmup: float = 0.5
-    rounds: int = 6
+    rounds: int = 9
     traced_per_op: int = 30
     start_rate: float = 250.0
     within: float = 0.10
@@ -121,9 +121,9 @@ class NetworkParams:
 
 QUICK = NetworkParams(
     low_rate=200.0,
-    low_duration=1.2,
+    low_duration=1.0,
     warmup=0.3,
-    rounds=3,
+    rounds=4,
     traced_per_op=3,
     start_rate=800.0,
     max_probes=7,

@@ -30,7 +30,7 @@ class SecurityParams:
 
     # The same load as the network experiment's low phase, so that its auth-on measurement can be reused.
     rate: float = 200.0
-    duration: float = 2.5
+    duration: float = 2.0
     warmup: float = 0.5
     mix: str = "default"
 
@@ -42,7 +42,7 @@ class SecurityParams:
         return {"target_rate": self.rate, "duration": self.duration, "warmup": self.warmup, "mix": self.mix}
 
 
-QUICK_SECURITY = SecurityParams(rate=200.0, duration=1.2, warmup=0.3)
+QUICK_SECURITY = SecurityParams(rate=200.0, duration=1.0, warmup=0.3)
 
 
 def same_load(security: SecurityParams, low: Mapping[str, Any]) -> bool:

@@ -25,6 +25,7 @@ from bench.load.loadgen import (
     ERROR_CLASSES,
     LoadResult,
     LoadSpec,
+    PreciseTimer,
     Request,
     encode_request,
     pool_size,
@@ -475,3 +476,23 @@ def test_a_request_lost_on_a_reused_connection_is_marked_unanswered(server: Call
     fresh = run_load_sync(server("close"), _fixed(), spec).to_frame()
     assert (fresh["error"].astype(str) == "reset").all()
     assert not fresh["unanswered"].any()  # each failed on a connection that had served nothing
+
+
+@pytest.mark.sockets
+async def test_after_a_long_idle_the_generator_wakes_early_and_never_sends_early(
+    server: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    armed: list[float] = []
+    arm = PreciseTimer.arm
+
+    def recording(timer: PreciseTimer, when: float) -> None:
+        armed.append(when)
+        arm(timer, when)
+
+    monkeypatch.setattr(PreciseTimer, "arm", recording)
+    result = await run_load(server("ok"), _Fixed(), LoadSpec(rate=50, duration=0.3, warmup=0.0, arrival="constant"))
+    intended, dispatched = result.records["intended"], result.records["dispatched"]
+    woken = {round(when - result.t0, 6) for when in armed}
+    # Requests are 20 ms apart: the timer is armed 0.2 ms before each one after the first, then the loop polls.
+    assert all(round(due - 200e-6, 6) in woken for due in intended[1:])
+    assert (dispatched >= intended).all()  # polling until due: never sent ahead of its time
