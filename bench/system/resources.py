@@ -57,18 +57,49 @@ def _kernel_peak_rss(pid: int) -> int | None:
     return None
 
 
-class _Track:
-    """The observations of one process. Touched by the sampler thread only while it runs."""
+def _children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, from one pass over the process table."""
+    children: dict[int, list[int]] = {}
+    for process in psutil.process_iter(["ppid"]):
+        children.setdefault(process.info["ppid"], []).append(process.pid)
+    return children
 
-    def __init__(self, pid: int) -> None:
+
+def _descendants_cpu(pid: int, children: Mapping[int, list[int]]) -> float:
+    """CPU-seconds of the live descendants of ``pid`` (children, their children, ...), each counted by itself.
+
+    A server that forks a process per connection (PostgreSQL's backends) does its work in them; the reaped ones are
+    in its own ``children_*`` times already.
+    """
+    total, stack = 0.0, list(children.get(pid, ()))
+    while stack:
+        child = stack.pop()
+        stack.extend(children.get(child, ()))
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            times = psutil.Process(child).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+class _Track:
+    """The observations of one process and its descendants. Touched by the sampler thread only while it runs.
+
+    CPU counts the whole tree (the process, its reaped children, its live descendants), read at the start and the end
+    of the window; RSS is the process's own (a forked server's children share its memory, and their RSS would count
+    the shared pages once per child).
+    """
+
+    def __init__(self, pid: int, children: Mapping[int, list[int]]) -> None:
         self.exited = False
         self.cpu_start = self.cpu_last = 0.0
+        self.descendants_start = self.descendants_end = 0.0
         self.peak_rss = 0
         self.hwm_reset = False
         try:
             self.process: psutil.Process | None = psutil.Process(pid)
             self.hwm_reset = _reset_peak_rss(pid)
             self.cpu_start = self.cpu_last = _cpu_seconds(self.process)
+            self.descendants_start = _descendants_cpu(pid, children)
         except psutil.NoSuchProcess:
             self.process, self.exited = None, True
         self.sample()
@@ -93,11 +124,16 @@ class _Track:
         peak = _kernel_peak_rss(self.process.pid) if self.hwm_reset else None
         return peak if peak is not None else int(self.process.memory_info().rss)
 
-    def finish(self) -> Usage:
+    def finish(self, children: Mapping[int, list[int]]) -> Usage:
         self.sample()
         if self.process is not None and not self.exited and not self.process.is_running():  # pid reused
             self.exited = True
-        return Usage(max(0.0, self.cpu_last - self.cpu_start), self.peak_rss, self.exited)
+        if self.process is not None and not self.exited:
+            self.descendants_end = _descendants_cpu(self.process.pid, children)
+        else:  # its descendants are gone with it, or no longer its own
+            self.descendants_end = self.descendants_start
+        used = self.cpu_last - self.cpu_start + self.descendants_end - self.descendants_start
+        return Usage(max(0.0, used), self.peak_rss, self.exited)
 
 
 class ResourceMeter:
@@ -118,7 +154,8 @@ class ResourceMeter:
         """Snapshot CPU counters, reset peak RSS marks and start the RSS sampler."""
         if self._thread is not None:
             raise RuntimeError("ResourceMeter already started")
-        self._tracks = {name: _Track(pid) for name, pid in self._pids.items()}
+        children = _children_by_parent()
+        self._tracks = {name: _Track(pid, children) for name, pid in self._pids.items()}
         self._stopping.clear()
         self._thread = threading.Thread(target=self._sample_until_stopped, name="archbench-meter", daemon=True)
         self._thread.start()
@@ -130,7 +167,8 @@ class ResourceMeter:
         self._stopping.set()
         self._thread.join()
         self._thread = None
-        return {name: track.finish() for name, track in self._tracks.items()}
+        children = _children_by_parent()
+        return {name: track.finish(children) for name, track in self._tracks.items()}
 
     def _sample_until_stopped(self) -> None:
         while not self._stopping.wait(self._interval):

@@ -67,6 +67,39 @@ def test_cpu_of_a_busy_child(spawn: Spawn) -> None:
     assert not usage["busy"].exited
 
 
+# A server that works in a forked child, as PostgreSQL's postmaster does in a backend per connection: the parent
+# sleeps; on each line, its long-lived child burns CPU until the line's count of seconds has passed.
+FORKING_SERVER = """
+import os, sys, time
+read, write = os.pipe()
+if os.fork() == 0:
+    os.close(write)
+    while data := os.read(read, 64):  # until the parent is gone
+        seconds = float(data)
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+        print("done", flush=True)
+    os._exit(0)
+for line in sys.stdin:
+    os.write(write, line.strip().encode())
+"""
+
+
+def test_cpu_of_a_server_counts_the_children_it_forked(spawn: Spawn) -> None:
+    server = spawn(FORKING_SERVER)
+    assert server.stdin is not None
+    assert server.stdout is not None
+    meter = ResourceMeter({"server": server.pid}, interval=0.05)
+    meter.start()
+    server.stdin.write("0.3\n")
+    server.stdin.flush()
+    assert server.stdout.readline().strip() == "done"
+    usage = meter.stop()
+    # The child's 0.3 s of CPU, all inside the window (the parent itself only read a line and wrote to a pipe).
+    assert 0.25 <= usage["server"].cpu_seconds <= 0.6
+
+
 def test_peak_rss_catches_an_allocation_freed_inside_the_window(spawn: Spawn) -> None:
     child = spawn(ALLOCATE_AND_FREE)
     meter = ResourceMeter({"alloc": child.pid}, interval=0.05)
