@@ -16,9 +16,10 @@ if TYPE_CHECKING:
     from bench.report.context import Context
 
 #: How a span looks: "" plain text, "topology" (a coloured dot, then the name), "b", "i", "code", "nw" (no wrap),
-#: "nm" (not measured, in grey), "bad" (bold red), "desc" and "why" (a block of small text), "flag" (an invalid run,
-#: linking to its row when ``href`` is set), "alarm" (an anomaly of the audit, loud on purpose).
-KINDS: Final = ("", "topology", "b", "i", "code", "nw", "nm", "bad", "desc", "why", "flag", "alarm")
+#: "nm" (not measured, in grey), "bad" (bold red), "desc" and "why" (a block of small text), "sub" (small grey text
+#: in the line: an interval, a basis), "flag" (an invalid run, linking to its row when ``href`` is set), "alarm" (an
+#: anomaly of the audit, loud on purpose).
+KINDS: Final = ("", "topology", "b", "i", "code", "nw", "nm", "bad", "desc", "why", "sub", "flag", "alarm")
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,9 @@ class Cell:
     ratio: str = ""
     #: Whether the figure's interval, or its ratio's, is wider than ±10% of it.
     wide: bool = False
+    #: What the figure is, when it is an aggregate of several runs ("median of 3 rounds, 75% interval", "largest of
+    #: 3 rounds"); empty for a single run's figure or a count.
+    basis: str = ""
 
 
 Fill = Callable[["Context"], dict[str, Cell]]
