@@ -155,11 +155,22 @@ Fill = Callable[["Context"], dict[str, Cell]]
 
 
 @dataclass(frozen=True)
+class Link:
+    """A link to another part of the page: the ``anchor`` (an element's id) and the link's ``text``; the page has
+    that part only when the run made the tables ``needs``."""
+
+    anchor: str
+    text: str
+    needs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Metric:
     """One row of the verdict: which aspect it informs, what it measures, the tables it reads, and the command that
     produces them. ``fill`` is None while no code renders those tables yet. ``ratio``: whether the ratio to the
     monolith means something (it does not for a count that must be 0). ``rank`` orders the rows of one aspect that
-    come from different sections (equal ranks keep the order of the sections)."""
+    come from different sections (equal ranks keep the order of the sections). ``details``: a link to the part of the
+    page that shows how the figures were reached."""
 
     aspect: str
     name: str
@@ -169,6 +180,7 @@ class Metric:
     headline: bool = False
     ratio: bool = True
     rank: int = 0
+    details: Link | None = None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """A network run measured in rounds: every part of the report shows a per-topology figure as the verdict does (the
-median over rounds with its interval, or the largest peak RSS of the low-load rounds) and says what it is."""
+median over rounds with its interval, or the largest peak RSS of the low-load rounds) and says what it is; the knee
+is shown round by round."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from bench.report import render_report
 from bench.report.context import Context
 from bench.report.view import Content, Row, Table, plain
-from tests.report.rounds_tables import write_rounds
+from tests.report.rounds_tables import SLO, write_rounds
 from tests.report.views import cells, context, texts, verdict, view
 
 CPU_ROW = "CPU per successful request, all processes, at low load"
@@ -113,6 +114,55 @@ def test_memory_is_the_largest_peak_of_the_low_load_rounds(ctx: Context) -> None
     assert [s.href for s in colocated.cells[-1]] == ["step-colocated-low-1"]
 
 
+def test_the_knee_round_by_round(ctx: Context) -> None:
+    load = view(ctx, "load")
+    knee = load.knee
+    assert knee is not None
+    assert load.rounds == 3
+    monolith = knee.row("knee-monolith")
+    index = knee.rows.index(monolith)
+    search, first, second, median = knee.rows[index : index + 4]
+    # Round 0: the search's bracket, its highest passing and lowest failing rate, with their p99.
+    assert [search.text(i) for i in range(1, 7)] == [
+        "search: highest pass, lowest fail",
+        "4,900",
+        "30",
+        "5,400",
+        "90",
+        "5,100",
+    ]
+    assert [s.kind for s in search.cells[3]] == [""]  # within the SLO
+    assert [s.kind for s in search.cells[5]] == ["bad"]  # over it
+    assert first.text(1) == "re-check 1"
+    assert first.text(6) == "at most 4,800"  # its lower probe failed already
+    assert second.text(6) == "5,300"
+    assert second.css == "invalid"  # its upper probe is an invalid run, flagged and linked
+    assert [s.href for s in second.cells[5] if s.kind == "flag"] == ["step-monolith-knee-10"]
+    # The median row is the verdict's figure.
+    assert median.css == "sum"
+    assert median.text(1) == "median"
+    assert median.text(6) == "5,100 (4,800–5,300) median of 3 rounds, 75% interval"
+    assert texts(verdict(ctx).row("sustainable throughput"))["monolith"] == "5,100 req/s (4,800–5,300)"
+    both_passed = [r.text(6) for r in knee.rows if r.text(6).startswith("at least")]
+    assert both_passed == ["at least 2,500"]  # colocated's round 2
+    microservices = knee.row("knee-microservices")
+    assert [s.href for s in microservices.cells[5] if s.kind == "flag"] == ["step-microservices-sweep-6"]
+    said = {s.topology: s for s in load.sustained}
+    assert said["monolith"].text == "5,100 req/s (4,800–5,300)"
+    assert said["monolith"].bounds == "in 1 of 3 rounds the lower probe failed already: at most its rate"
+    assert said["colocated"].bounds == "in 1 of 3 rounds both probes passed: at least the upper rate"
+    assert said["microservices"].bounds == ""
+
+
+def test_the_verdict_links_the_knee(ctx: Context, golden: Path) -> None:
+    details = verdict(ctx).row("sustainable throughput").details
+    assert details is not None
+    assert details.anchor == "knee"
+    # An older run has no knee table, and no link to one.
+    assert verdict(context(golden)).row("sustainable throughput").details is None
+    assert view(context(golden), "load").knee is None
+
+
 def test_the_spectrum_is_the_median_over_rounds(ctx: Context) -> None:
     spectrum = view(ctx, "spectrum")
     assert spectrum.rounds == 3
@@ -146,7 +196,9 @@ def test_the_page_renders_and_its_links_have_targets(results: Path, tmp_path: Pa
     page = render_report(results, tmp_path / "report.html").read_text(encoding="utf-8")
     ids = set(re.findall(r'\sid="([^"]+)"', page))
     assert {ref[1:] for ref in re.findall(r'href="(#[^"]*)"', page)} <= ids
-    assert "median over the rounds" in page
+    assert 'href="#knee"' in page
+    assert "The knee, round by round" in page
+    assert f"p99 ≤ {SLO * 1e3:g} ms" in page
 
 
 def test_an_older_run_reads_its_single_runs(golden: Path) -> None:

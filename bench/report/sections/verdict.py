@@ -16,7 +16,7 @@ from typing import Final
 from bench.report.context import Context
 from bench.report.format import ratio_text
 from bench.report.rounds import common_basis
-from bench.report.view import Cell, Metric
+from bench.report.view import Cell, Link, Metric
 
 #: The classic comparison's claim per aspect, in its order: what the measured rows test.
 ASPECTS: Final[dict[str, str]] = {
@@ -50,7 +50,7 @@ class Row:
     """One metric: ``figures`` per topology (None: this topology has no figure) when it was measured, else
     ``missing`` says why not (and ``command`` how to measure it). ``aspect_rows``: on the first row of an aspect,
     how many rows the aspect has (0 on the others). ``basis``: what most of its figures are ("median of 3 rounds,
-    75% interval"; "" for single runs and counts)."""
+    75% interval"; "" for single runs and counts); ``details``: a link to how the figures were reached."""
 
     aspect: str
     claim: str
@@ -61,6 +61,7 @@ class Row:
     command: str = ""
     tables: tuple[str, ...] = ()
     basis: str = ""
+    details: Link | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ def build(ctx: Context, metrics: Sequence[Metric]) -> Verdict:
                 metric.command,
                 metric.tables,
                 basis,
+                metric.details if figures is not None and metric.details and ctx.has(*metric.details.needs) else None,
             )
         )
     wide = any(f is not None and f.cell.wide for row in rows if row.figures for f in row.figures.values())
