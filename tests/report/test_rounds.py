@@ -192,6 +192,15 @@ def test_a_p99_no_round_resolves_is_not_shown(ctx: Context) -> None:
         assert figure.ratio == ""  # not even "baseline"
 
 
+def test_the_validity_table_gives_each_run_its_round(ctx: Context) -> None:
+    validity = view(ctx, "method").validity
+    assert validity is not None
+    column = validity.column("round")
+    assert validity.row("step-monolith-knee-8").text(column) == "1"
+    assert validity.row("step-monolith-traced-0").text(column) == "—"
+    assert view(ctx, "method").lag_per_figure
+
+
 def test_the_page_renders_and_its_links_have_targets(results: Path, tmp_path: Path) -> None:
     page = render_report(results, tmp_path / "report.html").read_text(encoding="utf-8")
     ids = set(re.findall(r'\sid="([^"]+)"', page))
@@ -209,5 +218,6 @@ def test_an_older_run_reads_its_single_runs(golden: Path) -> None:
     assert view(ctx, "decomposition").rounds == 0
     row = verdict(ctx).row("memory: peak RSS of all processes")
     assert row.basis == "the step with the highest total"
+    assert "round" not in [plain(h) for h in view(ctx, "method").validity.header]
     steps = pd.read_parquet(golden / "steps.parquet")
     assert "round" not in steps
