@@ -182,6 +182,21 @@ def test_the_spectrum_is_the_median_over_rounds(ctx: Context) -> None:
     assert [s.href for s in colocated[0].cells[-1]] == ["step-colocated-low-1"]
 
 
+def test_searches_without_a_common_rate_say_so(tmp_path: Path) -> None:
+    # Each topology's search started at its own rate: no rate is common to all, so no CPU at a common rate.
+    results = write_rounds(tmp_path / "results")
+    steps = pd.read_parquet(results / "steps.parquet")
+    theirs = (steps["topology"] == "microservices") & steps["target_rate"].isin([800.0, 1600.0])
+    steps.loc[theirs, "target_rate"] = steps.loc[theirs, "target_rate"] - 100.0
+    steps.to_parquet(results / "steps.parquet", index=False)
+    ctx = context(results)
+    row = verdict(ctx).row("CPU per successful request at the highest rate every topology ran")
+    assert set(texts(row).values()) == {"no rate that every topology's search ran"}
+    assert view(ctx, "resources").common == ""
+    names = [r.text(0) for r in view(ctx, "decomposition").table.rows]
+    assert names == ["checkout p50 at low load (ms)", "CPU per request at low load (µs)"]
+
+
 def test_a_p99_no_round_resolves_is_not_shown(ctx: Context) -> None:
     row = verdict(ctx).row("checkout p99 at low load")
     assert row.figures is not None

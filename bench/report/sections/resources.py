@@ -41,10 +41,14 @@ def cpu_low(ctx: Context) -> dict[str, Cell]:
 
 
 def cpu_common(ctx: Context) -> dict[str, Cell]:
-    """CPU per successful request (µs) at the highest rate every topology's sweep or knee search ran: one run each."""
+    """CPU per successful request (µs) at the highest rate every topology's sweep or knee search ran: one run each.
+    Knee searches that start at each topology's own rate may share none: each topology's cell says so."""
     rate = ctx.common_rate()
     out: dict[str, Cell] = {}
     if rate is None:
+        if rounds.measured_in_rounds(ctx):
+            searched = [t for t in ctx.topologies if len(ctx.sweep(t))]
+            out = {t: Cell(None, "no rate that every topology's search ran") for t in searched}
         return out
     basis = ONE_PROBE if rounds.measured_in_rounds(ctx) else ""
     for topology in ctx.topologies:
