@@ -88,14 +88,12 @@ def rate_text(rate: float) -> str:
 
 @dataclass(frozen=True)
 class Spectrum:
-    """The spectrum chart and its table; ``basis``: what each figure is ("median of 3 rounds, 75% interval"; empty
-    for an older run's one low-load run), over ``rounds`` low-load rounds (0: an older run)."""
+    """The spectrum chart and its table, over ``rounds`` low-load rounds (0: an older run's one low-load run)."""
 
     chart: Figure
     table: Table
     rate: str
     arrival: str
-    basis: str = ""
     rounds: int = 0
 
 
@@ -111,22 +109,21 @@ def spectrum(ctx: Context) -> Spectrum:
     rate, arrival = ctx.network.low_rate, ctx.network.arrival
     header = ["topology", "operations", "requests", *(f"{n} ms" for n, _ in charts.SPECTRUM), "max ms", "valid"]
     if rounds.measured_in_rounds(ctx):
-        panels, rows, basis = spectrum_over_rounds(ctx)
+        panels, rows = spectrum_over_rounds(ctx)
         header[2:3] = ["rounds", "requests a round"]
     else:
-        panels, rows, basis = single_spectrum(ctx)
+        panels, rows = single_spectrum(ctx)
     svg = charts.svg_of(charts.spectrum_chart(panels), "spectrum", "latency percentile spectrum per topology")
     return Spectrum(
         Figure(svg, "spectrum"),
         table(header, rows, left=2),
         num(float(rate) if isinstance(rate, float | int) else None),
         arrival if isinstance(arrival, str) else "?",
-        basis,
         rounds.low_rounds(ctx) if rounds.measured_in_rounds(ctx) else 0,
     )
 
 
-SpectrumParts = tuple[list[tuple[str, list[charts.Spectrum]]], list[Row], str]
+SpectrumParts = tuple[list[tuple[str, list[charts.Spectrum]]], list[Row]]
 
 
 def single_spectrum(ctx: Context) -> SpectrumParts:
@@ -154,7 +151,7 @@ def single_spectrum(ctx: Context) -> SpectrumParts:
                 valid_or(() if valid else flag(ctx.invalid(topology, "low"))),
             ]
             rows.append(Row(tuple(cells), css="" if valid else "invalid"))
-    return list(panels.items()), rows, ""
+    return list(panels.items()), rows
 
 
 def spectrum_over_rounds(ctx: Context) -> SpectrumParts:
@@ -163,7 +160,6 @@ def spectrum_over_rounds(ctx: Context) -> SpectrumParts:
     requests resolve (fewer than 1/(1-p)) is shown grey, as the chart draws it hollow."""
     panels: dict[str, list[charts.Spectrum]] = {title: [] for title, _ in PANELS}
     rows: dict[str, list[Row]] = {topology: [] for topology in ctx.topologies}
-    bases: list[str] = []
     for title, op in PANELS:
         counts = rounds.over(
             rounds.low_column(ctx, "requests") if op is None else rounds.op_column(ctx, op, "count"), ctx.topologies
@@ -183,7 +179,6 @@ def spectrum_over_rounds(ctx: Context) -> SpectrumParts:
                 continue
             mine = {name: figures[name].get(topology) for name in LATENCIES}
             invalid = [a for o in mine.values() if o is not None for a in o.invalid]
-            bases += [o.basis for o in mine.values() if o is not None and o.basis]
             latencies = {name: o.value for name, o in mine.items() if o is not None and o.n and name != "max"}
             panels[title].append(charts.Spectrum(topology, latencies, int(count.value), not invalid))
             resolved = {name: count.value * (1.0 - q / 100.0) >= 1.0 for name, q in charts.SPECTRUM}
@@ -196,8 +191,7 @@ def spectrum_over_rounds(ctx: Context) -> SpectrumParts:
                 valid_or(flag(invalid)),
             ]
             rows[topology].append(Row(tuple(cells), css="invalid" if invalid else ""))
-    basis = rounds.common_basis(bases)
-    return list(panels.items()), [row for topology in ctx.topologies for row in rows[topology]], basis
+    return list(panels.items()), [row for topology in ctx.topologies for row in rows[topology]]
 
 
 @dataclass(frozen=True)
