@@ -16,9 +16,10 @@ if TYPE_CHECKING:
     from bench.report.context import Context
 
 #: How a span looks: "" plain text, "topology" (a coloured dot, then the name), "b", "i", "code", "nw" (no wrap),
-#: "nm" (not measured, in grey), "bad" (bold red), "desc" and "why" (a block of small text), "flag" (an invalid run,
-#: linking to its row when ``href`` is set), "alarm" (an anomaly of the audit, loud on purpose).
-KINDS: Final = ("", "topology", "b", "i", "code", "nw", "nm", "bad", "desc", "why", "flag", "alarm")
+#: "nm" (not measured, in grey), "bad" (bold red), "desc" and "why" (a block of small text), "sub" (small grey text
+#: in the line: an interval, a basis), "flag" (an invalid run, linking to its row when ``href`` is set), "alarm" (an
+#: anomaly of the audit, loud on purpose).
+KINDS: Final = ("", "topology", "b", "i", "code", "nw", "nm", "bad", "desc", "why", "sub", "flag", "alarm")
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,22 @@ class Cell:
     ratio: str = ""
     #: Whether the figure's interval, or its ratio's, is wider than ±10% of it.
     wide: bool = False
+    #: What the figure is, when it is an aggregate of several runs ("median of 3 rounds, 75% interval", "largest of
+    #: 3 rounds"); empty for a single run's figure or a count.
+    basis: str = ""
 
 
 Fill = Callable[["Context"], dict[str, Cell]]
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link to another part of the page: the ``anchor`` (an element's id) and the link's ``text``; the page has
+    that part only when the run made the tables ``needs``."""
+
+    anchor: str
+    text: str
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,7 +169,8 @@ class Metric:
     """One row of the verdict: which aspect it informs, what it measures, the tables it reads, and the command that
     produces them. ``fill`` is None while no code renders those tables yet. ``ratio``: whether the ratio to the
     monolith means something (it does not for a count that must be 0). ``rank`` orders the rows of one aspect that
-    come from different sections (equal ranks keep the order of the sections)."""
+    come from different sections (equal ranks keep the order of the sections). ``details``: a link to the part of the
+    page that shows how the figures were reached."""
 
     aspect: str
     name: str
@@ -165,6 +180,7 @@ class Metric:
     headline: bool = False
     ratio: bool = True
     rank: int = 0
+    details: Link | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -134,13 +135,17 @@ class LoadPoint:
 
 @dataclass(frozen=True)
 class LoadCurve:
-    """A topology's sweep, and its sustainable throughput (None: no rate met the SLO; ``at_least``: the highest rate
-    tried still met it, so the true figure may be higher)."""
+    """A topology's sweep (or the knee search's probes), and its sustainable throughput in requests per second (None:
+    no rate met the SLO; ``at_least``: the highest rate tried still met it, so the true figure may be higher).
+    ``rechecks``: probes of the knee's re-check rounds, drawn as points, not joined; ``interval``: the sustainable
+    throughput's interval (low, high), drawn as a band."""
 
     topology: str
     points: list[LoadPoint]
     sustainable: float | None
     at_least: bool = False
+    rechecks: list[LoadPoint] = field(default_factory=list)
+    interval: tuple[float, float] | None = None
 
 
 def load_chart(curves: Sequence[LoadCurve], slo_p99: float | None) -> Figure:
@@ -171,14 +176,20 @@ def load_chart(curves: Sequence[LoadCurve], slo_p99: float | None) -> Figure:
             )
         for curve in curves:
             _mark_sustainable(ax99, curve)
-        handles = [
+        handles: list[Artist] = [
             Line2D([], [], color=topology_color(c.topology), marker=topology_marker(c.topology), label=c.topology)
             for c in curves
         ]
+        if any(c.rechecks for c in curves):
+            handles.append(
+                Line2D([], [], color="#555555", marker="d", markersize=5, linestyle="none", label="re-check probe")
+            )
         handles.append(
             Line2D([], [], color="#555555", marker="o", markerfacecolor="white", linestyle="none", label="invalid run")
         )
         handles.append(Line2D([], [], color="#555555", linestyle="-.", label="sustainable throughput"))
+        if any(c.interval for c in curves):
+            handles.append(Patch(color="#555555", alpha=0.15, label="its interval"))
         fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
     return fig
 
@@ -195,16 +206,23 @@ def _load_curve(ax: Any, curve: LoadCurve, column: str) -> None:
         ax.plot([x], [y], marker=marker, markersize=7, color=color, markerfacecolor=color if point.valid else "white")
         if not point.valid:
             ax.annotate("invalid", (x, y), xytext=(4, -9), textcoords="offset points", fontsize=7, color=INVALID_COLOR)
+    for point in curve.rechecks:
+        value = getattr(point, column)
+        if math.isfinite(value):
+            face = color if point.valid else "white"
+            ax.plot([point.offered_rate], [value * 1e3], marker="d", markersize=5, color=color, markerfacecolor=face)
 
 
 def _mark_sustainable(ax: Any, curve: LoadCurve) -> None:
     color = topology_color(curve.topology)
     if curve.sustainable is None:
         return
+    if curve.interval is not None:
+        ax.axvspan(*curve.interval, color=color, alpha=0.15, linewidth=0)
     ax.axvline(curve.sustainable, color=color, linestyle="-.", linewidth=1.2)
     prefix = "≥ " if curve.at_least else ""
     ax.annotate(
-        f"{curve.topology}: {prefix}{curve.sustainable:g}/s",
+        f"{curve.topology}: {prefix}{curve.sustainable:,.0f}/s",
         (curve.sustainable, 0.98),
         xycoords=("data", "axes fraction"),
         xytext=(-2, 0),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from bench.report import charts
+from bench.report import charts, rounds
 from bench.report.context import Context
 from bench.report.format import num, signed
 from bench.report.sections.common import topo, valid_or
@@ -31,11 +31,13 @@ class Decomposed:
 
 @dataclass(frozen=True)
 class Decomposition:
-    """``complete`` is False when the run lacks one of the three topologies (then there is nothing else)."""
+    """``complete`` is False when the run lacks one of the three topologies (then there is nothing else).
+    ``rounds``: the low-load rounds the figures at low load are medians over (0: an older run's one run)."""
 
     complete: bool
     chart: Figure | None = None
     table: Table | None = None
+    rounds: int = 0
 
 
 def decomposition(ctx: Context) -> Decomposition:
@@ -84,7 +86,8 @@ def decomposition(ctx: Context) -> Decomposition:
     if bridges:
         svg = charts.svg_of(charts.bridge_chart(bridges), "bridge", "decomposition of the cost of microservices")
         chart = Figure(svg, "bridge")
-    return Decomposition(True, chart, table(header, rows))
+    count = rounds.low_rounds(ctx) if rounds.measured_in_rounds(ctx) else 0
+    return Decomposition(True, chart, table(header, rows), count)
 
 
 PART = Part(

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from bench.common.meta import ExperimentSeconds, Params, recorded
 from bench.report.context import Context, Fault, step_anchor, strength_label
 from bench.report.format import ms, num
@@ -43,6 +45,9 @@ class Method:
     left: tuple[Parameters, ...]
     network: Parameters | None
     validity: Table | None
+    #: Whether the run judged the generator's lag figure by figure (its ``steps`` record voided percentiles): the
+    #: page then gives that rule for an invalid run, else the older one.
+    lag_per_figure: bool = False
 
 
 def failure_parameters(ctx: Context) -> Parameters | None:
@@ -108,6 +113,7 @@ def method(ctx: Context) -> Method:
         tuple(p for p in left if p is not None),
         network,
         validity_table(ctx),
+        "voided_percentiles" in ctx.table("steps"),
     )
 
 
@@ -132,16 +138,22 @@ def validity_table(ctx: Context) -> Table | None:
         "valid",
         "reasons",
     ]
+    in_rounds = "round" in steps
+    if in_rounds:
+        header.insert(3, "round")
     rows = []
     order = {t: i for i, t in enumerate(ctx.topologies)}
-    phases = {"low": 0, "traced": 1, "sweep": 2}
+    phases = {"low": 0, "traced": 1, "sweep": 2, "knee": 3}
     ranked = steps.assign(_t=steps["topology"].map(order), _p=steps["phase"].map(phases).fillna(9))
     for _, r in ranked.sort_values(["_t", "_p", "step"]).iterrows():
         valid = bool(r["valid"])
+        round_ = r["round"] if in_rounds else None
+        number = (text(int(round_) if pd.notna(round_) else "—"),) if in_rounds else ()
         cells = (
             topo(str(r["topology"])),
             text(r["phase"]),
             text(int(r["step"])),
+            *number,
             text(num(float(r["target_rate"]))),
             text(num(float(r["offered_rate"]))),
             text(num(float(r["achieved_rate"]))),

@@ -15,7 +15,8 @@ from typing import Final
 
 from bench.report.context import Context
 from bench.report.format import ratio_text
-from bench.report.view import Cell, Metric
+from bench.report.rounds import common_basis
+from bench.report.view import Cell, Link, Metric
 
 #: The classic comparison's claim per aspect, in its order: what the measured rows test.
 ASPECTS: Final[dict[str, str]] = {
@@ -36,17 +37,20 @@ BASELINE: Final = "monolith"
 
 @dataclass(frozen=True)
 class Figure:
-    """A filled cell as shown: the cell, and its ratio to the monolith ("baseline", "×1.45 vs monolith" or "")."""
+    """A filled cell as shown: the cell, its ratio to the monolith ("baseline", "×1.45 vs monolith" or ""), and
+    ``note``: what the figure is when that differs from the row's basis ("1 of 3 rounds")."""
 
     cell: Cell
     ratio: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
 class Row:
     """One metric: ``figures`` per topology (None: this topology has no figure) when it was measured, else
     ``missing`` says why not (and ``command`` how to measure it). ``aspect_rows``: on the first row of an aspect,
-    how many rows the aspect has (0 on the others)."""
+    how many rows the aspect has (0 on the others). ``basis``: what most of its figures are ("median of 3 rounds,
+    75% interval"; "" for single runs and counts); ``details``: a link to how the figures were reached."""
 
     aspect: str
     claim: str
@@ -56,22 +60,29 @@ class Row:
     missing: str = ""
     command: str = ""
     tables: tuple[str, ...] = ()
+    basis: str = ""
+    details: Link | None = None
 
 
 @dataclass(frozen=True)
 class Headline:
+    """A figure of the glance list above the verdict: its name, its cells, and what most of them are (``basis``)."""
+
     name: str
     figures: tuple[tuple[str, Cell], ...]
+    basis: str = ""
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """``wide``: some figure's interval is over ±10% of it (the page says what to do)."""
+    """``wide``: some figure's interval is over ±10% of it (the page says what to do); ``rounds``: some figure is a
+    median over rounds (the page says how to read one)."""
 
     topologies: tuple[str, ...]
     rows: tuple[Row, ...]
     headline: tuple[Headline, ...]
     wide: bool = False
+    rounds: bool = False
 
     def row(self, name: str) -> Row:
         """The row whose metric name starts with ``name``."""
@@ -88,7 +99,7 @@ def ordered(metrics: Sequence[Metric]) -> list[Metric]:
 
 
 def ratio_of(cell: Cell, baseline: Cell | None, is_baseline: bool, ratio: bool) -> str:
-    if not ratio:
+    if not ratio or cell.value is None:
         return ""
     if is_baseline:
         return "baseline"
@@ -117,18 +128,26 @@ def build(ctx: Context, metrics: Sequence[Metric]) -> Verdict:
         measured = ctx.has(*metric.tables)
         cells = metric.fill(ctx) if metric.fill is not None and measured else None
         figures: dict[str, Figure | None] | None = None
-        missing = ""
+        missing = basis = ""
         if cells is None:
             missing = "summarized" if measured else "not measured"
         else:
             base = cells.get(BASELINE)
+            basis = common_basis(c.basis for c in cells.values())
             figures = {
-                t: Figure(cells[t], ratio_of(cells[t], base, t == BASELINE, metric.ratio)) if t in cells else None
+                t: Figure(
+                    cells[t],
+                    ratio_of(cells[t], base, t == BASELINE, metric.ratio),
+                    cells[t].basis if cells[t].basis != basis else "",
+                )
+                if t in cells
+                else None
                 for t in ctx.topologies
             }
             if metric.headline and cells:
                 name = metric.name[0].upper() + metric.name[1:]
-                headline.append(Headline(name, tuple((t, cells[t]) for t in ctx.topologies if t in cells)))
+                glance = tuple((t, cells[t]) for t in ctx.topologies if t in cells)
+                headline.append(Headline(name, glance, basis))
         rows.append(
             Row(
                 metric.aspect,
@@ -139,7 +158,10 @@ def build(ctx: Context, metrics: Sequence[Metric]) -> Verdict:
                 missing,
                 metric.command,
                 metric.tables,
+                basis,
+                metric.details if figures is not None and metric.details and ctx.has(*metric.details.needs) else None,
             )
         )
     wide = any(f is not None and f.cell.wide for row in rows if row.figures for f in row.figures.values())
-    return Verdict(tuple(ctx.topologies), tuple(rows), tuple(headline), wide)
+    rounds = any(row.basis.startswith("median") for row in rows)
+    return Verdict(tuple(ctx.topologies), tuple(rows), tuple(headline), wide, rounds)
