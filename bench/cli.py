@@ -81,6 +81,15 @@ def port_number(text: str) -> int:
     return value
 
 
+def postgres_url(text: str) -> str:
+    """A PostgreSQL URL's shape, checked while the command line is read (the server is checked before anything
+    starts)."""
+    if not text.startswith(("postgresql://", "postgres://")):
+        shown = text.split("@")[-1]  # never echo a password
+        raise argparse.ArgumentTypeError(f"not a PostgreSQL URL (postgresql://ROLE@HOST:PORT/DB): {shown!r}")
+    return text
+
+
 def add_stack_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stack",
@@ -106,6 +115,7 @@ def add_db_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db-url",
         metavar="URL",
+        type=postgres_url,
         help="an existing PostgreSQL server instead (default ARCHBENCH_DB_URL), each service's database named by "
         "{component}: postgresql://ROLE@HOST:5432/shop_{component}; the password from PGPASSWORD or the URL",
     )
@@ -156,8 +166,8 @@ def build_parser() -> Parser:
         help="measure the topologies and write a results directory",
         description="Start the topologies on the same pinned CPUs, run the experiments with the open-loop generator "
         "on the other CPUs, stop everything, and write tidy results (Parquet + meta.json). --quick measures the "
-        "network and failure experiments in about a minute and a half on 2 cores; the default run every default "
-        "experiment in about nine (the soak, opt-in, ten more per topology).",
+        "network and failure experiments in about a minute and a half on 2 cores; without --quick, every default "
+        "experiment takes about nine minutes (the soak, opt-in, ten more per topology).",
         epilog=TARGET_HELP,
         formatter_class=Formatter,
     )

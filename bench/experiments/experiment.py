@@ -99,6 +99,7 @@ def summary_table(title: str, caption: str | None = None) -> Table:
         show_edge=False,
         pad_edge=False,
         collapse_padding=True,
+        caption_justify="left",
     )
 
 

@@ -602,8 +602,8 @@ def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
 
 SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("checkout_p50_ms", "checkout p50 ms"),
-    ("p50_ms", "p50 ms"),
-    ("p99_ms", "p99 ms"),
+    ("p50_ms", "p50 ms, all ops"),
+    ("p99_ms", "p99 ms, all ops"),
     ("cpu_per_request_us", "CPU/request us"),
     ("sustainable_rps", "sustainable req/s"),
 )
@@ -642,10 +642,16 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     rounds = int(frame["n"].max()) if len(frame) else 0
     knee = frame.loc[frame["figure"] == "sustainable_rps", "n"]
     knee_rounds = f" (the knee: {int(knee.max())})" if len(knee) and int(knee.max()) != rounds else ""
+    coverage = frame.loc[frame["n"] == rounds, "coverage"] if "coverage" in frame else pd.Series(dtype=float)
+    covered = f" covering the median with {float(coverage.max()):.0%} confidence" if len(coverage) else ""
+    params = meta.get("parameters", {}) if isinstance(meta, Mapping) else {}
+    slo = params.get("slo_p99") if isinstance(params, Mapping) else None
+    sustainable = f"p99 within {float(slo) * 1e3:g} ms" if isinstance(slo, int | float) else "within the SLO"
     table.caption = (
-        f"{rounds} rounds{knee_rounds}; x: ratio to the monolith, paired per round; -: no round could carry it; "
-        "search bracket: the highest rate that met the SLO and the lowest that missed it"
-    ) + (". Some intervals are over ±10%: run again with more rounds, or on a quieter machine" if wide else "")
+        f"{rounds} rounds{knee_rounds}: median, then its interval over the rounds{covered}; x: ratio to the "
+        f"monolith, paired per round; -: no round could carry it; sustainable: {sustainable}; search bracket: the "
+        "highest rate that met it and the lowest that missed it"
+    ) + (". Intervals over ±10% of their median: run again with more rounds, or on a quieter machine" if wide else "")
     return table
 
 

@@ -9,7 +9,7 @@ from typing import Final
 
 import pandas as pd
 
-from bench.common.intervals import smallest_resolving_sample
+from bench.common.intervals import resolves, smallest_resolving_sample
 from bench.common.names import KNEE
 from bench.report import charts, rounds
 from bench.report.context import Context, anchor
@@ -157,7 +157,7 @@ def single_spectrum(ctx: Context) -> SpectrumParts:
 def spectrum_over_rounds(ctx: Context) -> SpectrumParts:
     """Each latency of the spectrum per topology as the median over the low-load rounds that can carry it (those
     where the generator's lag did not void it), the p50s exactly the verdict's; a percentile beyond what a round's
-    requests resolve (fewer than 1/(1-p)) is shown grey, as the chart draws it hollow."""
+    requests do not resolve (order statistics, as in the verdict) is shown grey, as the chart draws it hollow."""
     panels: dict[str, list[charts.Spectrum]] = {title: [] for title, _ in PANELS}
     rows: dict[str, list[Row]] = {topology: [] for topology in ctx.topologies}
     for title, op in PANELS:
@@ -181,7 +181,8 @@ def spectrum_over_rounds(ctx: Context) -> SpectrumParts:
             invalid = [a for o in mine.values() if o is not None for a in o.invalid]
             latencies = {name: o.value for name, o in mine.items() if o is not None and o.n and name != "max"}
             panels[title].append(charts.Spectrum(topology, latencies, int(count.value), not invalid))
-            resolved = {name: count.value * (1.0 - q / 100.0) >= 1.0 for name, q in charts.SPECTRUM}
+            # The verdict's and the terminal's rule (order statistics: e.g. 368 requests for p99); grey otherwise.
+            resolved = {name: resolves(int(count.value), q) for name, q in charts.SPECTRUM}
             cells = [
                 topo(topology),
                 text(title),
