@@ -26,6 +26,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from scipy.stats import beta, binom
 
 CONFIDENCE: Final = 0.95
@@ -118,6 +119,19 @@ def paired_ratio(
         raise ValueError(f"paired values need the same rounds: {top.shape} != {bottom.shape}")
     usable = np.isfinite(top) & np.isfinite(bottom) & (bottom != 0)
     return median_interval(top[usable] / bottom[usable], confidence)
+
+
+def over_rounds(
+    rounds: pd.Series, baseline: pd.Series | None, confidence: float = CONFIDENCE
+) -> tuple[Estimate, Estimate]:
+    """A figure's values by round (a Series indexed by round) as their median with its interval, and their ratio to
+    ``baseline``'s values (indexed the same way) paired round by round; the ratio is :data:`NOTHING` without a
+    baseline. Rounds present on one side only are left out of the ratio."""
+    value = median_interval(rounds.to_numpy(dtype=np.float64), confidence)
+    if baseline is None:
+        return value, NOTHING
+    paired = pd.concat([rounds, baseline], axis=1, keys=["mine", "base"])
+    return value, paired_ratio(paired["mine"].to_numpy(), paired["base"].to_numpy(), confidence)
 
 
 def percentile_ranks(n: int, q: float, confidence: float = CONFIDENCE) -> tuple[int, int] | None:

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from bench.common.names import ERRORS, PERCENTILES
+
+#: The generator's own lag voids a latency figure when it is more than this share of it (``bench.load.validity``).
+MATERIAL_SHARE: Final = 0.10
 
 
 def _clean_sorted(values: Iterable[float] | npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -44,6 +48,12 @@ def latency_percentiles(latencies: Iterable[float] | npt.ArrayLike) -> dict[str,
     if ordered.size == 0:
         return {name: math.nan for name, _ in PERCENTILES} | {"max": math.nan}
     return {name: _nearest_rank(ordered, q) for name, q in PERCENTILES} | {"max": float(ordered[-1])}
+
+
+def lag_voids(lag: pd.Series, latency: pd.Series) -> pd.Series:
+    """Per row, whether the generator's own ``lag`` is over :data:`MATERIAL_SHARE` of ``latency`` (the same unit),
+    which voids that latency figure. NaN on either side voids nothing."""
+    return (lag > MATERIAL_SHARE * latency).astype(bool)
 
 
 def measured(frame: pd.DataFrame) -> pd.DataFrame:

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from bench.common.intervals import NOTHING, median_interval, paired_ratio, smallest_resolving_sample
+from bench.common import stats
+from bench.common.intervals import over_rounds, smallest_resolving_sample
 from bench.common.names import KNEE, PER_OPERATION, STEPS
-from bench.load.validity import MATERIAL_SHARE
 
 #: The headline figures of the experiment: (name, unit, where they come from).
 FIGURES: tuple[tuple[str, str], ...] = (
@@ -42,7 +42,7 @@ def per_round(tables: Mapping[str, pd.DataFrame], figure: str) -> pd.DataFrame:
         ops = tables[PER_OPERATION]
         rows = ops[(ops["phase"] == "low") & (ops["op"].astype(str) == "checkout")]
         if "lag_p50" in rows:
-            rows = rows[~(rows["lag_p50"] > MATERIAL_SHARE * rows["p50"])]
+            rows = rows[~stats.lag_voids(rows["lag_p50"], rows["p50"])]
         else:  # an older run: its invalid trials
             rows = rows.merge(low.loc[low["valid"].astype(bool), ["topology", "step"]], on=["topology", "step"])
         return pd.DataFrame({"topology": rows["topology"], "round": rows["step"], "value": rows["p50"] * 1e3})
@@ -69,11 +69,7 @@ def estimates(tables: Mapping[str, pd.DataFrame], topologies: Sequence[str]) -> 
         baseline = series.get("monolith")
         for topology in topologies:
             mine = series.get(topology, pd.Series(dtype=float))
-            value = median_interval(mine.to_numpy())
-            ratio = NOTHING
-            if baseline is not None and topology != "monolith":
-                paired = pd.concat([mine, baseline], axis=1, keys=["mine", "base"])
-                ratio = paired_ratio(paired["mine"].to_numpy(), paired["base"].to_numpy())
+            value, ratio = over_rounds(mine, baseline if topology != "monolith" else None)
             rows.append(
                 {
                     "figure": figure,

@@ -26,9 +26,8 @@ import numpy.typing as npt
 from bench.common import stats
 from bench.common.intervals import resolves
 from bench.common.names import PERCENTILES
+from bench.common.stats import MATERIAL_SHARE
 
-#: The generator's lag voids a latency figure when it is more than this share of it.
-MATERIAL_SHARE: Final = 0.10
 #: A run is invalid when the generator dispatched fewer than this share of the offered requests on time.
 MIN_DISPATCHED_SHARE: Final = 0.99
 #: How late a dispatch may be and still count as on time for the schedule check (seconds). The check is about the

@@ -9,7 +9,7 @@ Every per-topology figure the report shows comes from here, so that the verdict,
 number per figure and say what it is (:attr:`Over.basis`): the ``estimates`` table's numbers where it has the figure,
 else the same median and interval (:mod:`bench.common.intervals`) computed here from the rounds with the experiment's
 rules: a latency left out of a round where the generator's own lag voided it (it was over
-:data:`bench.load.validity.MATERIAL_SHARE` of the latency), a p99 only from a round whose sample resolves it, CPU per
+:data:`bench.common.stats.MATERIAL_SHARE` of the latency), a p99 only from a round whose sample resolves it, CPU per
 request from every round. Memory is the largest peak over the low-load rounds (:func:`largest`).
 
 A per-round frame has the columns ``topology``, ``round``, ``value`` (NaN where that round cannot carry the figure),
@@ -27,9 +27,9 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from bench.common.intervals import NOTHING, Estimate, median_interval, paired_ratio, smallest_resolving_sample
+from bench.common.intervals import over_rounds, smallest_resolving_sample
 from bench.common.names import ESTIMATES, KNEE, PERCENTILES
-from bench.load.validity import MATERIAL_SHARE
+from bench.common.stats import lag_voids
 from bench.report.context import Context, step_anchor
 
 BASELINE: Final = "monolith"
@@ -97,9 +97,9 @@ def voided(rows: pd.DataFrame, name: str) -> pd.Series:
 
 
 def op_voided(rows: pd.DataFrame, name: str) -> pd.Series:
-    """Per row of ``ops``, whether the lag of the operation's own requests voided its latency ``name``: over
-    :data:`MATERIAL_SHARE` of it, at the same percentile where the run recorded that lag, else at p99 for the
-    percentiles from p99 up and the maximum (never for the others); in an older run, whether the trial is
+    """Per row of ``ops``, whether the lag of the operation's own requests voided its latency ``name``
+    (:func:`bench.common.stats.lag_voids`), at the same percentile where the run recorded that lag, else at p99 for
+    the percentiles from p99 up and the maximum (never for the others); in an older run, whether the trial is
     invalid."""
     if "lag_p50" not in rows:
         return ~rows["valid"].astype(bool)
@@ -108,7 +108,7 @@ def op_voided(rows: pd.DataFrame, name: str) -> pd.Series:
         lag = "lag_p99" if name == "max" or RANKS.get(name, 0.0) >= 99.0 else ""
     if not lag or lag not in rows:
         return pd.Series(False, index=rows.index)
-    return (rows[lag] > MATERIAL_SHARE * rows[name]).astype(bool)
+    return lag_voids(rows[lag], rows[name])
 
 
 def low_latency(ctx: Context, name: str, op: str | None = None, *, resolve: bool = False) -> pd.DataFrame:
@@ -334,12 +334,7 @@ def over(
                 invalid=invalid,
             )
             continue
-        mine = _by_round(group)
-        value = median_interval(mine.to_numpy())
-        ratio: Estimate = NOTHING
-        if baseline is not None and topology != BASELINE:
-            paired = pd.concat([mine, baseline], axis=1, keys=["mine", "base"])
-            ratio = paired_ratio(paired["mine"].to_numpy(), paired["base"].to_numpy())
+        value, ratio = over_rounds(_by_round(group), baseline if topology != BASELINE else None)
         wide = value.wide or (ratio.wide if ratio.n else False)
         out[topology] = Over(
             value.value,
