@@ -19,12 +19,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from shop import inventory, notifications, orders, payments, users
 from shop.connection import Connection
-from shop.db import UnitOfWork, connect, create_schema
+from shop.db import UnitOfWork, connect, connect_sqlite, create_schema
 from shop.inventory import Inventory
 from tests.pgfixtures import ENGINES, new_database
 
@@ -35,46 +36,48 @@ ALL_SCHEMAS = (users.SCHEMA, payments.SCHEMA, inventory.SCHEMA, notifications.SC
 SMALL_CATALOG = (("MUG", "Mug", 250, 10), ("LAMP", "Lamp", 1999, 3), ("PEN", "Pen", 99, 1))
 
 
+C = TypeVar("C", bound=Connection)
+
+
+def opening(connect_named: Callable[[str], C]) -> Iterator[Callable[..., C]]:
+    """``open_(*schemas, name="shop.db")``: ``connect_named(name)`` with those schemas; every connection it made is
+    closed when the fixture that yields from this ends."""
+    opened: list[C] = []
+
+    def open_(*schemas: str, name: str = "shop.db") -> C:
+        conn = connect_named(name)
+        opened.append(conn)
+        create_schema(conn, *schemas)
+        return conn
+
+    yield open_
+    for conn in opened:
+        conn.close()
+
+
 @pytest.fixture
 def open_db(tmp_path: Path) -> Iterator[OpenDb]:
     """``open_db(*schemas, name="shop.db")``: a connection to ``tmp_path / name`` with those schemas.
 
     Opening the same name twice gives a second, independent connection to the same file. All are closed at teardown.
     """
-    opened: list[sqlite3.Connection] = []
-
-    def open_(*schemas: str, name: str = "shop.db") -> sqlite3.Connection:
-        conn = connect(tmp_path / name)
-        opened.append(conn)
-        create_schema(conn, *schemas)
-        return conn
-
-    yield open_
-    for conn in opened:
-        conn.close()
+    yield from opening(lambda name: connect_sqlite(tmp_path / name))
 
 
 @pytest.fixture(params=ENGINES)
 def engine_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenAny]:
     """``engine_db(*schemas, name="shop.db")``, as ``open_db``, on SQLite or on PostgreSQL (one database per name)."""
-    opened: list[Connection] = []
     databases: dict[str, tuple[str, str]] = {}
 
-    def open_(*schemas: str, name: str = "shop.db") -> Connection:
+    def connect_named(name: str) -> Connection:
         if request.param == "sqlite":
-            conn = connect(tmp_path / name)
-        else:
-            if name not in databases:
-                databases[name] = new_database(request.getfixturevalue("pg_server"), "unit")
-            url, password = databases[name]
-            conn = connect(url, password=password)
-        opened.append(conn)
-        create_schema(conn, *schemas)
-        return conn
+            return connect(tmp_path / name)
+        if name not in databases:
+            databases[name] = new_database(request.getfixturevalue("pg_server"), "unit")
+        url, password = databases[name]
+        return connect(url, password=password)
 
-    yield open_
-    for conn in opened:
-        conn.close()
+    yield from opening(connect_named)
 
 
 def _seed_small_catalog(conn: Connection) -> None:

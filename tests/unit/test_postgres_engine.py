@@ -11,7 +11,12 @@ from shop.db import UnitOfWork, connect, create_schema
 from shop.errors import Unavailable
 from shop.postgres import PostgresConnection, WriteLockHeld, translate, translate_schema
 from tests.pgfixtures import ENGINES, new_database
-from tests.unit.test_unit_of_work import emails, insert, writes_once_the_holder_lets_go
+from tests.unit.test_unit_of_work import (
+    emails,
+    insert,
+    keeps_only_the_commit_when_the_block_fails,
+    writes_once_the_holder_lets_go,
+)
 
 pytestmark = ENGINES[1].marks
 
@@ -54,17 +59,7 @@ def test_a_unit_of_work_holds_the_write_lock_from_the_start(pair: tuple[Postgres
 
 def test_writes_after_commit_are_not_kept_when_the_block_fails(pair: tuple[PostgresConnection, ...]) -> None:
     writer, observer = pair
-
-    def commit_then_write_then_fail() -> None:
-        with UnitOfWork(writer) as uow:
-            insert(writer, "a@x")
-            uow.commit()
-            insert(writer, "b@x")
-            raise ZeroDivisionError
-
-    with pytest.raises(ZeroDivisionError):
-        commit_then_write_then_fail()
-    assert emails(observer) == ["a@x"]
+    keeps_only_the_commit_when_the_block_fails(writer, observer)
     assert not writer.in_transaction
 
 

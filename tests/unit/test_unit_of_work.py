@@ -127,10 +127,8 @@ def test_a_unit_of_work_can_be_used_again(conns: tuple[sqlite3.Connection, sqlit
     assert emails(observer) == ["a@x"]
 
 
-def test_writes_after_commit_are_not_kept_when_the_block_fails(
-    conns: tuple[sqlite3.Connection, sqlite3.Connection],
-) -> None:
-    writer, observer = conns
+def keeps_only_the_commit_when_the_block_fails(writer: Connection, observer: Connection) -> None:
+    """A unit of work commits, writes again, then raises: the observer sees the commit only (either engine)."""
 
     def commit_then_write_then_fail() -> None:
         with UnitOfWork(writer) as uow:
@@ -141,8 +139,13 @@ def test_writes_after_commit_are_not_kept_when_the_block_fails(
 
     with pytest.raises(ZeroDivisionError):
         commit_then_write_then_fail()
-
     assert emails(observer) == ["a@x"]
+
+
+def test_writes_after_commit_are_not_kept_when_the_block_fails(
+    conns: tuple[sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    keeps_only_the_commit_when_the_block_fails(*conns)
 
 
 def test_connect_settings(open_db: OpenDb) -> None:
