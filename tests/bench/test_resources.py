@@ -67,6 +67,33 @@ def test_cpu_of_a_busy_child(spawn: Spawn) -> None:
     assert not usage["busy"].exited
 
 
+# On each line, burns 23 ms of its own CPU (not a whole number of 10 ms clock ticks) and prints what it measured.
+BURN_23_MS = """
+import sys, time
+while sys.stdin.readline():
+    start = time.process_time()
+    while time.process_time() - start < 0.023:
+        pass
+    print(time.process_time() - start, flush=True)
+"""
+
+
+def test_cpu_is_measured_finer_than_the_clock_tick(spawn: Spawn) -> None:
+    burner = spawn(BURN_23_MS)
+    assert burner.stdout is not None
+    send_line(burner)
+    burner.stdout.readline()  # started and warm
+    meter = ResourceMeter({"burner": burner.pid}, interval=1.0)
+
+    meter.start()
+    send_line(burner)
+    burned = float(burner.stdout.readline())
+    usage = meter.stop()
+
+    # On tick counters the difference is 20 or 30 ms; the process's clock gives 23 ms and the line's handling.
+    assert burned <= usage["burner"].cpu_seconds < burned + 0.002
+
+
 # A server that works in a forked child, as PostgreSQL's postmaster does in a backend per connection: the parent
 # sleeps; on each line, its long-lived child burns CPU until the line's count of seconds has passed.
 FORKING_SERVER = """
