@@ -51,7 +51,7 @@ from bench.experiments.estimates import estimates
 from bench.experiments.experiment import Experiment, Progress, Tables, rows_where_invalid, summary_table
 from bench.load.loadgen import LoadResult, LoadSpec, Request
 from bench.load.processes import run_load_sync
-from bench.load.search import Judged, Search, interleave, rising
+from bench.load.search import Judged, Search, bracketing, interleave, rising
 from bench.load.workload import OPS, ShopWorkload
 from bench.system.complexity import live_counts
 from bench.system.deploy import Deployed, Deployment, deploy, placement
@@ -70,7 +70,8 @@ class NetworkParams:
     ``rounds`` low-load trials of ``low_duration`` per topology; the knee searched from ``start_rate`` (doubling, then
     bisecting to within ``within``, at most ``max_probes`` probes per topology, never below ``floor_rate``), each
     probe lasting long enough for ``probe_requests`` requests (at least ``probe_duration``); the final bracket run
-    again in ``recheck_rounds`` rounds. Before each trial a ``noise_probe``-second stall probe of the machine; a
+    again in ``recheck_rounds`` rounds, each stepping on by up to ``recheck_steps`` probes where its bracket did not
+    straddle the SLO. Before each trial a ``noise_probe``-second stall probe of the machine; a
     disturbed trial is run again up to ``retries`` times.
     """
 
@@ -87,6 +88,7 @@ class NetworkParams:
     probe_duration: float = 1.0
     probe_warmup: float = 0.5
     recheck_rounds: int = 3
+    recheck_steps: int = 2
     retries: int = 1
     noise_probe: float = 0.2
     mix: str = "default"
@@ -110,7 +112,8 @@ class NetworkParams:
         # three bisections, each probe near the knee's rate (1,000 req/s or more).
         probe = self.probe_warmup + self.probe_seconds(1000.0) + trial
         searching = topologies * min(self.max_probes, 6) * probe
-        recheck = self.recheck_rounds * topologies * 2 * probe
+        # Two probes a round, and a step on in about one round in four (measured).
+        recheck = self.recheck_rounds * topologies * 2.25 * probe
         repeats = 0.1 * (low + searching + recheck)  # trials the machine's noise disturbed, run again (measured)
         return topologies * 2.0 + low + traced + searching + recheck + repeats
 
@@ -344,9 +347,36 @@ class SideBySide:
         for index in range(1, params.recheck_rounds + 1):
             probe = self.probe("knee", {"round": index})
             for topology in self.shuffled(list(searches)):
-                for rate in self.dithered(searches[topology].bracket):
-                    probe(topology, rate)
+                self.recheck(topology, searches[topology].bracket, probe)
         return searches
+
+    def recheck(
+        self,
+        topology: str,
+        bracket: tuple[float | None, float | None],
+        probe: Callable[[str, float], Judged[MeteredRun]],
+    ) -> None:
+        """One re-check round of ``topology``'s knee: the search's bracket moved by a random factor (:meth:`dithered`);
+        where both its probes met the SLO, or the lower one missed, the round steps on by the bracket's width (up, or
+        down) until it holds a pass below a miss, at most ``recheck_steps`` probes more.
+
+        Without the steps, a bracket the search set by one unlucky probe (a miss below the knee, on a minute the host
+        took the CPU) would hold every re-check round below the knee: each would only say "at least its upper rate",
+        and the median would stay at the unlucky probe.
+        """
+        low, high = bracket
+        judged = [probe(topology, rate) for rate in self.dithered(bracket)]
+        if low is None or high is None:
+            return
+        for _ in range(self.params.recheck_steps):
+            passed, failed = bracketing(judged)
+            if passed is not None and failed is not None:
+                return
+            if failed is None:  # every probe met the SLO: the knee is higher
+                rate = max(run.rate for run in judged) * high / low
+            else:  # the lowest probe missed: the knee is lower
+                rate = min(run.rate for run in judged) * low / high
+            judged.append(probe(topology, float(round(rate))))
 
     def start_rate(self, topology: str) -> float:
         """Where the knee search of ``topology`` starts: the rate its CPUs could serve at the CPU per request measured
@@ -535,7 +565,7 @@ def crossing(low: MeteredRun | None, high: MeteredRun | None, slo: Slo) -> tuple
 def knee_rows(topology: str, search: Search[MeteredRun], runs: Sequence[MeteredRun], slo: Slo) -> pd.DataFrame:
     """One row per round of the knee: the bracket's two probes in that round and the crossing estimated from them
     (round 0 is the search's own last probes at the bracket; a re-check round probes the bracket moved by a random
-    factor, see :meth:`SideBySide.dithered`)."""
+    factor, and steps on where that did not straddle the SLO: see :meth:`SideBySide.recheck`)."""
     bracket = search.bracket
     by_round: dict[int, list[MeteredRun]] = {}
     for run in runs:
@@ -546,10 +576,12 @@ def knee_rows(topology: str, search: Search[MeteredRun], runs: Sequence[MeteredR
         if index == 0:  # the search's own probes: those at the bracket's rates
             at = {run.result.spec.rate: run for run in probes}
             low, high = (at.get(rate) if rate is not None else None for rate in bracket)
-        else:  # the bracket's edges, in the order of their rates, where the search found both
-            ordered = sorted(probes, key=lambda run: run.result.spec.rate)
-            low = ordered[0] if bracket[0] is not None and ordered else None
-            high = ordered[-1] if bracket[1] is not None and ordered else None
+        else:  # the round's own bracket: its highest pass below its lowest miss
+            passed, failed = bracketing(Judged(r.result.spec.rate, slo.met(r.result.summary()), "", r) for r in probes)
+            if passed is not None:
+                low, high = passed.result, (failed.result if failed is not None else None)
+            else:  # no pass: the lowest miss, a bound from above
+                low, high = (failed.result if failed is not None else None), None
         estimate, bound = crossing(low, high, slo)
         rows.append(
             {

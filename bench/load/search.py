@@ -131,10 +131,8 @@ class Search(Generic[R]):
     @property
     def bracket(self) -> tuple[float | None, float | None]:
         """(highest passing rate below the lowest failing one, lowest failing rate); None where there is none."""
-        failed = [run.rate for run in self.runs if not run.passed]
-        low_fail = min(failed) if failed else None
-        passed = [run.rate for run in self.runs if run.passed and (low_fail is None or run.rate < low_fail)]
-        return (max(passed) if passed else None), low_fail
+        passed, failed = bracketing(self.runs)
+        return (passed.rate if passed else None), (failed.rate if failed else None)
 
     def _middle(self) -> float | None:
         passed, failed = self.bracket
@@ -190,6 +188,16 @@ def interleave(searches: Mapping[str, Search[R]], probe: Callable[[str, float], 
             rate = searches[name].next_rate()
             if rate is not None:
                 searches[name].record(probe(name, rate))
+
+
+def bracketing(runs: Iterable[Judged[R]]) -> tuple[Judged[R] | None, Judged[R] | None]:
+    """(the passing run at the highest rate below the lowest failing one, the failing run at the lowest rate); None
+    where there is none. The first of equal rates."""
+    runs = list(runs)
+    failed = [run for run in runs if not run.passed]
+    low_fail = min(failed, key=lambda run: run.rate) if failed else None
+    passed = [run for run in runs if run.passed and (low_fail is None or run.rate < low_fail.rate)]
+    return (max(passed, key=lambda run: run.rate) if passed else None), low_fail
 
 
 def highest_passing(runs: Sequence[Judged[R]]) -> Judged[R] | None:

@@ -191,3 +191,63 @@ def test_the_knee_search_starts_at_the_rate_the_low_load_cpu_per_request_allows(
     assert side.start_rate("monolith") == NetworkParams().start_rate
     side.runs = {"monolith": [MeteredRun("low", 0, probe(200, 0.001).result, {})]}  # not metered (a target)
     assert side.start_rate("monolith") == NetworkParams().start_rate
+
+
+def recheck_rates(knee: float, bracket: tuple[float | None, float | None], seed: int = 3) -> list[float]:
+    """The rates one re-check round probes on a system that meets the SLO up to ``knee`` req/s."""
+    side = side_by_side(seed)
+    probed: list[float] = []
+
+    def fake_probe(topology: str, rate: float) -> Judged[MeteredRun]:
+        probed.append(rate)
+        return Judged(rate, rate <= knee, "", probe(rate, 0.010 if rate <= knee else 0.250, round_=1))
+
+    side.recheck("monolith", bracket, fake_probe)
+    return probed
+
+
+def test_a_recheck_round_whose_bracket_is_below_the_knee_steps_up_until_it_misses() -> None:
+    rates = recheck_rates(1150.0, (1000.0, 1090.0))
+    assert all(rate <= 1150 for rate in rates[:2])  # the dithered bracket (at most 1,144) met the SLO
+    assert len(rates) in (3, 4)
+    assert rates[-1] > 1150
+    assert all(rate <= 1150 for rate in rates[:-1])
+    assert rates[2] == pytest.approx(max(rates[:2]) * 1.09, abs=1)  # one bracket's width at a time
+
+
+def test_a_recheck_round_whose_bracket_is_above_the_knee_steps_down_until_it_passes() -> None:
+    rates = recheck_rates(880.0, (1000.0, 1090.0))
+    assert rates[-1] <= 880
+    assert all(rate > 880 for rate in rates[:-1])
+    assert rates[2] == pytest.approx(min(rates[:2]) / 1.09, abs=1)
+
+
+def test_recheck_steps_are_bounded_and_need_a_bracket_with_both_ends() -> None:
+    assert len(recheck_rates(5000.0, (1000.0, 1090.0))) == 2 + NetworkParams().recheck_steps
+    assert len(recheck_rates(10.0, (1000.0, 1090.0))) == 2 + NetworkParams().recheck_steps
+    assert len(recheck_rates(5000.0, (1000.0, None))) == 1  # the search found no miss: nothing to step towards
+    for seed in range(20):  # straddled at once: no step
+        rates = recheck_rates(1040.0, (1000.0, 1090.0), seed)
+        low, high = sorted(rates[:2])
+        assert len(rates) == (2 if low <= 1040 < high else 3)
+
+
+def test_a_round_that_stepped_on_is_estimated_from_its_own_pass_below_its_miss() -> None:
+    search = Search[MeteredRun](iter([1000.0, 1100.0]), within=0.2, max_runs=2)
+    search.record(Judged(1000.0, True, "", probe(1000, 0.010)))
+    search.record(Judged(1100.0, False, "", probe(1100, 0.250)))
+    runs = [
+        probe(1000, 0.010),
+        probe(1100, 0.250),
+        probe(1010, 0.010, round_=1),  # both met the SLO, then the round stepped up to a miss
+        probe(1111, 0.020, round_=1),
+        probe(1211, 0.250, round_=1),
+        probe(1030, 0.300, round_=2),  # both missed, stepped down twice, never passed
+        probe(1133, 0.300, round_=2),
+        probe(945, 0.300, round_=2),
+        probe(867, 0.300, round_=2),
+    ]
+    rows = knee_rows("monolith", search, runs, SLO).set_index("round")
+    assert (rows.loc[1, "low_rate"], rows.loc[1, "high_rate"], rows.loc[1, "bound"]) == (1111, 1211, "")
+    assert 1111 < rows.loc[1, "sustainable_rps"] < 1211
+    assert (rows.loc[2, "sustainable_rps"], rows.loc[2, "bound"]) == (867, "below")
