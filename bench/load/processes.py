@@ -13,6 +13,12 @@ no pandas); a plain fork of a harness with threads running would copy their lock
 framed messages (``multiprocessing.connection.Connection`` over a ``socket.socketpair``), so nothing else of
 multiprocessing is needed.
 
+A process that played its load without fault waits, idle, for the next load of the same interpreter (each load
+starting a fresh one cost 0.15-0.2 s of the generator's CPU: about 8 s of a quick run's 90). Only processes
+started by the main thread are kept: the kernel kills a process when the thread that started it ends
+(``PR_SET_PDEATHSIG``), and a thread's process could die under the next load. :func:`stop_idle` ends the idle
+ones (also at exit); a process that failed or was interrupted is never kept.
+
 Several processes share one load: process ``p`` of ``n`` sends requests ``p``, ``p + n``, ``p + 2n``, ... of the one
 schedule, so the merged arrivals are exactly those of a single generator at the full rate, over its share of the
 connections. The load's time zero is chosen by the harness once every process has opened its connections, a little
@@ -24,6 +30,7 @@ share one clock. ``on_start(t0)`` is called in the harness at that time.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import math
 import os
@@ -31,6 +38,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -148,6 +156,7 @@ class _Process:
 
     def __init__(self, part: int) -> None:
         self.part = part
+        self.keepable = threading.current_thread() is threading.main_thread()
         ours, theirs = socket.socketpair()
         with theirs:
             argv = [sys.executable, "-m", "bench.load.worker", str(theirs.fileno()), str(os.getpid())]
@@ -210,6 +219,48 @@ class _Process:
             self.popen.wait()
 
 
+_idle: list[_Process] = []
+_idle_lock = threading.Lock()
+
+
+def _take(part: int) -> _Process:
+    """An idle process of this interpreter that is still alive, as process ``part`` of the next load, else a new
+    one."""
+    if threading.current_thread() is threading.main_thread():
+        with _idle_lock:
+            while _idle:
+                process = _idle.pop()
+                if process.popen.poll() is None:
+                    process.part = part
+                    return process
+                process.stop(kill=True)
+    return _Process(part)
+
+
+def _release(processes: Sequence[_Process], played: bool) -> None:
+    """Keep the processes of a load played to its end, idle for the next one; stop every other."""
+    for process in processes:
+        if played and process.keepable and process.popen.poll() is None:
+            with _idle_lock:
+                _idle.append(process)
+            continue
+        with contextlib.suppress(OSError):
+            process.stop(kill=not played)
+
+
+def stop_idle() -> None:
+    """Stop the generator processes kept idle between loads (they exit at the end of their socket)."""
+    with _idle_lock:
+        idle = list(_idle)
+        _idle.clear()
+    for process in idle:
+        with contextlib.suppress(OSError):
+            process.stop(kill=False)
+
+
+atexit.register(stop_idle)
+
+
 def _sleep_until(when: float) -> None:
     while (remaining := when - time.monotonic()) > 0:
         time.sleep(remaining)
@@ -225,7 +276,8 @@ def run_in_processes(
 
     Each process builds its workload with ``source.build(part, parts)`` and returns ``source.outcome(workload)``;
     the outcomes come back in process order. ``on_start(t0)`` runs here at the load's time zero ``t0`` (also in
-    the result, ``LoadResult.t0``). Every process is gone when this returns or raises (Ctrl-C included).
+    the result, ``LoadResult.t0``). When it returns, its processes wait idle for the next load (see the module's
+    docstring); when it raises (Ctrl-C included), every one of them is gone.
     """
     _resolve(base_url)  # a malformed URL fails here, not in a child
     parts = spec.processes
@@ -235,7 +287,7 @@ def run_in_processes(
     collected: list[PartRecords] = []
     try:
         for part in range(parts):
-            processes.append(_Process(part))
+            processes.append(_take(part))
         for part, process in enumerate(processes):
             process.send(Job(base_url, source, spec, part, parts, connections[part], cpus[part]))
         ready_by = time.monotonic() + READY_TIMEOUT
@@ -251,13 +303,19 @@ def run_in_processes(
         done_by = t0 + last + spec.timeout + RESULT_GRACE
         collected = [process.records(done_by) for process in processes]
     finally:
-        for process in processes:
-            with contextlib.suppress(OSError):
-                process.stop(kill=len(collected) < parts)
+        _release(processes, played=len(collected) == parts)
     return merge(spec, collected, t0), [part.outcome for part in collected]
 
 
-__all__ = ["GeneratorError", "PartRecords", "assign_cpus", "merge", "run_in_processes", "split_connections"]
+__all__ = [
+    "GeneratorError",
+    "PartRecords",
+    "assign_cpus",
+    "merge",
+    "run_in_processes",
+    "split_connections",
+    "stop_idle",
+]
 
 
 def run_load_sync(base_url: str, workload: Workload, spec: LoadSpec) -> LoadResult:

@@ -6,16 +6,19 @@ It talks to the harness over the socket ``FD`` (``multiprocessing.connection`` f
 2. out: ``("ready",)`` once its connections are open (or ``("error", text)`` and exit);
 3. in: ``("go", t0)``: the load's time zero, a ``time.monotonic()`` value shared by every process of the machine;
 4. out: ``("result", header)`` then one message per record column, the raw bytes of its array (the request records
-   never travel as Python objects).
+   never travel as Python objects);
+5. then it waits for the next ``Job`` (1.), and exits when the socket reaches end of file instead.
 
-It imports no more than the engine needs (no pandas), pins itself, and dies with the harness: the kernel kills it
-when the thread that started it ends (``PR_SET_PDEATHSIG``), and it exits if its socket reaches end of file.
+It imports no more than the engine needs (no pandas), pins itself to each job's CPUs, collects its garbage between
+jobs, and dies with the harness: the kernel kills it when the thread that started it ends (``PR_SET_PDEATHSIG``),
+and it exits if its socket reaches end of file, during a load included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import os
 import pickle
 import signal
@@ -96,10 +99,8 @@ async def _play(conn: Connection, job: Job) -> _Run:
     return engine
 
 
-def serve(conn: Connection) -> None:
-    """Play one job received on ``conn`` and send its records back."""
-    job = pickle.loads(conn.recv_bytes())
-    assert isinstance(job, Job)
+def serve(conn: Connection, job: Job) -> None:
+    """Play ``job`` and send its records back on ``conn``."""
     os.sched_setaffinity(0, job.cpus)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         engine = runner.run(_play(conn, job))
@@ -124,7 +125,14 @@ def main(argv: Sequence[str]) -> int:
     _die_with(parent_pid)
     conn = Connection(fd)
     try:
-        serve(conn)
+        while True:
+            try:
+                job = pickle.loads(conn.recv_bytes())
+            except EOFError:  # the harness is done with this process
+                break
+            assert isinstance(job, Job)
+            serve(conn, job)
+            gc.collect()  # now, between loads, rather than during the next one
     except Exception:
         _send(conn, ("error", traceback.format_exc()))
         return 1

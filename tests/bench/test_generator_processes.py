@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -19,8 +20,16 @@ import psutil
 import pytest
 
 from bench.common import stats
-from bench.load.loadgen import LoadSpec, Request, schedule
-from bench.load.processes import GeneratorError, PartRecords, assign_cpus, merge, run_load_sync, split_connections
+from bench.load.loadgen import LoadResult, LoadSpec, Request, schedule
+from bench.load.processes import (
+    GeneratorError,
+    PartRecords,
+    assign_cpus,
+    merge,
+    run_load_sync,
+    split_connections,
+    stop_idle,
+)
 from bench.load.workload import FixedWorkload, ShopWorkload, StartsOnFirstRequest
 from bench.system.supervisor import free_port
 from tests.bench.test_loadgen import RECORD_COLUMNS
@@ -225,19 +234,43 @@ def test_cpus_and_connections_are_split_between_processes() -> None:
     assert split_connections(LoadSpec(rate=1000, duration=1, expected_latency=0.01), 2) == [20, 20]
 
 
+def _workers() -> list[psutil.Process]:
+    return [c for c in psutil.Process().children() if "bench.load.worker" in " ".join(c.cmdline())]
+
+
 @pytest.mark.sockets
-def test_processes_are_pinned_and_gone_after_the_run(framing_server: str) -> None:
+def test_processes_are_pinned_kept_for_the_next_load_and_stopped_on_request(framing_server: str) -> None:
+    stop_idle()
     cpu = max(os.sched_getaffinity(0))
-    seen: list[list[int]] = []
+    seen: list[tuple[int, list[int]]] = []
 
     def look() -> None:  # at the load's start, in the harness: the generator processes run
-        children = [c for c in psutil.Process().children() if "bench.load.worker" in " ".join(c.cmdline())]
-        seen.extend(child.cpu_affinity() for child in children)
+        seen.extend((child.pid, child.cpu_affinity()) for child in _workers())
 
-    workload = StartsOnFirstRequest(FixedWorkload(Request("get", "GET", "/")), look)
-    run_load_sync(framing_server, workload, LoadSpec(rate=50, duration=0.2, warmup=0.0, cpus=(cpu,), processes=2))
-    assert seen == [[cpu], [cpu]]
-    assert not [c for c in psutil.Process().children() if "bench.load.worker" in " ".join(c.cmdline())]
+    spec = LoadSpec(rate=50, duration=0.2, warmup=0.0, cpus=(cpu,), processes=2)
+    for _ in range(2):
+        workload = StartsOnFirstRequest(FixedWorkload(Request("get", "GET", "/")), look)
+        result = run_load_sync(framing_server, workload, spec)
+        assert (result.to_frame()["status"] == 200).all()
+    assert [affinity for _, affinity in seen] == [[cpu]] * 4
+    assert {pid for pid, _ in seen[:2]} == {pid for pid, _ in seen[2:]}  # the second load reused both processes
+    assert len(_workers()) == 2  # idle between loads
+    stop_idle()
+    assert not _workers()
+
+
+@pytest.mark.sockets
+def test_processes_started_by_another_thread_are_not_kept(framing_server: str) -> None:
+    stop_idle()
+    spec = LoadSpec(rate=50, duration=0.2, warmup=0.0, processes=1)
+    done: list[LoadResult] = []
+    thread = threading.Thread(
+        target=lambda: done.append(run_load_sync(framing_server, FixedWorkload(Request("get", "GET", "/")), spec))
+    )
+    thread.start()
+    thread.join()
+    assert len(done) == 1
+    assert not _workers()
 
 
 # ---- one clock -------------------------------------------------------------------------------------------------
