@@ -1,7 +1,10 @@
 """The network-overhead experiment: what each topology costs in latency, throughput, CPU and memory.
 
 Every topology runs side by side on the same pinned CPUs (an idle topology costs nothing measurable: the CPU of the
-idle ones is metered during each trial and recorded), and is measured in interleaved rounds (``trials``):
+idle ones is metered during each trial and recorded), each deployed ``deployments`` times, and is measured in
+interleaved rounds (``trials``), round ``r`` on deployment ``r mod deployments`` of every topology. Two deployments
+of one topology, started the same minute, can differ near the knee by more than the rounds of one of them do
+(docs/measurements.md): rounds over several deployments let the interval show that variation.
 
 1. ``low``: rounds of the default operation mix at a low rate, each round one trial per topology in a shuffled
    order: per-operation latency, CPU per successful request. Each figure is the median over rounds with its interval,
@@ -71,8 +74,9 @@ class NetworkParams:
     bisecting to within ``within``, at most ``max_probes`` probes per topology, never below ``floor_rate``), each
     probe lasting long enough for ``probe_requests`` requests (at least ``probe_duration``); the final bracket run
     again in ``recheck_rounds`` rounds, each stepping on by up to ``recheck_steps`` probes where its bracket did not
-    straddle the SLO. Before each trial a ``noise_probe``-second stall probe of the machine; a
-    disturbed trial is run again up to ``retries`` times.
+    straddle the SLO. Each topology is deployed ``deployments`` times; round ``r`` runs on deployment
+    ``r mod deployments``, the search on the first. Before each trial a ``noise_probe``-second stall probe of the
+    machine; a disturbed trial is run again up to ``retries`` times.
     """
 
     low_rate: float = 200.0
@@ -89,14 +93,23 @@ class NetworkParams:
     probe_warmup: float = 0.5
     recheck_rounds: int = 3
     recheck_steps: int = 2
+    deployments: int = 2
     retries: int = 1
     noise_probe: float = 0.2
     mix: str = "default"
     arrival: str = "poisson"
 
     def __post_init__(self) -> None:
-        if self.rounds < 1 or self.recheck_rounds < 0 or self.within <= 0 or self.max_probes < 2:
-            raise ValueError("rounds >= 1, recheck_rounds >= 0, within > 0 and max_probes >= 2 are required")
+        if (
+            self.rounds < 1
+            or self.recheck_rounds < 0
+            or self.within <= 0
+            or self.max_probes < 2
+            or self.deployments < 1
+        ):
+            raise ValueError(
+                "rounds >= 1, recheck_rounds >= 0, within > 0, max_probes >= 2 and deployments >= 1 are required"
+            )
 
     def probe_seconds(self, rate: float) -> float:
         """How long a probe at ``rate`` measures: long enough for ``probe_requests`` requests."""
@@ -115,7 +128,8 @@ class NetworkParams:
         # Two probes a round, and a step on in about one round in four (measured).
         recheck = self.recheck_rounds * topologies * 2.25 * probe
         repeats = 0.1 * (low + searching + recheck)  # trials the machine's noise disturbed, run again (measured)
-        return topologies * 2.0 + low + traced + searching + recheck + repeats
+        starts = topologies * self.deployments * 1.0  # measured: 0.3 s for the monolith, 1.6 s for microservices
+        return starts + low + traced + searching + recheck + repeats
 
     def low_load(self) -> dict[str, Any]:
         """The load of the low phase, as the columns of its rows in the ``steps`` table name it."""
@@ -206,58 +220,78 @@ class SideBySide:
 
     def __init__(self, context: RunContext, params: NetworkParams, progress: Progress) -> None:
         self.context, self.params, self.progress = context, params, progress
-        self.deployments: dict[str, Deployed] = {}
-        self.workloads: dict[str, ShopWorkload] = {}
+        self.deployments: dict[str, Deployed] = {}  # the first of each topology's: traced, placement, live counts
+        self.twins: dict[str, list[Deployed]] = {}  # every deployment of each topology, the first included
+        self.workloads: dict[str, list[ShopWorkload]] = {}  # one per deployment: each learns its own order ids
         self.runs: dict[str, list[MeteredRun]] = {t: [] for t in context.topologies}
         self.rng = random.Random(context.seed.seed)
         self.cpus = {*context.system_cpus, *context.generator_cpus} or None
         self.new_meter = partial(NoiseMeter, self.cpus, params.noise_probe)
 
     def start(self, stack: ExitStack) -> None:
-        context = self.context
-        for topology in context.topologies:
-            self.progress(f"{topology}: starting", 2.0)
-            start = partial(
-                deploy,
-                topology,
-                context.runs / topology,
-                seed=context.seed,
-                cpus=context.sut_cpus,
-                stack=context.stack,
-            )
-            deployment = stack.enter_context(running(context.target, start))
-            self.deployments[topology] = deployment
-            seed = context.seed
-            self.workloads[topology] = ShopWorkload(
-                seed.users, seed.products, mix=self.params.mix, seed=seed.seed, auth_headers=deployment.auth_headers
-            )
+        """Deploy every topology ``params.deployments`` times (a target once: it is deployed already)."""
+        context, seed = self.context, self.context.seed
+        copies = 1 if context.target is not None else self.params.deployments
+        for copy in range(copies):
+            for topology in context.topologies:
+                self.progress(f"{topology}: starting" + (f" deployment {copy + 1}" if copy else ""), 1.0)
+                start = partial(
+                    deploy,
+                    topology,
+                    context.runs / (f"{topology}-{copy + 1}" if copy else topology),
+                    seed=seed,
+                    cpus=context.sut_cpus,
+                    stack=context.stack,
+                )
+                deployment = stack.enter_context(running(context.target, start))
+                self.deployments.setdefault(topology, deployment)
+                self.twins.setdefault(topology, []).append(deployment)
+                self.workloads.setdefault(topology, []).append(
+                    ShopWorkload(
+                        seed.users,
+                        seed.products,
+                        mix=self.params.mix,
+                        seed=seed.seed,
+                        auth_headers=deployment.auth_headers,
+                    )
+                )
 
     def shuffled(self, topologies: list[str]) -> list[str]:
         order = list(topologies)
         self.rng.shuffle(order)
         return order
 
-    def measure(self, topology: str, spec: LoadSpec, phase: str, step: int, workload: Any = None) -> MeteredRun:
-        """One load run on ``topology``; its processes are metered, and so are the idle topologies' (their CPU is
-        recorded as ``idle_cpu_seconds``: side by side must cost the measured one nothing)."""
-        deployment = self.deployments[topology]
+    def measure(
+        self, topology: str, spec: LoadSpec, phase: str, step: int, workload: Any = None, copy: int = 0
+    ) -> MeteredRun:
+        """One load run on deployment ``copy`` (modulo their number) of ``topology``; its processes are metered, and
+        so are the idle deployments' (their CPU is recorded as ``idle_cpu_seconds``: side by side must cost the
+        measured one nothing)."""
+        twins = self.twins[topology]
+        index = copy % len(twins)
+        deployment = twins[index]
         pids: dict[str, int] = {}
-        for name, other in self.deployments.items():
-            if other.supervisor is not None:
+        for name, copies in self.twins.items():
+            for number, other in enumerate(copies):
+                if other.supervisor is None:
+                    continue
                 own = other.supervisor.pids()
-                pids |= own if name == topology else {f"{name}/{process}": pid for process, pid in own.items()}
-        result, usage = metered_run(deployment.public_url, pids, workload or self.workloads[topology], spec)
-        idle = sum(u.cpu_seconds for name, u in usage.items() if "/" in name)
+                idle = other is not deployment
+                pids |= {f"{name}#{number}/{process}": pid for process, pid in own.items()} if idle else own
+        result, usage = metered_run(deployment.public_url, pids, workload or self.workloads[topology][index], spec)
+        idle_cpu = sum(u.cpu_seconds for name, u in usage.items() if "/" in name)
         own_usage = {name: u for name, u in usage.items() if "/" not in name}
-        columns = {"idle_cpu_seconds": idle if len(pids) > len(own_usage) else math.nan}
+        columns = {"idle_cpu_seconds": idle_cpu if len(pids) > len(own_usage) else math.nan, "deployment": index}
         return MeteredRun(phase, step, result, own_usage, columns)
 
     def kept(self, topology: str, spec: LoadSpec, phase: str, step: int, columns: Mapping[str, Any]) -> MeteredRun:
-        """:meth:`measure`, repeated (bounded) while the machine's noise disturbs it; the kept run's row says so."""
+        """:meth:`measure` on the deployment of the round in ``columns`` (the first without one), repeated (bounded)
+        while the machine's noise disturbs it; the kept run's row says so."""
         runs: list[MeteredRun] = []
+        copy = int(columns.get("round", 0))
 
         def attempt(number: int) -> dict[str, Any]:
-            runs.append(self.measure(topology, spec, phase, step))
+            runs.append(self.measure(topology, spec, phase, step, copy=copy))
             return {}
 
         row = trials.kept(attempt, self.new_meter, self.params.retries)
@@ -278,7 +312,7 @@ class SideBySide:
         )
 
         def trial(topology: str, index: int) -> dict[str, Any]:
-            return {"run": self.measure(topology, spec, "low", index)}
+            return {"run": self.measure(topology, spec, "low", index, copy=index)}
 
         def told(index: int, position: int, topology: str, attempt: int) -> None:
             again = f", again ({attempt})" if attempt > 1 else ""
@@ -301,7 +335,7 @@ class SideBySide:
             return None
         # The edge honours a traceparent only with the harness's credential (plumbing.tracing).
         trusted = (*deployment.auth_headers, *deployment.trace_headers)
-        workload = CyclingWorkload(seed.users, seed.products, seed.seed, self.workloads[topology].order_ids, trusted)
+        workload = CyclingWorkload(seed.users, seed.products, seed.seed, self.workloads[topology][0].order_ids, trusted)
         count = self.params.traced_per_op * len(OPS)
         self.progress(f"{topology}: {count} traced requests", count / 50.0 + 1.0)
         spec = LoadSpec(rate=50.0, duration=count / 50.0, warmup=0.0, seed=seed.seed, arrival="constant")

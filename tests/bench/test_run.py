@@ -73,6 +73,19 @@ def test_per_hop_breakdown_counts_internal_calls(tiny_results: Path) -> None:
     assert (ms["in_gateway_us"] > 0).all()
 
 
+def test_rounds_take_the_deployments_of_each_topology_in_turn(tiny_results: Path) -> None:
+    steps = load_results(tiny_results).table("steps")
+    for topology in TOPOLOGIES:
+        assert (tiny_results / "runs" / f"{topology}-2" / "topology.json").is_file()  # a second deployment ran
+        mine = steps[steps["topology"] == topology]
+        low = mine[mine["phase"] == "low"]
+        assert dict(zip(low["step"], low["deployment"], strict=True)) == {0: 0, 1: 1}  # round r on deployment r mod 2
+        assert set(mine.loc[mine["phase"] == "sweep", "deployment"]) == {0}  # the search on the first
+        assert set(mine.loc[mine["phase"] == "knee", "deployment"]) == {1}  # re-check round 1 on the second
+        # The idle deployments (the twin included) were metered while this one was measured.
+        assert (low["idle_cpu_seconds"] >= 0).all()
+
+
 def test_resources_per_process(tiny_results: Path) -> None:
     resources = load_results(tiny_results).table("resources")
     processes = resources.groupby("topology")["process"].nunique()
