@@ -51,6 +51,7 @@ class NetworkParams(Params, kw_only=True):
     probe_warmup: float | UnsetType = UNSET
     recheck_rounds: int | UnsetType = UNSET
     recheck_steps: int | UnsetType = UNSET
+    miss_retries: int | UnsetType = UNSET
     deployments: int | UnsetType = UNSET
     retries: int | UnsetType = UNSET
     noise_probe: float | UnsetType = UNSET

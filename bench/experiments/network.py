@@ -70,8 +70,9 @@ class NetworkParams:
     """Rates in requests per second, durations in seconds. The SLO, the seed and the catalog come from the run's
     context.
 
-    ``rounds`` low-load trials of ``low_duration`` per topology; the knee searched from ``start_rate`` (doubling, then
-    bisecting to within ``within``, at most ``max_probes`` probes per topology, never below ``floor_rate``), each
+    ``rounds`` low-load trials of ``low_duration`` per topology; the knee searched from ``start_rate`` (doubling, a
+    rate that missed the SLO tried again up to ``miss_retries`` times before the doubling stops, then bisecting to
+    within ``within``, at most ``max_probes`` probes per topology, never below ``floor_rate``), each
     probe lasting long enough for ``probe_requests`` requests (at least ``probe_duration``); the final bracket run
     again in ``recheck_rounds`` rounds, each stepping on by up to ``recheck_steps`` probes where its bracket did not
     straddle the SLO. Each topology is deployed ``deployments`` times; round ``r`` runs on deployment
@@ -93,6 +94,7 @@ class NetworkParams:
     probe_warmup: float = 0.5
     recheck_rounds: int = 3
     recheck_steps: int = 2
+    miss_retries: int = 1
     deployments: int = 2
     retries: int = 1
     noise_probe: float = 0.2
@@ -121,10 +123,10 @@ class NetworkParams:
         trial = self.noise_probe + 0.3  # beside its load: the noise probe, starting the generator, the meters
         low = self.rounds * topologies * (self.warmup + self.low_duration + trial)
         traced = topologies * (self.traced_per_op * len(OPS) / 50.0 + 1.0)
-        # The search starts below the knee by a factor of about two (see SideBySide.start_rate): two doublings and
-        # three bisections, each probe near the knee's rate (1,000 req/s or more).
+        # The search starts below the knee by a factor of about two (see SideBySide.start_rate): two doublings, the
+        # miss tried again, and three bisections, each probe near the knee's rate (1,000 req/s or more).
         probe = self.probe_warmup + self.probe_seconds(1000.0) + trial
-        searching = topologies * min(self.max_probes, 6) * probe
+        searching = topologies * min(self.max_probes, 7) * probe
         # Two probes a round, and a step on in about one round in four (measured).
         recheck = self.recheck_rounds * topologies * 2.25 * probe
         repeats = 0.1 * (low + searching + recheck)  # trials the machine's noise disturbed, run again (measured)
@@ -143,7 +145,7 @@ QUICK = NetworkParams(
     rounds=4,
     traced_per_op=3,
     start_rate=800.0,
-    max_probes=7,
+    max_probes=8,
     probe_requests=400,
     probe_duration=0.4,
     probe_warmup=0.2,
@@ -370,6 +372,9 @@ class SideBySide:
         searches = {
             topology: Search[MeteredRun](
                 rising(self.start_rate(topology), 2.0, digits=0, compound=True),
+                # One miss on a minute the host took the CPU would stop the doubling below the knee, and the
+                # bisection could not leave that bracket: a miss while doubling is tried again.
+                retries=params.miss_retries,
                 within=params.within,
                 floor=params.floor_rate,
                 max_runs=params.max_probes,

@@ -192,8 +192,8 @@ def interleave(searches: Mapping[str, Search[R]], probe: Callable[[str, float], 
 
 def bracketing(runs: Iterable[Judged[R]]) -> tuple[Judged[R] | None, Judged[R] | None]:
     """(the passing run at the highest rate below the lowest failing one, the failing run at the lowest rate); None
-    where there is none. The first of equal rates."""
-    runs = list(runs)
+    where there is none. The last run at a rate decides it: a miss tried again that passed, passed."""
+    runs = list({run.rate: run for run in runs}.values())
     failed = [run for run in runs if not run.passed]
     low_fail = min(failed, key=lambda run: run.rate) if failed else None
     passed = [run for run in runs if run.passed and (low_fail is None or run.rate < low_fail.rate)]

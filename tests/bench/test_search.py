@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.load.search import Judged, Search, highest_passing, interleave, rising, search
+from bench.load.search import Judged, Search, bracketing, highest_passing, interleave, rising, search
 
 
 def probe_passing_up_to(limit: float, tried: list[float]):
@@ -95,3 +95,21 @@ def test_interleaved_searches_take_turns_in_the_order_of_each_round() -> None:
         assert passed is not None
         assert failed is not None
         assert passed <= limit < failed <= passed * 1.10
+
+
+def test_a_miss_tried_again_that_passes_does_not_close_the_bracket() -> None:
+    knee, unlucky = 5000.0, {3200.0}
+
+    def probe(rate: float) -> Judged[None]:
+        if rate in unlucky:  # the host took the CPU: a miss below the knee, once
+            unlucky.remove(rate)
+            return Judged(rate, False, "", None)
+        return Judged(rate, rate <= knee, "", None)
+
+    runs = search(probe, rising(1600.0, 2.0, digits=0, compound=True), retries=1, within=0.1, max_runs=12)
+    rates = [run.rate for run in runs]
+    assert rates[:5] == [1600.0, 3200.0, 3200.0, 6400.0, 6400.0]  # each miss tried once more
+    passed, failed = bracketing(runs)
+    assert passed is not None
+    assert failed is not None
+    assert passed.rate <= knee < failed.rate <= passed.rate * 1.1
