@@ -141,14 +141,14 @@ class NetworkParams:
 QUICK = NetworkParams(
     low_rate=200.0,
     low_duration=1.0,
-    warmup=0.3,
+    warmup=0.2,
     rounds=4,
     traced_per_op=3,
     start_rate=800.0,
     max_probes=8,
     probe_requests=400,
     probe_duration=0.4,
-    probe_warmup=0.2,
+    probe_warmup=0.1,  # a probe's connections are open before its time zero: 0.1 s is 100 requests and more
     recheck_rounds=2,
     noise_probe=0.1,
 )
