@@ -718,8 +718,11 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     params = meta.get("parameters", {}) if isinstance(meta, Mapping) else {}
     slo = params.get("slo_p99") if isinstance(params, Mapping) else None
     sustainable = f"p99 within {float(slo) * 1e3:g} ms" if isinstance(slo, int | float) else "within the SLO"
+    steps = tables.get(STEPS)
+    copies = int(steps["deployment"].nunique()) if steps is not None and "deployment" in steps else 1
+    over = f" over {copies} deployments of each topology" if copies > 1 else ""
     table.caption = (
-        f"{rounds} rounds{knee_rounds}: median, then its interval over the rounds{covered}; x: ratio to the "
+        f"{rounds} rounds{knee_rounds}{over}: median, then its interval over the rounds{covered}; x: ratio to the "
         f"monolith, paired per round; -: no round could carry it; sustainable: {sustainable}; search bracket: the "
         "highest rate that met it and the lowest that missed it"
     ) + (". Intervals over ±10% of their median: run again with more rounds, or on a quieter machine" if wide else "")
