@@ -209,7 +209,9 @@ def build_parser() -> Parser:
         "--restart-service",
         choices=SERVICES,
         default="inventory",
-        help="deployment: the microservice restarted alone and in a rolling restart of 2 replicas (default inventory)",
+        metavar="SERVICE",
+        help=f"deployment: the microservice restarted alone and in a rolling restart of 2 replicas, one of "
+        f"{', '.join(SERVICES)} (default inventory)",
     )
     where = run.add_mutually_exclusive_group()
     where.add_argument("--target", metavar="URL", help="measure the system deployed at URL (see below)")

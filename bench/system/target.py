@@ -46,19 +46,29 @@ PROBE_TIMEOUT = 5.0
 
 
 FILE_FORMAT = """\
-A targets file is TOML (JSON with the same keys when its name ends in .json); secrets never go in it:
+A targets file is TOML (JSON with the same keys when its name ends in .json);
+secrets never go in it:
 
-  topology = "microservices"             # monolith, colocated or microservices (required)
-  public_url = "http://127.0.0.1:8000"   # the public API, http://host[:port] (required)
-  profile = "naive"                      # the resilience profile it runs (ARCHBENCH_PROFILE): a label
-  products = 1000                        # how it was seeded (ARCHBENCH_PRODUCTS, ARCHBENCH_USERS;
-  users = 200                            #   defaults as in deploy/)
-  api_key_env = "ARCHBENCH_API_KEY"      # the environment variables that hold the API key
-  admin_token_env = "ARCHBENCH_ADMIN_TOKEN"  # and the admin token (these are the defaults)
+  # required: monolith, colocated or microservices, and the public API
+  topology = "microservices"
+  public_url = "http://127.0.0.1:8000"
+  # the resilience profile it runs (ARCHBENCH_PROFILE): a label
+  profile = "naive"
+  # how it was seeded (ARCHBENCH_PRODUCTS, ARCHBENCH_USERS; defaults as in
+  # deploy/)
+  products = 1000
+  users = 200
+  # the environment variables that hold the API key and the admin token
+  # (these are the defaults)
+  api_key_env = "ARCHBENCH_API_KEY"
+  admin_token_env = "ARCHBENCH_ADMIN_TOKEN"
 
-  [admin]                                # process -> base URL of its admin endpoint (dependency faults)
-  gateway = "http://127.0.0.1:8000"      # the public process defaults to public_url
-  payments = "http://127.0.0.1:8003"     # processes: monolith | colocated | gateway and the five services
+  # process -> base URL of its admin endpoint (dependency faults); processes:
+  # monolith | colocated | gateway and the five services; the public process
+  # defaults to public_url
+  [admin]
+  gateway = "http://127.0.0.1:8000"
+  payments = "http://127.0.0.1:8003"
 
 A fault on a process without an admin URL is skipped with a note."""
 
