@@ -291,7 +291,7 @@ PART = Part(
         ),
         Metric(
             "Failure impact",
-            "time to recover after the fault ends, in whole seconds (worst fault)",
+            "time to recover after the fault ends, an upper bound (worst fault)",
             ("failure_impact",),
             FAILURE,
             worst_fault("failure_impact", "time_to_recover", recover_text),
