@@ -47,7 +47,7 @@ def test_write_with(benchmark: BenchmarkFixture, conn: sqlite3.Connection) -> No
 
 
 @pytest.mark.benchmark(group="unit of work")
-def test_write_async_with_batch_of_100(benchmark: BenchmarkFixture, conn: sqlite3.Connection) -> None:
+def test_write_transactions_batch_of_100(benchmark: BenchmarkFixture, conn: sqlite3.Connection) -> None:
     async def writes() -> None:
         for _ in range(BATCH):
             async for uow in transactions(conn):
