@@ -63,12 +63,14 @@ class Connection(Protocol):
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
 
-    def try_begin(self) -> Exception | None:
+    def try_begin(self, alone: bool = False) -> Exception | None:
         """Begin a write transaction without waiting: None once begun, or (nothing begun) the engine's refusal.
 
-        SQLite takes the database's write lock (``BEGIN IMMEDIATE``), refused while another connection holds it.
-        PostgreSQL begins a SERIALIZABLE transaction, never refused: a collision with another writer surfaces later,
-        at a statement or at COMMIT, as :class:`Conflict`."""
+        SQLite takes the database's write lock (``BEGIN IMMEDIATE``), refused while another connection holds it, and
+        every writer runs alone. PostgreSQL begins a SERIALIZABLE transaction beside the other writers, or ``alone``
+        (a unit of work running again after a conflict) once they are done and before the next ones start: refused
+        (a :class:`Conflict`) if that takes longer than the session's lock timeout. A collision with another writer
+        surfaces later, at a statement or at COMMIT, as :class:`Conflict`."""
         ...
 
     def create_schema(self, *schemas: str) -> None:

@@ -108,7 +108,7 @@ class SQLiteConnection(sqlite3.Connection):
             return _executemany(self, sql, parameters)
         return timed(clock, _executemany, self, sql, parameters)
 
-    def try_begin(self) -> Exception | None:
+    def try_begin(self, alone: bool = False) -> Exception | None:  # every SQLite writer runs alone
         # IMMEDIATE takes the write lock at once, so two processes sharing a file never deadlock on lock upgrade.
         try:
             self.execute("BEGIN IMMEDIATE")
@@ -307,7 +307,10 @@ class Transactions:
             if previous.conflict is None:  # the block ran to its end
                 raise StopAsyncIteration
             await self._back_off(previous.conflict)
-        while (refused := self.conn.try_begin()) is not None:
+        # After a conflict the block runs alone: run again beside the same writers, it could lose every time (two
+        # saturated workers starved a checkout through 100 runs and lock_wait), while alone it cannot collide.
+        alone = previous is not None
+        while (refused := self.conn.try_begin(alone)) is not None:
             await self._back_off(refused)
         self.attempts += 1
         self._attempt = Attempt(self.conn)

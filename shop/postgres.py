@@ -35,6 +35,7 @@ the request's clock (:data:`shop.connection.DATABASE_TIME`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterable, Sequence
@@ -47,6 +48,11 @@ from shop.connection import DATABASE_TIME, LOCK_WAIT, Conflict, Cursor, TimedCur
 from shop.errors import Unavailable
 
 SCHEMA_LOCK = 0x41524349  # the advisory lock key replicas creating the schema take turns on (keys are per database)
+WRITERS = 0x41524348
+"""The advisory lock key of the database's writers (keys are per database): a unit of work holds it shared, and a
+unit of work running again after a conflict holds it exclusively, so that it runs alone and cannot lose again.
+PostgreSQL queues lock requests in order, so writers that come after an exclusive request wait for it (at most the
+session's lock timeout) and it cannot be starved by a stream of shared holders."""
 LOCK_TIMEOUT_MS = 25
 """The session's ``lock_timeout``: how long one statement may wait for a row lock inside the server.
 
@@ -158,12 +164,15 @@ class PostgresConnection:
             return self._executemany(sql, parameters)
         return timed(clock, self._executemany, sql, parameters)
 
-    def try_begin(self) -> Exception | None:
+    def try_begin(self, alone: bool = False) -> Exception | None:
         clock = DATABASE_TIME.get()
-        if clock is None:
-            self._try_begin()
-        else:
-            timed(clock, self._try_begin)
+        try:
+            if clock is None:
+                self._try_begin(alone)
+            else:
+                timed(clock, self._try_begin, alone)
+        except Conflict as refused:  # the writers' lock not had within the lock timeout: nothing is begun
+            return refused
         return None
 
     def _execute(self, sql: str, parameters: Sequence[Any]) -> Cursor:
@@ -193,12 +202,17 @@ class PostgresConnection:
             raise self._failed(exc) from exc
         return cursor
 
-    def _try_begin(self) -> None:
-        # Never refused: there is no lock to take. A collision with another writer is a Conflict later on.
+    def _try_begin(self, alone: bool = False) -> None:
+        # One round trip: the transaction and the writers' lock, shared (waits only behind a writer that runs alone)
+        # or exclusive. A lock not had within the lock timeout is a Conflict, and nothing stays begun.
         conn = self._connection()
+        lock = "pg_advisory_xact_lock" if alone else "pg_advisory_xact_lock_shared"
         try:
-            conn.execute(BEGIN)
+            conn.execute(f"{BEGIN}; SELECT {lock}({WRITERS})")
         except psycopg.OperationalError as exc:
+            with contextlib.suppress(psycopg.Error):
+                if self._in_server_transaction():
+                    conn.execute("ROLLBACK")
             raise self._failed(exc) from exc
 
     def create_schema(self, *schemas: str) -> None:

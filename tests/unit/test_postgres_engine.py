@@ -18,7 +18,7 @@ from shop.db import UnitOfWork, connect, create_schema, transactions
 from shop.errors import OutOfStock, Unavailable
 from shop.inventory import Inventory, Line
 from shop.payments import Payments
-from shop.postgres import LOCK_TIMEOUT_MS, PostgresConnection, translate, translate_schema
+from shop.postgres import LOCK_TIMEOUT_MS, WRITERS, PostgresConnection, translate, translate_schema
 from shop.users import User, Users
 from tests.pgfixtures import ENGINES, new_database
 from tests.unit.test_unit_of_work import (
@@ -129,12 +129,51 @@ async def test_a_row_lock_held_past_lock_wait_is_unavailable_and_the_loop_keeps_
     assert isinstance(refused.value.__cause__, Conflict)
     assert isinstance(refused.value.__cause__.__cause__, psycopg.errors.LockNotAvailable)
     assert 0.3 <= waited < 0.8
-    assert loop.attempts >= 3
-    # Each attempt waits inside the server for at most the lock_timeout; between them the loop runs.
+    # One run beside the holder (its row lock refused it), then tries to run alone, each waiting behind the
+    # holder's share of the writers' lock and refused: no second run began.
+    assert loop.attempts == 1
+    # Each try waits inside the server for at most the lock_timeout; between them the loop runs.
     assert len(gaps) >= 5
     assert max(gaps) < LOCK_TIMEOUT_MS / 1000 + 0.1, max(gaps)
     assert emails(writer) == []
     assert not writer.in_transaction
+
+
+async def test_a_unit_of_work_runs_beside_other_writers_then_alone_after_a_conflict(
+    pair: tuple[PostgresConnection, ...],
+) -> None:
+    writer, observer = pair
+    backend = writer.execute("SELECT pg_backend_pid()").fetchone()[0]
+    modes: list[str] = []
+    loop = transactions(writer)
+    async for uow in loop:
+        with uow:
+            row = observer.execute(
+                "SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND objid = ? AND pid = ?", (WRITERS, backend)
+            ).fetchone()
+            modes.append(row[0])
+            if loop.attempts == 1:
+                raise Conflict("collided (as the server would say)")
+            insert(writer, "a@x")
+            uow.commit()
+    assert modes == ["ShareLock", "ExclusiveLock"]  # beside the others first, then alone: it cannot lose again
+    assert emails(observer) == ["a@x"]
+
+
+def test_a_writer_running_alone_waits_for_the_others_then_is_refused_and_leaves_nothing_begun(
+    pair: tuple[PostgresConnection, ...],
+) -> None:
+    beside, alone = pair
+    with UnitOfWork(beside) as held:  # an open writer: holds the writers' lock shared
+        started = time.perf_counter()
+        refused = alone.try_begin(alone=True)
+        waited = time.perf_counter() - started
+        assert isinstance(refused, Conflict)
+        assert LOCK_TIMEOUT_MS / 1e3 <= waited < LOCK_TIMEOUT_MS / 1e3 + 0.5
+        assert not alone.in_transaction
+        held.commit()
+    assert alone.try_begin(alone=True) is None
+    alone.execute("ROLLBACK")
 
 
 async def test_two_deposits_to_one_wallet_collide_and_both_land_once(open_pg: OpenPg) -> None:
