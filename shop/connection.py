@@ -68,7 +68,7 @@ class Connection(Protocol):
 
         SQLite takes the database's write lock (``BEGIN IMMEDIATE``), refused while another connection holds it, and
         every writer runs alone. PostgreSQL begins a SERIALIZABLE transaction beside the other writers, or ``alone``
-        (a unit of work running again after a conflict) once they are done and before the next ones start: refused
+        (a unit of work that collided several times) once they are done and before the next ones start: refused
         (a :class:`Conflict`) if that takes longer than the session's lock timeout. A collision with another writer
         surfaces later, at a statement or at COMMIT, as :class:`Conflict`."""
         ...

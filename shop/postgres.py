@@ -50,7 +50,8 @@ from shop.errors import Unavailable
 SCHEMA_LOCK = 0x41524349  # the advisory lock key replicas creating the schema take turns on (keys are per database)
 WRITERS = 0x41524348
 """The advisory lock key of the database's writers (keys are per database): a unit of work holds it shared, and a
-unit of work running again after a conflict holds it exclusively, so that it runs alone and cannot lose again.
+unit of work that collided :data:`shop.db.RUNS_BESIDE` times holds it exclusively, so that it runs alone and cannot
+lose again.
 PostgreSQL queues lock requests in order, so writers that come after an exclusive request wait for it (at most the
 session's lock timeout) and it cannot be starved by a stream of shared holders."""
 LOCK_TIMEOUT_MS = 25
