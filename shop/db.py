@@ -335,9 +335,10 @@ RUNS_BESIDE = 3
 """Runs of a unit of work beside the other writers (on PostgreSQL) before it runs alone, after as many conflicts.
 
 Running alone costs the other writers a wait (on their event loops, at most the session's lock timeout) and makes
-the writers of the database one at a time while it runs: after every conflict, the monolith's checkout-heavy mix with
-two workers on PostgreSQL held 380 req/s within the SLO against 600 with no running alone (two runs each, scaling
-experiment), so a unit of work runs alone only once it has lost a few times."""
+the writers of the database one at a time while it runs: running alone after every conflict, the monolith's
+checkout-heavy mix with two workers on PostgreSQL held 380 req/s within the SLO, 500 after three conflicts, 600 never
+(two runs each, scaling experiment; docs/postgres.md). Never running alone starved a few checkouts to a 503 in a
+stress test."""
 
 
 def transactions(conn: Connection) -> Transactions:
