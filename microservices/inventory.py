@@ -13,7 +13,7 @@ from plumbing.responses import json_response
 from plumbing.web import Endpoint, Handler, internal, path_id, query, read_json
 from shop import inventory
 from shop.connection import Connection
-from shop.db import UnitOfWork
+from shop.db import transactions
 from shop.inventory import Inventory, Line
 from shop.seed import SeedSpec, catalog
 
@@ -35,21 +35,23 @@ def endpoints(conn: Connection) -> list[Endpoint]:
     async def reserve(request: Request) -> Response:
         body = await read_json(request, ReserveIn)
         lines = [Line(item.product_id, item.quantity) for item in body.items]
-        async with UnitOfWork(conn) as uow:
-            priced = Inventory(conn).reserve(body.order_id, lines)
-            uow.commit()
+        async for uow in transactions(conn):
+            with uow:
+                priced = Inventory(conn).reserve(body.order_id, lines)
+                uow.commit()
         return json_response(ReservationOut(body.order_id, "HELD", priced_out(priced)), 201)
 
     def transition(step: str) -> Handler:
         async def handler(request: Request) -> Response:
             order_id = path_id(request, "order_id")
             stock = Inventory(conn)
-            async with UnitOfWork(conn) as uow:
-                if step == "commit":
-                    stock.commit(order_id)
-                else:
-                    stock.release(order_id)
-                uow.commit()
+            async for uow in transactions(conn):
+                with uow:
+                    if step == "commit":
+                        stock.commit(order_id)
+                    else:
+                        stock.release(order_id)
+                    uow.commit()
             status = stock.reservation_status(order_id) or "RELEASED"
             return json_response(ReservationOut(order_id, status, priced_out(stock.lines(order_id))))
 

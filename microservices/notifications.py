@@ -13,16 +13,17 @@ from plumbing.responses import json_response
 from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import notifications
 from shop.connection import Connection
-from shop.db import UnitOfWork
+from shop.db import transactions
 from shop.notifications import Notification, Notifications
 
 
 def endpoints(conn: Connection) -> list[Endpoint]:
     async def deliver(request: Request) -> Response:
         body = await read_json(request, NotifyIn)
-        async with UnitOfWork(conn) as uow:
-            created = Notifications(conn).deliver(Notification(body.key, body.user_id, body.order_id, body.message))
-            uow.commit()
+        async for uow in transactions(conn):
+            with uow:
+                created = Notifications(conn).deliver(Notification(body.key, body.user_id, body.order_id, body.message))
+                uow.commit()
         return json_response(Delivered(body.key, created), 201 if created else 200)
 
     async def for_user(request: Request) -> Response:

@@ -13,7 +13,7 @@ from plumbing.responses import json_response
 from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import payments
 from shop.connection import Connection
-from shop.db import UnitOfWork
+from shop.db import transactions
 from shop.orders import check_optional_key
 from shop.payments import Payments
 from shop.seed import SeedSpec
@@ -34,23 +34,26 @@ def endpoints(conn: Connection) -> list[Endpoint]:
         body = await read_json(request, NewDeposit)
         user_id = path_id(request, "user_id")
         key = check_optional_key(request.headers.get("idempotency-key"))
-        async with UnitOfWork(conn) as uow:
-            new_balance = Payments(conn).deposit(user_id, body.amount_cents, key)
-            uow.commit()
+        async for uow in transactions(conn):
+            with uow:
+                new_balance = Payments(conn).deposit(user_id, body.amount_cents, key)
+                uow.commit()
         return json_response(Balance(user_id, new_balance), 201)
 
     async def charge(request: Request) -> Response:
         body = await read_json(request, ChargeIn)
-        async with UnitOfWork(conn) as uow:
-            done = Payments(conn).charge(body.order_id, body.user_id, body.amount_cents)
-            uow.commit()
+        async for uow in transactions(conn):
+            with uow:
+                done = Payments(conn).charge(body.order_id, body.user_id, body.amount_cents)
+                uow.commit()
         return json_response(ChargeOut(done.order_id, done.status), 201)
 
     async def refund(request: Request) -> Response:
         order_id = path_id(request, "order_id")
-        async with UnitOfWork(conn) as uow:
-            status = Payments(conn).refund(order_id)
-            uow.commit()
+        async for uow in transactions(conn):
+            with uow:
+                status = Payments(conn).refund(order_id)
+                uow.commit()
         return json_response(ChargeOut(order_id, status))
 
     return internal(

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from microservices.api import InventoryClient, PaymentsClient, UsersClient
 from plumbing.transports import RemoteCallError
 from shop.connection import Connection
-from shop.db import UnitOfWork
+from shop.db import transactions
 from shop.errors import BY_CODE, DomainError, OrderInProgress, Unavailable
 from shop.inventory import Line, PricedLine, normalize_lines, total_cents
 from shop.orders import Order, Orders, Owner, check_key, fingerprint
@@ -67,14 +67,15 @@ class Saga:
         key = check_key(key)
         lines = normalize_lines(items)
         print_ = fingerprint(user_id, lines)
-        async with UnitOfWork(self.conn) as uow:
-            existing = self.orders.find_by_key(user_id, key, print_)
-            if existing is None:
-                order_id = self.orders.create(user_id, key, print_, lines, self.owner.id, time.time() + self.lease)
-                uow.commit()
-                self.in_flight.add(order_id)
+        async for uow in transactions(self.conn):
+            with uow:
+                existing = self.orders.find_by_key(user_id, key, print_)
+                if existing is None:
+                    order_id = self.orders.create(user_id, key, print_, lines, self.owner.id, time.time() + self.lease)
+                    uow.commit()
         if existing is not None:
             return replay(existing), False
+        self.in_flight.add(order_id)  # after the block, which may run more than once
         try:
             await self._forward(order_id, user_id, lines)
         finally:
@@ -85,9 +86,10 @@ class Saga:
         """Stop driving an order; if it is still PENDING, recovery (here or in a sibling) may take it at once."""
         self.in_flight.discard(order_id)
         try:
-            async with UnitOfWork(self.conn) as uow:
-                self.orders.release(order_id, self.owner)
-                uow.commit()
+            async for uow in transactions(self.conn):
+                with uow:
+                    self.orders.release(order_id, self.owner)
+                    uow.commit()
         except Unavailable as exc:  # the lease runs out by itself; only the early hand-over is lost
             log.info("could not release order %s early: %s", order_id, exc)
 
@@ -95,9 +97,10 @@ class Saga:
         """Extend the leases of the orders this coordinator is driving; returns how many."""
         if not self.in_flight:
             return 0
-        async with UnitOfWork(self.conn) as uow:
-            renewed = self.orders.renew(self.owner, sorted(self.in_flight), time.time() + self.lease)
-            uow.commit()
+        async for uow in transactions(self.conn):
+            with uow:
+                renewed = self.orders.renew(self.owner, sorted(self.in_flight), time.time() + self.lease)
+                uow.commit()
         return renewed
 
     async def _forward(self, order_id: int, user_id: int, lines: Sequence[Line]) -> None:
@@ -120,20 +123,23 @@ class Saga:
 
     async def _confirm(self, order_id: int, user_id: int, priced: Sequence[PricedLine]) -> None:
         await self.inventory.commit(order_id)
-        async with UnitOfWork(self.conn) as uow:
-            self.orders.confirm(order_id, user_id, priced)
-            uow.commit()
+        async for uow in transactions(self.conn):
+            with uow:
+                self.orders.confirm(order_id, user_id, priced)
+                uow.commit()
         self.on_confirmed()
 
     async def _compensate(self, order_id: int, reason: str) -> None:
-        async with UnitOfWork(self.conn) as uow:
-            self.orders.mark_compensating(order_id, reason)
-            uow.commit()
+        async for uow in transactions(self.conn):
+            with uow:
+                self.orders.mark_compensating(order_id, reason)
+                uow.commit()
         await self.inventory.release(order_id)
         await self.payments.refund(order_id)
-        async with UnitOfWork(self.conn) as uow:
-            self.orders.reject(order_id, reason)
-            uow.commit()
+        async for uow in transactions(self.conn):
+            with uow:
+                self.orders.reject(order_id, reason)
+                uow.commit()
 
     async def _compensate_or_leave(self, order_id: int, reason: str) -> None:
         """Compensate now if possible; otherwise the order stays PENDING and recovery compensates it later."""
@@ -143,9 +149,10 @@ class Saga:
             log.warning("compensation of order %s deferred to recovery: %r", order_id, exc)
 
     async def _log_step(self, order_id: int, step: str) -> None:
-        async with UnitOfWork(self.conn) as uow:
-            self.orders.record_step(order_id, step)
-            uow.commit()
+        async for uow in transactions(self.conn):
+            with uow:
+                self.orders.record_step(order_id, step)
+                uow.commit()
 
     async def recover(self) -> int:
         """Finish or compensate every PENDING order no live coordinator drives; returns how many ended.
@@ -167,12 +174,13 @@ class Saga:
         return ended
 
     async def _claim(self, order_id: int) -> bool:
-        now = time.time()
-        async with UnitOfWork(self.conn) as uow:
-            claimed = self.orders.claim(order_id, self.owner, now, now + self.lease)
-            if claimed:
-                self.in_flight.add(order_id)
-            uow.commit()
+        async for uow in transactions(self.conn):
+            with uow:
+                now = time.time()
+                claimed = self.orders.claim(order_id, self.owner, now, now + self.lease)
+                uow.commit()
+        if claimed:  # only once the claim is committed: an attempt that conflicted claimed nothing
+            self.in_flight.add(order_id)
         return claimed
 
     async def _recover_one(self, order: Order) -> None:

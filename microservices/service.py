@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from plumbing.host import ComponentContext
 from plumbing.web import Endpoint, build_app
 from shop.connection import Connection
-from shop.db import UnitOfWork, connect, create_schema
+from shop.db import connect, create_schema, transactions
 from shop.seed import SeedSpec
 
 Seeder = Callable[[Connection, SeedSpec], None]
@@ -38,9 +38,10 @@ class Service:
 
     async def startup(self) -> None:
         if self.seeder is not None:
-            async with UnitOfWork(self.conn) as uow:
-                self.seeder(self.conn, self.ctx.config.seed)
-                uow.commit()
+            async for uow in transactions(self.conn):
+                with uow:
+                    self.seeder(self.conn, self.ctx.config.seed)
+                    uow.commit()
         self.ready = True
 
     async def shutdown(self) -> None:

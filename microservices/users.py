@@ -13,7 +13,7 @@ from plumbing.responses import json_response
 from plumbing.web import Endpoint, internal, path_id, read_json
 from shop import users
 from shop.connection import Connection
-from shop.db import UnitOfWork
+from shop.db import transactions
 from shop.seed import SeedSpec
 from shop.seed import users as seed_users
 from shop.users import User, Users
@@ -31,9 +31,10 @@ def seed(conn: Connection, spec: SeedSpec) -> None:
 def endpoints(conn: Connection) -> list[Endpoint]:
     async def register(request: Request) -> Response:
         body = await read_json(request, NewUser)
-        async with UnitOfWork(conn) as uow:
-            user = Users(conn).register(body.email, body.name)
-            uow.commit()
+        async for uow in transactions(conn):
+            with uow:
+                user = Users(conn).register(body.email, body.name)
+                uow.commit()
         return json_response(record(user), 201)
 
     async def get_user(request: Request) -> Response:

@@ -20,7 +20,7 @@ from plumbing.transports import RemoteCallError
 from plumbing.web import Handler, build_app, path_id, query, read_json
 from shop import inventory, notifications, orders, payments, users
 from shop.connection import Connection
-from shop.db import UnitOfWork, connect, create_schema
+from shop.db import UnitOfWork, connect, create_schema, transactions
 from shop.errors import Unavailable
 from shop.inventory import Inventory
 from shop.notifications import Notification, Notifications
@@ -107,9 +107,10 @@ class Monolith:
 
     async def _deliver(self, item: OutboxItem) -> None:
         await modules("notifications", guards=self.guards)
-        async with UnitOfWork(self.conn) as uow:
-            Notifications(self.conn).deliver(Notification(item.key, item.user_id, item.order_id, item.message))
-            uow.commit()
+        async for uow in transactions(self.conn):
+            with uow:
+                Notifications(self.conn).deliver(Notification(item.key, item.user_id, item.order_id, item.message))
+                uow.commit()
 
     def _handlers(self) -> dict[str, Handler]:
         conn = self.conn
@@ -117,9 +118,10 @@ class Monolith:
         async def register(request: Request) -> Response:
             body = await read_json(request, contract.NewUser)
             await modules("users", guards=self.guards, idempotent=False)
-            async with UnitOfWork(conn) as uow:
-                user = Users(conn).register(body.email, body.name)
-                uow.commit()
+            async for uow in transactions(conn):
+                with uow:
+                    user = Users(conn).register(body.email, body.name)
+                    uow.commit()
             return json_response(contract.user_out(user, 0), 201)
 
         async def get_user(request: Request) -> Response:
@@ -133,10 +135,11 @@ class Monolith:
             await modules("users", guards=self.guards)
             # A keyed deposit happens once: safe to retry, as the gateway may retry it to the payments service.
             await modules("payments", guards=self.guards, idempotent=key is not None)
-            async with UnitOfWork(conn) as uow:
-                user = Users(conn).get(path_id(request, "user_id"))
-                balance = Payments(conn).deposit(user.id, body.amount_cents, key)
-                uow.commit()
+            async for uow in transactions(conn):
+                with uow:
+                    user = Users(conn).get(path_id(request, "user_id"))
+                    balance = Payments(conn).deposit(user.id, body.amount_cents, key)
+                    uow.commit()
             return json_response(contract.BalanceOut(user.id, balance), 201)
 
         async def list_products(request: Request) -> Response:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from shop.connection import Connection
-from shop.db import DATABASE_ERRORS, UnitOfWork
+from shop.db import DATABASE_ERRORS, transactions
 from shop.orders import Orders, OutboxItem, Owner
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,11 @@ class OutboxRelay:
             self._task = None
 
     async def _claim(self) -> tuple[list[OutboxItem], float]:
-        now = time.time()
-        async with UnitOfWork(self.conn) as uow:
-            items = Orders(self.conn).claim_undelivered(self.owner, now, now + self.lease, self.batch)
-            uow.commit()
+        async for uow in transactions(self.conn):
+            with uow:
+                now = time.time()
+                items = Orders(self.conn).claim_undelivered(self.owner, now, now + self.lease, self.batch)
+                uow.commit()
         return items, time.monotonic() + self.lease / 2
 
     async def drain_once(self) -> int:
@@ -78,23 +79,26 @@ class OutboxRelay:
         failed = 0
         for index, item in enumerate(items):
             if time.monotonic() >= give_up_at:  # the claim is half spent: give the rest back, claim again later
-                async with UnitOfWork(self.conn) as uow:
-                    for rest in items[index:]:
-                        Orders(self.conn).unclaim(rest.id, self.owner)
-                    uow.commit()
+                async for uow in transactions(self.conn):
+                    with uow:
+                        for rest in items[index:]:
+                            Orders(self.conn).unclaim(rest.id, self.owner)
+                        uow.commit()
                 return failed + len(items) - index
             try:
                 await self.deliver(item)
             except Exception as exc:  # any failure of the receiver: keep the row and retry later
                 log.debug("delivery of outbox row %s failed: %r", item.id, exc)
-                async with UnitOfWork(self.conn) as uow:
-                    Orders(self.conn).mark_attempt(item.id)
-                    uow.commit()
+                async for uow in transactions(self.conn):
+                    with uow:
+                        Orders(self.conn).mark_attempt(item.id)
+                        uow.commit()
                 failed += 1
                 continue
-            async with UnitOfWork(self.conn) as uow:
-                Orders(self.conn).mark_delivered(item.id)
-                uow.commit()
+            async for uow in transactions(self.conn):
+                with uow:
+                    Orders(self.conn).mark_delivered(item.id)
+                    uow.commit()
             self.delivered += 1
         return failed
 

@@ -1,8 +1,10 @@
 """Database connections and the unit of work, on two engines: SQLite (a file per database) and PostgreSQL.
 
-Every context works on a :class:`Connection` inside a transaction its caller owns. The caller opens a
-:class:`UnitOfWork`, calls one or several contexts, and commits explicitly; leaving the block without ``commit()``
-rolls back. The domain's SQL is written once, in SQLite's dialect (``?`` placeholders); the PostgreSQL engine
+Every context works on a :class:`Connection` inside a transaction its caller owns. The caller opens a unit of work,
+calls one or several contexts, and commits explicitly; leaving the block without ``commit()`` rolls back. Code that
+serves requests writes it ``async for uow in transactions(conn): with uow: ...`` (:func:`transactions`), which waits
+and runs the block again when it must; start-up work and tests may use a plain ``with UnitOfWork(conn)``, which does
+neither. The domain's SQL is written once, in SQLite's dialect (``?`` placeholders); the PostgreSQL engine
 (:mod:`shop.postgres`) translates it, and its schemas, in one place. :func:`connect` picks the engine from a database
 URL: ``postgresql://...`` or ``postgres://...``, else ``sqlite:///PATH`` or a plain path.
 
@@ -11,20 +13,29 @@ less than a hop to a worker thread would, and a transaction with no ``await`` in
 on the same event loop. On PostgreSQL a query is a round trip to the server (about a hundred microseconds on
 loopback), still run on the loop; docs/postgres.md measures what that costs and why it stays so.
 
-What must never run on the event loop is a *wait*. The write lock may be held by another connection (a replica sharing
-the database, an operator's shell, a backup) for as long as it likes; waiting for it inside the engine would sleep on
-the loop's thread, freezing every request of the process, reads included. So a connection never waits inside the
-engine (SQLite: busy timeout 0 once the schema exists; PostgreSQL: the write lock is taken with a try-lock), and
-``async with UnitOfWork(conn)`` waits for the write lock by retrying with backoff on the loop, for at most the
-connection's :attr:`Connection.lock_wait` seconds; then it raises :class:`~shop.errors.Unavailable` (503, retryable).
-Reads take no lock (WAL; MVCC), so they keep answering meanwhile. Writers of one database are serialized on both
-engines, so the domain's read-then-write steps behave the same on both. A "database is locked" error from SQLite, and
-a serialization failure, deadlock, lock or statement timeout or lost connection from PostgreSQL, become
-``Unavailable`` here, at the boundary, and nowhere else.
+The domain's read-then-write steps (reserve, charge, refund, release, the idempotency look-up, deposit, the claims of
+the saga log and the outbox) need writers that behave as if they ran one at a time. SQLite gives that with its
+database-wide write lock (``BEGIN IMMEDIATE``). PostgreSQL gives it with SERIALIZABLE transactions and no lock of the
+whole database, so writers of different rows run side by side; the price is that the server may roll back one of two
+colliding transactions (:class:`~shop.connection.Conflict`), which must then run again. :func:`transactions` does:
+it rolls the block back and runs it again, so a block must do nothing outside the database that a second run would
+repeat wrongly.
+
+What must never run on the event loop is a *wait*. The write lock, or a row lock, may be held by another connection (a
+replica sharing the database, an operator's shell, a backup) for as long as it likes; waiting for it inside the engine
+would sleep on the loop's thread, freezing every request of the process, reads included. So a connection waits inside
+the engine not at all on SQLite (busy timeout 0 once the schema exists) and briefly on PostgreSQL (for a row lock, at
+most the session's ``lock_timeout``, :data:`shop.postgres.LOCK_TIMEOUT_MS`, then a Conflict), and :func:`transactions`
+waits for the write lock, or before running the block again, with backoff awaited on the loop, for at most the
+connection's :attr:`Connection.lock_wait` seconds in all; then it raises :class:`~shop.errors.Unavailable` (503,
+retryable). Reads take no lock (WAL; MVCC), so they keep answering meanwhile. A "database is locked" error from SQLite
+becomes ``Unavailable`` here; the PostgreSQL engine turns a serialization failure, deadlock or lock timeout into
+``Conflict``, and a statement timeout or lost connection into ``Unavailable``, at its boundary; nothing else sees an
+engine's errors but its integrity errors (:data:`INTEGRITY_ERRORS`).
 
 While a traced request is handled, both engines add the time of its statements, fetches and commits, and the unit of
-work its wait for the write lock, to the request's clock (:data:`shop.connection.DATABASE_TIME`): the database's share
-of the per-hop breakdown.
+work its backoff, to the request's clock (:data:`shop.connection.DATABASE_TIME`): the database's share of the per-hop
+breakdown.
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from typing import Any, Self
 
 import psycopg
 
-from shop.connection import DATABASE_TIME, LOCK_WAIT, Connection, DatabaseClock, timed
+from shop.connection import DATABASE_TIME, LOCK_WAIT, Conflict, Connection, DatabaseClock, timed
 from shop.errors import Unavailable
 
 MAX_ID = 2**63 - 1
@@ -97,7 +108,7 @@ class SQLiteConnection(sqlite3.Connection):
             return _executemany(self, sql, parameters)
         return timed(clock, _executemany, self, sql, parameters)
 
-    def try_begin(self) -> Exception | None:
+    def try_begin(self, alone: bool = False) -> Exception | None:  # every SQLite writer runs alone
         # IMMEDIATE takes the write lock at once, so two processes sharing a file never deadlock on lock upgrade.
         try:
             self.execute("BEGIN IMMEDIATE")
@@ -183,43 +194,16 @@ def is_busy(exc: BaseException) -> bool:
 
 
 def unavailable(exc: Exception) -> Unavailable:
-    return Unavailable(f"the database is busy with another writer, retry later ({exc})")
+    return Unavailable(f"the database is busy with other writers, retry later ({exc})")
 
 
-class UnitOfWork:
-    """One transaction: ``commit()`` explicitly, otherwise everything is rolled back on exit.
-
-    ``async with`` waits for the write lock off the loop's clock (retries with backoff) up to the connection's
-    ``lock_wait``; plain ``with`` does not wait at all. Either way a lock held elsewhere is :class:`Unavailable`.
-    """
+class _Transaction:
+    """What :class:`UnitOfWork` and :class:`Attempt` share: ``commit()``, and the rollback of whatever was not
+    committed when the block ends."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-
-    def __enter__(self) -> Self:
-        refused = self.conn.try_begin()
-        if refused is not None:
-            raise unavailable(refused) from refused
-        return self
-
-    async def __aenter__(self) -> Self:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + getattr(self.conn, "lock_wait", LOCK_WAIT)
-        backoff = _FIRST_BACKOFF
-        while True:
-            refused = self.conn.try_begin()
-            if refused is None:
-                return self
-            left = deadline - loop.time()
-            if left <= 0:
-                raise unavailable(refused) from refused
-            # Full jitter: writers of several processes waiting for one lock do not retry in step.
-            slept = perf_counter()
-            await asyncio.sleep(min(left, random.uniform(0, backoff)))
-            clock = DATABASE_TIME.get()
-            if clock is not None:  # the wait for the lock is time in the database (the attempts count on their own)
-                clock.seconds += perf_counter() - slept
-            backoff = min(backoff * 2, _MAX_BACKOFF)
+        self.committed = False  # commit() succeeded in this block: running it again would repeat that part
 
     def commit(self) -> None:
         try:
@@ -228,9 +212,33 @@ class UnitOfWork:
             if is_busy(exc):
                 raise unavailable(exc) from exc
             raise
+        self.committed = True
         # Writes after commit() in the same block belong to a new transaction that is rolled back unless committed
         # again; without this BEGIN the connection would be in autocommit mode and keep them.
         self.conn.execute("BEGIN")
+
+    def _end(self, exc: BaseException | None) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        if exc is not None and is_busy(exc):
+            assert isinstance(exc, sqlite3.OperationalError)
+            raise unavailable(exc) from exc
+
+
+class UnitOfWork(_Transaction):
+    """One transaction: ``commit()`` explicitly, otherwise everything is rolled back on exit.
+
+    Plain ``with``, which begins at once and never waits nor runs again: a write lock held elsewhere is
+    :class:`Unavailable`, and so is a :class:`~shop.connection.Conflict`. For start-up and schema work and for tests;
+    code that serves requests uses :func:`transactions`.
+    """
+
+    def __enter__(self) -> Self:
+        refused = self.conn.try_begin()
+        if refused is not None:
+            raise unavailable(refused) from refused
+        self.committed = False
+        return self
 
     def __exit__(
         self,
@@ -238,19 +246,120 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
-        if exc is not None and is_busy(exc):
-            assert isinstance(exc, sqlite3.OperationalError)
-            raise unavailable(exc) from exc
+        self._end(exc)
 
-    async def __aexit__(
+
+class Attempt(_Transaction):
+    """One run of a :func:`transactions` block, its transaction already begun: enter it once (``with uow:``).
+
+    Leaving the block rolls back whatever was not committed. A :class:`~shop.connection.Conflict` raised before any
+    ``commit()`` succeeded is swallowed here and recorded, so that the loop runs the block again; after a successful
+    ``commit()`` it propagates (running the block again would repeat the committed part).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self.entered = False
+        self.conflict: Conflict | None = None
+
+    def __enter__(self) -> Self:
+        if self.entered:
+            raise RuntimeError("an attempt of transactions() is entered once")
+        self.entered = True
+        return self
+
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    ) -> bool:
+        self._end(exc)
+        if isinstance(exc, Conflict) and not self.committed:
+            self.conflict = exc
+            return True
+        return False
+
+
+class Transactions:
+    """The attempts of one unit of work, as an asynchronous iterator: see :func:`transactions`."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.attempts = 0
+        self._attempt: Attempt | None = None
+        self._deadline: float | None = None
+        self._backoff = _FIRST_BACKOFF
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().time() + self.conn.lock_wait
+        previous = self._attempt
+        if previous is not None:
+            if not previous.entered:
+                self._attempt = None
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise RuntimeError("each attempt of transactions() must be entered: `with uow:`")
+            if previous.conflict is None:  # the block ran to its end
+                raise StopAsyncIteration
+            await self._back_off(previous.conflict)
+        # After RUNS_BESIDE runs that collided the block runs alone: beside the same writers it could lose every time
+        # (two saturated workers starved a checkout through 100 runs and lock_wait), alone it cannot collide.
+        alone = self.attempts >= RUNS_BESIDE
+        while (refused := self.conn.try_begin(alone)) is not None:
+            await self._back_off(refused)
+        self.attempts += 1
+        self._attempt = Attempt(self.conn)
+        return self._attempt
+
+    async def _back_off(self, reason: Exception) -> None:
+        """Sleep on the loop before the next try (full jitter, doubling), or give up once ``lock_wait`` is spent."""
+        assert self._deadline is not None
+        left = self._deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise unavailable(reason) from reason
+        # Full jitter: writers of several processes colliding on one lock or row do not retry in step.
+        slept = perf_counter()
+        await asyncio.sleep(min(left, random.uniform(0, self._backoff)))
+        clock = DATABASE_TIME.get()
+        if clock is not None:  # the backoff is time in the database (the attempts count on their own)
+            clock.seconds += perf_counter() - slept
+        self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
+
+
+RUNS_BESIDE = 3
+"""Runs of a unit of work beside the other writers (on PostgreSQL) before it runs alone, after as many conflicts.
+
+Running alone costs the other writers a wait (on their event loops, at most the session's lock timeout) and makes
+the writers of the database one at a time while it runs: running alone after every conflict, the monolith's
+checkout-heavy mix with two workers on PostgreSQL held 380 req/s within the SLO, 500 after three conflicts, 600 never
+(two runs each, scaling experiment; docs/postgres.md). Never running alone starved a few checkouts to a 503 in a
+stress test."""
+
+
+def transactions(conn: Connection) -> Transactions:
+    """A unit of work that waits and runs again, for code serving requests::
+
+        async for uow in transactions(conn):
+            with uow:
+                ...  # statements only: no await, no effect outside the database
+                uow.commit()
+
+    Each attempt begins a transaction (on SQLite waiting for the write lock, with backoff on the loop) and the block
+    runs once in it; ``commit()`` is explicit, and leaving the block without it rolls back. The loop ends when the
+    block does, a ``return`` inside it included. When the block ends in a :class:`~shop.connection.Conflict` (only
+    PostgreSQL raises one), it is rolled back and run again after a jittered backoff awaited on the loop. Waiting and
+    running again share the connection's ``lock_wait`` seconds; then :class:`~shop.errors.Unavailable` (503). Any
+    other exception leaves the loop as it is.
+
+    Because the block may run more than once, it must do nothing outside the database that a second run would repeat
+    wrongly (change in-memory state, call another process): do that after the loop, from what the block left.
+    """
+    return Transactions(conn)
 
 
 def valid_id(value: int) -> bool:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from shop import inventory
 from shop.connection import Connection
-from shop.db import MAX_ID, UnitOfWork, connect, create_schema
+from shop.db import MAX_ID, UnitOfWork, connect, create_schema, transactions
 from shop.errors import DomainError, InvalidInput, InvalidState, OutOfStock, ProductNotFound, StepCancelled
 from shop.inventory import (
     MAX_LINES,
@@ -253,15 +253,17 @@ def test_two_connections_never_oversell(inventory_conn: sqlite3.Connection, engi
 
 
 def test_concurrent_reservations_of_the_last_unit(inventory_conn: sqlite3.Connection, engine_db: OpenAny) -> None:
-    # Each buyer has its own connection and event loop; the one that finds the write lock taken waits for it.
+    # Each buyer has its own connection and event loop; the one that finds the write lock taken (SQLite) waits for it,
+    # the one whose transaction collides (PostgreSQL) runs it again.
     outcomes: list[str] = []
     start = threading.Barrier(2, timeout=10)
     opened = [engine_db(), engine_db()]
 
     async def reserve_waiting(conn: Connection, order_id: int) -> None:
-        async with UnitOfWork(conn) as uow:
-            Inventory(conn).reserve(order_id, [Line(PEN, 1)])
-            uow.commit()
+        async for uow in transactions(conn):
+            with uow:
+                Inventory(conn).reserve(order_id, [Line(PEN, 1)])
+                uow.commit()
 
     def buy_the_pen(order_id: int) -> None:
         conn = opened.pop()

@@ -1,38 +1,60 @@
-"""The PostgreSQL engine under the unit of work: the same write lock, the same refusals, the dialect translated once."""
+"""The PostgreSQL engine under the unit of work: SERIALIZABLE transactions and no database-wide lock, collisions run
+again, short waits inside the server, the same refusals, the dialect translated once."""
 
 from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
 from bench.system.postgres import PostgresServer
-from shop import users
-from shop.db import UnitOfWork, connect, create_schema
-from shop.errors import Unavailable
-from shop.postgres import PostgresConnection, WriteLockHeld, translate, translate_schema
+from monolith.checkout import checkout
+from shop import inventory, notifications, orders, payments, users
+from shop.connection import Conflict
+from shop.db import RUNS_BESIDE, UnitOfWork, connect, create_schema, transactions
+from shop.errors import OutOfStock, Unavailable
+from shop.inventory import Inventory, Line
+from shop.payments import Payments
+from shop.postgres import LOCK_TIMEOUT_MS, WRITERS, PostgresConnection, translate, translate_schema
+from shop.users import User, Users
 from tests.pgfixtures import ENGINES, new_database
 from tests.unit.test_unit_of_work import (
     emails,
     insert,
     keeps_only_the_commit_when_the_block_fails,
+    run,
     writes_once_the_holder_lets_go,
 )
 
 pytestmark = ENGINES[1].marks
 
+OpenPg = Callable[..., PostgresConnection]
+
 
 @pytest.fixture
-def pair(pg_server: PostgresServer) -> tuple[PostgresConnection, PostgresConnection]:
+def open_pg(pg_server: PostgresServer) -> Iterator[OpenPg]:
+    """``open_pg(*schemas)``: a new connection to one fresh database (the same for every call), with those schemas."""
     url, password = new_database(pg_server, "uow")
-    conns = []
-    for _ in range(2):
+    opened: list[PostgresConnection] = []
+
+    def open_(*schemas: str) -> PostgresConnection:
         conn = connect(url, password=password)
         assert isinstance(conn, PostgresConnection)
-        create_schema(conn, users.SCHEMA)
-        conns.append(conn)
-    yield conns[0], conns[1]
-    for conn in conns:
+        opened.append(conn)
+        create_schema(conn, *schemas)
+        return conn
+
+    yield open_
+    for conn in opened:
         conn.close()
+
+
+@pytest.fixture
+def pair(open_pg: OpenPg) -> tuple[PostgresConnection, PostgresConnection]:
+    return open_pg(users.SCHEMA), open_pg(users.SCHEMA)
 
 
 def test_the_dialect_is_translated_in_one_place() -> None:
@@ -44,17 +66,22 @@ def test_the_dialect_is_translated_in_one_place() -> None:
     )
 
 
-def test_a_unit_of_work_holds_the_write_lock_from_the_start(pair: tuple[PostgresConnection, ...]) -> None:
+def test_a_session_waits_for_a_row_lock_briefly(pair: tuple[PostgresConnection, ...]) -> None:
+    conn, _ = pair
+    assert conn.execute("SHOW lock_timeout").fetchone() == (f"{LOCK_TIMEOUT_MS}ms",)
+
+
+def test_a_unit_of_work_is_serializable_and_locks_no_database(pair: tuple[PostgresConnection, ...]) -> None:
     writer, other = pair
-    with UnitOfWork(writer):
-        with pytest.raises(Unavailable) as refused, UnitOfWork(other):
-            pass
-        assert isinstance(refused.value.__cause__, WriteLockHeld)
-        assert not other.in_transaction
-    with UnitOfWork(other) as uow:  # released with the transaction
-        insert(other, "a@x")
-        uow.commit()
-    assert emails(writer) == ["a@x"]
+    with UnitOfWork(writer) as first:
+        assert writer.execute("SHOW transaction_isolation").fetchone() == ("serializable",)
+        insert(writer, "a@x")
+        with UnitOfWork(other) as second:  # the old write lock refused this one at once
+            insert(other, "b@x")
+            second.commit()
+        first.commit()
+        assert writer.execute("SHOW transaction_isolation").fetchone() == ("serializable",)  # after commit() too
+    assert emails(writer) == ["a@x", "b@x"]
 
 
 def test_writes_after_commit_are_not_kept_when_the_block_fails(pair: tuple[PostgresConnection, ...]) -> None:
@@ -63,23 +90,195 @@ def test_writes_after_commit_are_not_kept_when_the_block_fails(pair: tuple[Postg
     assert not writer.in_transaction
 
 
-async def test_async_unit_of_work_waits_for_the_lock_without_blocking_the_loop(
+async def test_a_write_held_up_by_a_row_lock_lands_once_the_holder_lets_go(
     pair: tuple[PostgresConnection, ...],
 ) -> None:
     holder, writer = pair
     assert holder.try_begin() is None
+    insert(holder, "a@x")  # not committed: the writer's insert of the same key waits for it, then runs again
     await writes_once_the_holder_lets_go(holder, writer)
 
 
-async def test_async_unit_of_work_gives_up_after_lock_wait(pair: tuple[PostgresConnection, ...]) -> None:
+async def test_a_row_lock_held_past_lock_wait_is_unavailable_and_the_loop_keeps_running(
+    pair: tuple[PostgresConnection, ...],
+) -> None:
     holder, writer = pair
-    writer.lock_wait = 0.1
+    writer.lock_wait = 0.3
     assert holder.try_begin() is None
+    insert(holder, "a@x")
+    gaps: list[float] = []
 
-    with pytest.raises(Unavailable):
-        async with UnitOfWork(writer):
-            pass
+    async def tick() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    loop = transactions(writer)
+    started = time.perf_counter()
+    with pytest.raises(Unavailable) as refused:
+        await run(loop, lambda uow: insert(writer, "a@x"))
+    waited = time.perf_counter() - started
+    ticker.cancel()
     holder.execute("ROLLBACK")
+
+    assert isinstance(refused.value.__cause__, Conflict)
+    assert isinstance(refused.value.__cause__.__cause__, psycopg.errors.LockNotAvailable)
+    assert 0.3 <= waited < 0.8
+    # Runs beside the holder (its row lock refused each), then tries to run alone, each waiting behind the
+    # holder's share of the writers' lock and refused.
+    assert loop.attempts == RUNS_BESIDE
+    # Each try waits inside the server for at most the lock_timeout; between them the loop runs.
+    assert len(gaps) >= 5
+    assert max(gaps) < LOCK_TIMEOUT_MS / 1000 + 0.1, max(gaps)
+    assert emails(writer) == []
+    assert not writer.in_transaction
+
+
+async def test_a_unit_of_work_runs_beside_other_writers_then_alone_after_a_conflict(
+    pair: tuple[PostgresConnection, ...],
+) -> None:
+    writer, observer = pair
+    backend = writer.execute("SELECT pg_backend_pid()").fetchone()[0]
+    modes: list[str] = []
+    loop = transactions(writer)
+    async for uow in loop:
+        with uow:
+            row = observer.execute(
+                "SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND objid = ? AND pid = ?", (WRITERS, backend)
+            ).fetchone()
+            modes.append(row[0])
+            if loop.attempts <= RUNS_BESIDE:
+                raise Conflict("collided (as the server would say)")
+            insert(writer, "a@x")
+            uow.commit()
+    assert modes == ["ShareLock"] * RUNS_BESIDE + ["ExclusiveLock"]  # beside the others, then alone: no more losing
+    assert emails(observer) == ["a@x"]
+
+
+def test_a_writer_running_alone_waits_for_the_others_then_is_refused_and_leaves_nothing_begun(
+    pair: tuple[PostgresConnection, ...],
+) -> None:
+    beside, alone = pair
+    with UnitOfWork(beside) as held:  # an open writer: holds the writers' lock shared
+        started = time.perf_counter()
+        refused = alone.try_begin(alone=True)
+        waited = time.perf_counter() - started
+        assert isinstance(refused, Conflict)
+        assert LOCK_TIMEOUT_MS / 1e3 <= waited < LOCK_TIMEOUT_MS / 1e3 + 0.5
+        assert not alone.in_transaction
+        held.commit()
+    assert alone.try_begin(alone=True) is None
+    alone.execute("ROLLBACK")
+
+
+async def test_two_deposits_to_one_wallet_collide_and_both_land_once(open_pg: OpenPg) -> None:
+    # Interleaved by hand: the first unit of work has read the wallet when the second deposits and commits; its own
+    # deposit then collides (SQLSTATE 40001), is rolled back, and runs again on the new balance.
+    first, second = open_pg(payments.SCHEMA), open_pg(payments.SCHEMA)
+    with UnitOfWork(first) as setup:
+        Payments(first).deposit(1, 1000)
+        setup.commit()
+
+    loop = transactions(first)
+    async for uow in loop:
+        with uow:
+            seen = Payments(first).balance(1)
+            if loop.attempts == 1:
+                with UnitOfWork(second) as other:
+                    Payments(second).deposit(1, 100)
+                    other.commit()
+            balance = Payments(first).deposit(1, 10)
+            uow.commit()
+
+    assert loop.attempts == 2
+    assert (seen, balance) == (1100, 1110)
+    assert Payments(second).balance(1) == 1110
+    rows = second.execute("SELECT amount_cents, balance_after_cents FROM deposits ORDER BY id").fetchall()
+    assert [tuple(row) for row in rows] == [(1000, 1000), (100, 1100), (10, 1110)]
+
+
+async def test_a_refund_that_collides_with_the_same_refund_pays_back_once(open_pg: OpenPg) -> None:
+    first, second = open_pg(payments.SCHEMA), open_pg(payments.SCHEMA)
+    with UnitOfWork(first) as setup:
+        Payments(first).deposit(1, 1000)
+        Payments(first).charge(7, 1, 300)
+        setup.commit()
+
+    loop = transactions(first)
+    async for uow in loop:
+        with uow:
+            Payments(first).get_charge(7)  # what this transaction sees is fixed from here: CHARGED
+            if loop.attempts == 1:
+                with UnitOfWork(second) as other:
+                    assert Payments(second).refund(7) == "REFUNDED"
+                    other.commit()
+            status = Payments(first).refund(7)
+            uow.commit()
+
+    assert loop.attempts == 2
+    assert status == "REFUNDED"
+    assert Payments(second).balance(1) == 1000  # 300 paid back once, not twice
+
+
+@pytest.fixture
+def shop_pair(open_pg: OpenPg) -> tuple[PostgresConnection, PostgresConnection]:
+    """Two connections to one monolith database with the small catalog (1 MUG x10, 2 LAMP x3, 3 PEN x1) and two
+    funded users (1 and 2)."""
+    schemas = (users.SCHEMA, payments.SCHEMA, inventory.SCHEMA, notifications.SCHEMA, orders.SCHEMA)
+    conn = open_pg(*schemas)
+    with UnitOfWork(conn) as uow:
+        Inventory(conn).seed((("MUG", "Mug", 250, 10), ("LAMP", "Lamp", 1999, 3), ("PEN", "Pen", 99, 1)))
+        for n in (1, 2):
+            Users(conn).register(f"u{n}@x", "U")
+            Payments(conn).deposit(n, 10_000)
+        uow.commit()
+    return conn, open_pg(*schemas)
+
+
+async def test_writers_of_different_rows_do_not_wait_for_each_other(shop_pair: tuple[PostgresConnection, ...]) -> None:
+    holder, buyer = shop_pair
+    with UnitOfWork(holder) as held:
+        Inventory(holder).reserve(100, [Line(1, 1)])  # an open write transaction on product 1 (and its row lock)
+
+        started = time.perf_counter()
+        order, new = await checkout(buyer, 2, [Line(2, 1)], "k1")  # product 2, another user
+        took = time.perf_counter() - started
+
+        assert (new, order.status) == (True, "CONFIRMED")
+        assert took < buyer.lock_wait / 2, took  # never queued behind the holder
+        held.commit()
+    assert {p.id: p.stock for p in Inventory(buyer).page(10, 0)[0]} == {1: 9, 2: 2, 3: 1}
+
+
+async def test_checkouts_of_the_last_unit_collide_and_one_sells_it(shop_pair: tuple[PostgresConnection, ...]) -> None:
+    # The first checkout has looked at its user when the second buys the last pen; the first then collides (its
+    # stock update meets a row changed since its snapshot), runs again, and finds the pen sold.
+    first, second = shop_pair
+    calls = 0
+    get_user = Users.get
+
+    def interleaved(self: Users, user_id: int) -> User:
+        nonlocal calls
+        user = get_user(self, user_id)
+        calls += 1
+        if self.conn is first and calls == 1:
+            with UnitOfWork(second) as uow:
+                Inventory(second).reserve(200, [Line(3, 1)])
+                uow.commit()
+        return user
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Users, "get", interleaved)
+        with pytest.raises(OutOfStock):
+            await checkout(first, 1, [Line(3, 1)], "k1")
+
+    assert calls == 2  # the block ran twice
+    assert Inventory(second).get(3).stock == 0
 
 
 def test_a_lost_connection_is_unavailable_then_reopened(
@@ -93,6 +292,7 @@ def test_a_lost_connection_is_unavailable_then_reopened(
     with pytest.raises(Unavailable):
         conn.execute("SELECT 1")
     assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert conn.execute("SHOW lock_timeout").fetchone() == (f"{LOCK_TIMEOUT_MS}ms",)  # set again on the new one
 
 
 def test_a_missing_server_is_unavailable() -> None:

@@ -1,4 +1,5 @@
-"""The unit of work: commit explicitly, roll back by default (STYLE 2); and the connection settings it relies on.
+"""The unit of work: commit explicitly, roll back by default (STYLE 2); its retrying form, ``transactions``; and the
+connection settings it relies on.
 
 Persistence is checked through a second connection to the same file, which sees only what was committed.
 """
@@ -13,8 +14,8 @@ from collections.abc import Callable
 import pytest
 
 from shop import users
-from shop.connection import Connection
-from shop.db import MAX_ID, UnitOfWork, create_schema, valid_id
+from shop.connection import Conflict, Connection
+from shop.db import MAX_ID, Attempt, Transactions, UnitOfWork, create_schema, transactions, valid_id
 from shop.errors import Unavailable
 
 OpenDb = Callable[..., sqlite3.Connection]
@@ -32,6 +33,13 @@ def emails(conn: Connection) -> list[str]:
 
 def insert(conn: Connection, email: str) -> None:
     conn.execute("INSERT INTO users (email, name) VALUES (?, 'N')", (email,))
+
+
+async def run(loop: Transactions, body: Callable[[Attempt], None]) -> None:
+    """``body(uow)`` as the block of ``async for uow in loop: with uow: ...``."""
+    async for uow in loop:
+        with uow:
+            body(uow)
 
 
 def test_commit_persists(conns: tuple[sqlite3.Connection, sqlite3.Connection]) -> None:
@@ -181,8 +189,9 @@ async def test_async_unit_of_work_waits_for_the_lock_without_blocking_the_loop(
 
 
 async def writes_once_the_holder_lets_go(holder: Connection, writer: Connection) -> None:
-    """``holder`` holds the write lock: an ``async with`` unit of work of ``writer`` waits for it, the loop keeps
-    running meanwhile, and the write lands once the holder rolls back (0.2 s later). Either engine."""
+    """``holder`` is in the way of ``writer``'s insert of a@x (SQLite: it holds the write lock; PostgreSQL: it
+    inserted a@x and has not committed): the ``transactions`` unit of work of ``writer`` waits or runs again, the
+    loop keeps running meanwhile, and the write lands once the holder rolls back (0.2 s later). Either engine."""
     ticks = 0
 
     async def tick() -> None:
@@ -196,9 +205,10 @@ async def writes_once_the_holder_lets_go(holder: Connection, writer: Connection)
         holder.execute("ROLLBACK")
 
     ticker, releaser = asyncio.create_task(tick()), asyncio.create_task(release_soon())
-    async with UnitOfWork(writer) as uow:
-        insert(writer, "a@x")
-        uow.commit()
+    async for uow in transactions(writer):
+        with uow:
+            insert(writer, "a@x")
+            uow.commit()
     ticker.cancel()
     await releaser
     assert emails(holder) == ["a@x"]
@@ -213,8 +223,136 @@ async def test_async_unit_of_work_gives_up_after_lock_wait(
     holder.execute("BEGIN IMMEDIATE")
     started = time.perf_counter()
     with pytest.raises(Unavailable):
-        async with UnitOfWork(writer):
-            pass
+        await run(transactions(writer), lambda uow: None)
     assert 0.1 <= time.perf_counter() - started < 0.5
     assert not writer.in_transaction
     holder.execute("ROLLBACK")
+
+
+# --- transactions(): the block runs again after a Conflict -----------------------------------------------------------
+# Only PostgreSQL raises Conflict; raising it by hand shows the loop's rules on either engine
+# (tests/unit/test_postgres_engine.py makes real ones).
+
+
+async def test_a_block_that_ends_runs_once_and_a_return_leaves_it(
+    conns: tuple[sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    writer, observer = conns
+
+    async def register(email: str) -> str:
+        runs = 0
+        async for uow in transactions(writer):
+            with uow:
+                runs += 1
+                if email in emails(writer):
+                    return "taken"
+                insert(writer, email)
+                uow.commit()
+        assert runs == 1
+        return "new"
+
+    assert await register("a@x") == "new"
+    assert await register("a@x") == "taken"
+    assert emails(observer) == ["a@x"]
+    assert not writer.in_transaction
+
+
+async def test_a_conflict_rolls_back_and_runs_the_block_again(
+    conns: tuple[sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    writer, observer = conns
+    loop = transactions(writer)
+    async for uow in loop:
+        with uow:
+            insert(writer, f"attempt{loop.attempts}@x")
+            if loop.attempts < 3:
+                raise Conflict("collided")
+            uow.commit()
+
+    assert loop.attempts == 3
+    assert emails(observer) == ["attempt3@x"]  # the rolled-back attempts left nothing
+    assert not writer.in_transaction
+
+
+async def test_any_other_exception_leaves_the_loop_at_once(
+    conns: tuple[sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    writer, observer = conns
+    loop = transactions(writer)
+
+    def insert_then_fail(uow: Attempt) -> None:
+        insert(writer, "a@x")
+        raise Unavailable("a dependency is down")
+
+    with pytest.raises(Unavailable) as raised:
+        await run(loop, insert_then_fail)
+    assert type(raised.value) is Unavailable
+    assert loop.attempts == 1
+    assert emails(observer) == []
+
+
+async def test_a_conflict_after_a_commit_is_not_run_again(
+    conns: tuple[sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    # Running the block again would repeat what it committed: the conflict leaves as it is (Unavailable, a 503).
+    writer, observer = conns
+    loop = transactions(writer)
+
+    def commit_then_collide(uow: Attempt) -> None:
+        insert(writer, "a@x")
+        uow.commit()
+        insert(writer, "b@x")
+        raise Conflict("collided")
+
+    with pytest.raises(Conflict):
+        await run(loop, commit_then_collide)
+    assert loop.attempts == 1
+    assert emails(observer) == ["a@x"]
+    assert not writer.in_transaction
+
+
+async def test_conflicts_until_lock_wait_end_as_unavailable_without_blocking_the_loop(
+    conns: tuple[sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    writer, observer = conns
+    writer.lock_wait = 0.2  # type: ignore[attr-defined]
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    ticker = asyncio.create_task(tick())
+    loop = transactions(writer)
+
+    def always_collide(uow: Attempt) -> None:
+        insert(writer, "a@x")
+        raise Conflict("collided")
+
+    started = time.perf_counter()
+    with pytest.raises(Unavailable) as refused:
+        await run(loop, always_collide)
+    waited = time.perf_counter() - started
+    ticker.cancel()
+
+    assert not isinstance(refused.value, Conflict)  # the loop's own refusal, caused by the last conflict
+    assert isinstance(refused.value.__cause__, Conflict)
+    assert 0.2 <= waited < 0.6
+    assert loop.attempts >= 5  # backoff of 1 ms doubling to 25 ms
+    assert ticks >= 10  # the backoff was awaited on the loop
+    assert emails(observer) == []
+    assert not writer.in_transaction
+
+
+async def test_an_attempt_must_be_entered(conns: tuple[sqlite3.Connection, sqlite3.Connection]) -> None:
+    writer, _ = conns
+
+    async def never_enter() -> None:
+        async for _uow in transactions(writer):
+            pass
+
+    with pytest.raises(RuntimeError, match="entered"):
+        await never_enter()
+    assert not writer.in_transaction
