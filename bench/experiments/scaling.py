@@ -66,10 +66,10 @@ class ScalingParams:
         return self.max_replicas or max(2, len(sut_cpus))
 
     def planned_seconds(self, sut_cpus: Sequence[int], topologies: Sequence[str]) -> float:
-        """An estimate: seven or eight runs per step (61 over 8 steps measured on 2 cores), each with 0.3 s of its
-        own beside its load (starting the generator, the meters), and a start per step."""
+        """An estimate: about six runs per step (46 and 48 over 8 steps in two default runs on 2 cores), each with
+        0.3 s of its own beside its load (the stall probe, the meters), and a start per step."""
         steps = len(self.mixes) * len([t for t in topologies if t in TOPOLOGIES]) * self.replicas(sut_cpus)
-        return steps * (7.5 * (self.step_duration + self.step_warmup + self.pause + 0.3) + 2.0)
+        return steps * (6.0 * (self.step_duration + self.step_warmup + self.pause + 0.3) + 2.0)
 
 
 QUICK_SCALING = ScalingParams(step_duration=1.0, step_warmup=0.3, pause=0.2, start_rate=500.0, refine=2, max_runs=8)
