@@ -26,10 +26,16 @@ _WS = "".join(f"\\u{ord(c):04x}" for c in WHITESPACE)
 class NewUser(msgspec.Struct):
     # The same rules as shop.users (local@domain, surrounding white space ignored; a name is not only white space),
     # stated in the schema so that the document announces every refusal. Lengths are of the text as sent.
+    # No NUL (U+0000) anywhere: PostgreSQL's text cannot hold it.
     email: Annotated[
-        str, msgspec.Meta(min_length=3, max_length=MAX_EMAIL, pattern=f"^[{_WS}]*[^@{_WS}]+@[^@{_WS}]+[{_WS}]*$")
+        str,
+        msgspec.Meta(
+            min_length=3, max_length=MAX_EMAIL, pattern=f"^[{_WS}]*[^@{_WS}\\u0000]+@[^@{_WS}\\u0000]+[{_WS}]*$"
+        ),
     ]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=f"[^{_WS}]")]
+    name: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=f"^[^\\u0000]*[^{_WS}\\u0000][^\\u0000]*$")
+    ]
 
 
 class NewDeposit(msgspec.Struct):

@@ -50,6 +50,8 @@ async def test_register_and_read_user(shop: Shop) -> None:
         {"email": "a@b.c"},
         {"email": 5, "name": "X"},
         {"email": "a@b.c", "name": ["X"]},
+        {"email": "a\u0000b@example.com", "name": "A"},  # NUL: PostgreSQL's text cannot hold it; refused everywhere
+        {"email": "a@b.c", "name": "A\u0000"},
         [],
         "just a string",
         None,

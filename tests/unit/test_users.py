@@ -32,7 +32,17 @@ def test_normalize_email_strips_and_lowercases(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "   ", "ann", "ann@", "@example.org", "an n@example.org", "ann@exa\tmple.org", "ann@\u00a0example.org"],
+    [
+        "",
+        "   ",
+        "ann",
+        "ann@",
+        "@example.org",
+        "an n@example.org",
+        "ann@exa\tmple.org",
+        "ann@\u00a0example.org",
+        "a\x00nn@example.org",  # NUL: PostgreSQL's text cannot hold it, so neither engine takes it
+    ],
 )
 def test_normalize_email_refuses_what_is_not_an_address(raw: str) -> None:
     with pytest.raises(InvalidInput):
@@ -49,7 +59,7 @@ def test_email_length_limit_applies_after_stripping() -> None:
 def test_check_name_strips_and_bounds_length() -> None:
     assert check_name("  Ann Lee ") == "Ann Lee"
     assert check_name("x" * MAX_NAME) == "x" * MAX_NAME
-    for bad in ("", " \t\n", "x" * (MAX_NAME + 1)):
+    for bad in ("", " \t\n", "x" * (MAX_NAME + 1), "Ann\x00", "\x00"):
         with pytest.raises(InvalidInput):
             check_name(bad)
 
