@@ -251,6 +251,26 @@ def names_of(valid: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
+def unusable_out(out: Path) -> str | None:
+    """Why ``out`` cannot take a run's results (a file, under a file, not empty, not creatable), or None.
+
+    Checked before anything starts: finding it out when the results are written would lose the run."""
+    for part in (out, *out.parents):
+        if part.exists() and not part.is_dir():
+            return f"{part} is a file, not a directory"
+        if part.exists():
+            break
+    if out.is_dir() and any(out.iterdir()):
+        return f"{out} is not empty"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create {out} ({exc.strerror or exc})"
+    if not os.access(out, os.W_OK | os.X_OK):
+        return f"cannot write in {out}"
+    return None
+
+
 def cpu_set(text: str) -> frozenset[int]:
     cpus: set[int] = set()
     try:
@@ -286,8 +306,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:  # the system runs elsewhere: the generator may have this whole machine
         sut_cpus, gen_cpus = None, args.generator_cpus
     out: Path = args.out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        print(f"archbench: error: {out} is not empty; choose another --out", file=sys.stderr)
+    refused = unusable_out(out)
+    if refused is not None:
+        print(f"archbench: error: {refused}; choose another --out", file=sys.stderr)
         return 2
     context = run_context(args, out, target, sut_cpus, gen_cpus)
     planned = plan(context, experiments, vars(args))

@@ -1,6 +1,8 @@
-"""Every page of ``archbench --help`` reads in an 80-column terminal."""
+"""The command line: every page of ``archbench --help`` reads in an 80-column terminal, and a bad --out is one line."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -18,3 +20,19 @@ def test_help_fits_80_columns(
     page = capsys.readouterr().out
     assert "usage: archbench" in page
     assert [line for line in page.splitlines() if len(line) > 80] == []
+
+
+def test_an_out_that_cannot_take_the_results_is_refused_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "kept").write_text("x")
+    for out, why in ((afile, "is a file"), (afile / "sub", "is a file"), (full, "is not empty")):
+        assert main(["run", "--out", str(out), "--no-report"]) == 2
+        err = capsys.readouterr().err
+        assert why in err
+        assert err.count("\n") == 1  # one line, no traceback
+    assert (full / "kept").read_text() == "x"  # nothing lost
