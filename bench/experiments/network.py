@@ -37,6 +37,7 @@ import pandas as pd
 from rich.table import Table
 
 from bench.common import stats
+from bench.common.intervals import smallest_resolving_sample
 from bench.common.names import (
     COMPLEXITY_LIVE,
     ESTIMATES,
@@ -697,8 +698,14 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     for topology in topologies:
         table.add_column(topology, justify="right", no_wrap=True)
     wide = False
+    left_out: list[str] = []
     for figure, label in SUMMARY_ROWS:
         rows = {str(r["topology"]): r for _, r in frame[frame["figure"] == figure].iterrows()}
+        if figure == "p99_ms" and not any(rows[topology]["n"] for topology in topologies):
+            left_out.append(  # a row of dashes tells less than why it is empty
+                f"p99 at low load: no round resolved it (a round needs {smallest_resolving_sample(99.0):,} requests)"
+            )
+            continue
         cells = []
         for topology in topologies:
             row = rows[topology]
@@ -722,10 +729,14 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     copies = int(steps["deployment"].nunique()) if steps is not None and "deployment" in steps else 1
     over = f" over {copies} deployments of each topology" if copies > 1 else ""
     table.caption = (
-        f"{rounds} rounds{knee_rounds}{over}: median, then its interval over the rounds{covered}; x: ratio to the "
-        f"monolith, paired per round; -: no round could carry it; sustainable: {sustainable}; search bracket: the "
-        "highest rate that met it and the lowest that missed it"
-    ) + (". Intervals over ±10% of their median: run again with more rounds, or on a quieter machine" if wide else "")
+        (
+            f"{rounds} rounds{knee_rounds}{over}: median, then its interval over the rounds{covered}; x: ratio to the "
+            f"monolith, paired per round; -: no round could carry it; sustainable: {sustainable}; search bracket: the "
+            "highest rate that met it and the lowest that missed it"
+        )
+        + "".join(f"; {why}" for why in left_out)
+        + (". Intervals over ±10% of their median: run again with more rounds, or on a quieter machine" if wide else "")
+    )
     return table
 
 
