@@ -109,7 +109,6 @@ def add_db_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db-servers",
         choices=["shared", "per-service"],
-        default="shared",
         help="with --db postgres: one server for the run (default), or one per service's database",
     )
     parser.add_argument(
@@ -119,6 +118,17 @@ def add_db_arguments(parser: argparse.ArgumentParser) -> None:
         help="an existing PostgreSQL server instead (default ARCHBENCH_DB_URL), each service's database named by "
         "{component}: postgresql://ROLE@HOST:5432/shop_{component}; the password from PGPASSWORD or the URL",
     )
+
+
+def db_conflict(args: argparse.Namespace) -> str | None:
+    """Database options that cannot go together (taking one silently over the other would measure another setup)."""
+    if args.db_servers is not None and args.db != "postgres":
+        return "--db-servers is for archbench's own PostgreSQL: add --db postgres"
+    if args.db_url and args.db == "sqlite":
+        return "--db-url names a PostgreSQL server: it cannot go with --db sqlite"
+    if args.db_url and args.db_servers == "per-service":
+        return "--db-servers per-service starts archbench's own servers: it cannot go with --db-url"
+    return None
 
 
 def apply_db_arguments(args: argparse.Namespace) -> None:
@@ -451,8 +461,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command in ("serve", "run"):
+        conflict = db_conflict(args)
+        if conflict is not None:  # as the parser says what it refuses: one line, exit 2
+            print(f"{parser.prog} {args.command}: error: {conflict} (see --help)", file=sys.stderr)
+            return 2
         apply_db_arguments(args)
     try:
         if args.command == "serve":

@@ -36,3 +36,24 @@ def test_an_out_that_cannot_take_the_results_is_refused_before_anything_starts(
         assert why in err
         assert err.count("\n") == 1  # one line, no traceback
     assert (full / "kept").read_text() == "x"  # nothing lost
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["--db-servers", "per-service"], "add --db postgres"),
+        (["--db", "sqlite", "--db-url", "postgresql://shop@127.0.0.1:5432/shop_{component}"], "--db sqlite"),
+        (
+            ["--db", "postgres", "--db-servers", "per-service", "--db-url", "postgresql://shop@127.0.0.1/shop"],
+            "--db-url",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["run", "--no-report"], ["serve", "monolith"]])
+def test_database_options_that_contradict_each_other_are_refused(
+    command: list[str], args: list[str], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, *args]) == 2
+    err = capsys.readouterr().err
+    assert why in err
+    assert err.count("\n") == 1
