@@ -217,12 +217,22 @@ class _Transaction:
         # again; without this BEGIN the connection would be in autocommit mode and keep them.
         self.conn.execute("BEGIN")
 
-    def _end(self, exc: BaseException | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
         if exc is not None and is_busy(exc):
             assert isinstance(exc, sqlite3.OperationalError)
             raise unavailable(exc) from exc
+        return self._swallowed(exc)
+
+    def _swallowed(self, exc: BaseException | None) -> bool:
+        """Whether the exception that ended the block stops here (the block is then run again)."""
+        return False
 
 
 class UnitOfWork(_Transaction):
@@ -239,14 +249,6 @@ class UnitOfWork(_Transaction):
             raise unavailable(refused) from refused
         self.committed = False
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._end(exc)
 
 
 class Attempt(_Transaction):
@@ -268,13 +270,7 @@ class Attempt(_Transaction):
         self.entered = True
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        self._end(exc)
+    def _swallowed(self, exc: BaseException | None) -> bool:
         if isinstance(exc, Conflict) and not self.committed:
             self.conflict = exc
             return True
