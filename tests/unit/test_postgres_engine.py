@@ -3,7 +3,6 @@ again, short waits inside the server, the same refusals, the dialect translated 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 
@@ -25,6 +24,7 @@ from tests.unit.test_unit_of_work import (
     emails,
     insert,
     keeps_only_the_commit_when_the_block_fails,
+    loop_gaps,
     run,
     writes_once_the_holder_lets_go,
 )
@@ -106,24 +106,12 @@ async def test_a_row_lock_held_past_lock_wait_is_unavailable_and_the_loop_keeps_
     writer.lock_wait = 0.3
     assert holder.try_begin() is None
     insert(holder, "a@x")
-    gaps: list[float] = []
-
-    async def tick() -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0)
     loop = transactions(writer)
     started = time.perf_counter()
-    with pytest.raises(Unavailable) as refused:
-        await run(loop, lambda uow: insert(writer, "a@x"))
-    waited = time.perf_counter() - started
-    ticker.cancel()
+    async with loop_gaps(0.001) as gaps:
+        with pytest.raises(Unavailable) as refused:
+            await run(loop, lambda uow: insert(writer, "a@x"))
+        waited = time.perf_counter() - started
     holder.execute("ROLLBACK")
 
     assert isinstance(refused.value.__cause__, Conflict)

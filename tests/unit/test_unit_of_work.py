@@ -7,9 +7,10 @@ Persistence is checked through a second connection to the same file, which sees 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -33,6 +34,28 @@ def emails(conn: Connection) -> list[str]:
 
 def insert(conn: Connection, email: str) -> None:
     conn.execute("INSERT INTO users (email, name) VALUES (?, 'N')", (email,))
+
+
+@contextlib.asynccontextmanager
+async def loop_gaps(interval: float) -> AsyncIterator[list[float]]:
+    """While the block runs, a task on the running loop sleeps ``interval`` seconds at a time; the list holds the
+    seconds between its wake-ups (a gap far over ``interval``: the loop was kept from it)."""
+    gaps: list[float] = []
+
+    async def watch() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0)
+    try:
+        yield gaps
+    finally:
+        watcher.cancel()
 
 
 async def run(loop: Transactions, body: Callable[[Attempt], None]) -> None:
@@ -192,27 +215,20 @@ async def writes_once_the_holder_lets_go(holder: Connection, writer: Connection)
     """``holder`` is in the way of ``writer``'s insert of a@x (SQLite: it holds the write lock; PostgreSQL: it
     inserted a@x and has not committed): the ``transactions`` unit of work of ``writer`` waits or runs again, the
     loop keeps running meanwhile, and the write lands once the holder rolls back (0.2 s later). Either engine."""
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.005)
 
     async def release_soon() -> None:
         await asyncio.sleep(0.2)
         holder.execute("ROLLBACK")
 
-    ticker, releaser = asyncio.create_task(tick()), asyncio.create_task(release_soon())
-    async for uow in transactions(writer):
-        with uow:
-            insert(writer, "a@x")
-            uow.commit()
-    ticker.cancel()
+    releaser = asyncio.create_task(release_soon())
+    async with loop_gaps(0.005) as gaps:
+        async for uow in transactions(writer):
+            with uow:
+                insert(writer, "a@x")
+                uow.commit()
     await releaser
     assert emails(holder) == ["a@x"]
-    assert ticks >= 10  # the loop kept running while the unit of work waited
+    assert len(gaps) >= 10  # the loop kept running while the unit of work waited
 
 
 async def test_async_unit_of_work_gives_up_after_lock_wait(
@@ -316,15 +332,6 @@ async def test_conflicts_until_lock_wait_end_as_unavailable_without_blocking_the
 ) -> None:
     writer, observer = conns
     writer.lock_wait = 0.2  # type: ignore[attr-defined]
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.005)
-
-    ticker = asyncio.create_task(tick())
     loop = transactions(writer)
 
     def always_collide(uow: Attempt) -> None:
@@ -332,16 +339,16 @@ async def test_conflicts_until_lock_wait_end_as_unavailable_without_blocking_the
         raise Conflict("collided")
 
     started = time.perf_counter()
-    with pytest.raises(Unavailable) as refused:
-        await run(loop, always_collide)
-    waited = time.perf_counter() - started
-    ticker.cancel()
+    async with loop_gaps(0.005) as gaps:
+        with pytest.raises(Unavailable) as refused:
+            await run(loop, always_collide)
+        waited = time.perf_counter() - started
 
     assert not isinstance(refused.value, Conflict)  # the loop's own refusal, caused by the last conflict
     assert isinstance(refused.value.__cause__, Conflict)
     assert 0.2 <= waited < 0.6
     assert loop.attempts >= 5  # backoff of 1 ms doubling to 25 ms
-    assert ticks >= 10  # the backoff was awaited on the loop
+    assert len(gaps) >= 10  # the backoff was awaited on the loop
     assert emails(observer) == []
     assert not writer.in_transaction
 
