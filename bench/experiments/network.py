@@ -223,7 +223,6 @@ class SideBySide:
 
     def __init__(self, context: RunContext, params: NetworkParams, progress: Progress) -> None:
         self.context, self.params, self.progress = context, params, progress
-        self.deployments: dict[str, Deployed] = {}  # the first of each topology's: traced, placement, live counts
         self.twins: dict[str, list[Deployed]] = {}  # every deployment of each topology, the first included
         self.workloads: dict[str, list[ShopWorkload]] = {}  # one per deployment: each learns its own order ids
         self.runs: dict[str, list[MeteredRun]] = {t: [] for t in context.topologies}
@@ -247,7 +246,6 @@ class SideBySide:
                     stack=context.stack,
                 )
                 deployment = stack.enter_context(running(context.target, start))
-                self.deployments.setdefault(topology, deployment)
                 self.twins.setdefault(topology, []).append(deployment)
                 self.workloads.setdefault(topology, []).append(
                     ShopWorkload(
@@ -258,6 +256,11 @@ class SideBySide:
                         auth_headers=deployment.auth_headers,
                     )
                 )
+
+    @property
+    def deployments(self) -> dict[str, Deployed]:
+        """The first deployment of each topology: its traced requests, placement and live counts."""
+        return {topology: copies[0] for topology, copies in self.twins.items()}
 
     def shuffled(self, topologies: list[str]) -> list[str]:
         order = list(topologies)
