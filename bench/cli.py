@@ -265,11 +265,9 @@ def unusable_out(out: Path) -> str | None:
     """Why ``out`` cannot take a run's results (a file, under a file, not empty, not creatable), or None.
 
     Checked before anything starts: finding it out when the results are written would lose the run."""
-    for part in (out, *out.parents):
-        if part.exists() and not part.is_dir():
-            return f"{part} is a file, not a directory"
-        if part.exists():
-            break
+    existing = next(part for part in (out, *out.parents) if part.exists())  # "." or "/" at the latest
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
     if out.is_dir() and any(out.iterdir()):
         return f"{out} is not empty"
     try:
