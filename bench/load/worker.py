@@ -9,9 +9,10 @@ It talks to the harness over the socket ``FD`` (``multiprocessing.connection`` f
    never travel as Python objects);
 5. then it waits for the next ``Job`` (1.), and exits when the socket reaches end of file instead.
 
-It imports no more than the engine needs (no pandas), pins itself to each job's CPUs, collects its garbage between
-jobs, and dies with the harness: the kernel kills it when the thread that started it ends (``PR_SET_PDEATHSIG``),
-and it exits if its socket reaches end of file, during a load included.
+It imports no more than the engine needs (no pandas), pins itself to each job's CPUs, collects its garbage after
+each load and before it reports the result (so that it is idle once the harness has the result), and dies with the
+harness: the kernel kills it when the thread that started it ends (``PR_SET_PDEATHSIG``), and it exits if its socket
+reaches end of file, during a load included.
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ def serve(conn: Connection, job: Job) -> None:
     os.sched_setaffinity(0, job.cpus)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         engine = runner.run(_play(conn, job))
+    # The load's garbage is collected now, before the harness hears that the load is done: collected after, it ran
+    # beside the harness's stall probe of the next trial on this CPU, which then saw the scheduler's time slices
+    # (stalls of 2.4-3.3 ms in a 50 ms probe) and took the trial for one the machine disturbed.
+    gc.collect()
     header = {
         "op_names": list(engine.op_names),
         "workload_error": engine.workload_error,
@@ -132,7 +137,6 @@ def main(argv: Sequence[str]) -> int:
                 break
             assert isinstance(job, Job)
             serve(conn, job)
-            gc.collect()  # now, between loads, rather than during the next one
     except Exception:
         _send(conn, ("error", traceback.format_exc()))
         return 1
