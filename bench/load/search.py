@@ -27,12 +27,14 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class Judged(Generic[R]):
-    """One run of a search: the rate offered, whether it passed and why not, and what the caller measured."""
+    """One run of a search: the rate offered, whether it passed and why not, and what the caller measured;
+    ``retry``: whether a failure is worth trying again (False where it cannot have been bad luck)."""
 
     rate: float
     passed: bool
     why: str
     result: R
+    retry: bool = True
 
 
 Probe = Callable[[float], Judged[R]]
@@ -67,7 +69,8 @@ class Search(Generic[R]):
     Stepping lets several searches share the machine in rounds (:func:`interleave`), one probe of each at a time, so
     that a slow minute of the host hits every system under test alike. :func:`search` runs one to the end.
 
-    The climb probes ``rates`` in order; a rate that fails is retried up to ``retries`` times, and the climb stops
+    The climb probes ``rates`` in order; a rate that fails is retried up to ``retries`` times (unless the judged run
+    says a retry cannot help: :attr:`Judged.retry`), and the climb stops
     once ``misses_to_stop`` rates in a row have failed, or ``max_runs`` runs were made. Then the gap between the
     highest passing and the lowest failing rate is narrowed: ``refine`` times by its arithmetic middle (rounded to
     ``digits``), or, with ``within``, by its geometric middle until the lowest failing rate is at most ``1 + within``
@@ -121,7 +124,7 @@ class Search(Generic[R]):
             self._refine -= 1
             return
         self._tries += 1
-        if not run.passed and self._tries <= self._retries:
+        if not run.passed and run.retry and self._tries <= self._retries:
             return  # the same rate once more
         self._misses = 0 if run.passed else self._misses + 1
         self._rate, self._tries = None, 0

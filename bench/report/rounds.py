@@ -254,13 +254,17 @@ class Over:
     invalid: tuple[str, ...] = ()
     #: What the rounds are called in :attr:`basis` ("rounds", "low-load rounds").
     called: str = "rounds"
+    #: The value is a fit over the ``n`` probes near the knee with a bootstrap interval, not a median over rounds.
+    fitted: bool = False
 
     @property
     def basis(self) -> str:
         """What the figure is, in words: "median of 3 rounds, 75% interval", "1 of 3 rounds", "largest of 3
-        low-load rounds" ("" without a value)."""
+        low-load rounds", "fit over 12 probes near the knee, 95% bootstrap interval" ("" without a value)."""
         if self.n == 0:
             return ""
+        if self.fitted:
+            return f"fit over {self.n} probes near the knee, {self.coverage:.0%} bootstrap interval"
         of = f"{self.n} of {self.rounds}" if self.n < self.rounds else f"{self.n}"
         called = self.called if self.rounds > 1 else self.called.removesuffix("s")
         if self.n == 1:
@@ -332,6 +336,7 @@ def over(
                 int(row["ratio_n"]),
                 bool(row["wide"]) or bool(row["ratio_wide"]),
                 invalid=invalid,
+                fitted=str(row.get("method", "median")) == "fit",
             )
             continue
         value, ratio = over_rounds(_by_round(group), baseline if topology != BASELINE else None)

@@ -113,3 +113,13 @@ def test_a_miss_tried_again_that_passes_does_not_close_the_bracket() -> None:
     assert passed is not None
     assert failed is not None
     assert passed.rate <= knee < failed.rate <= passed.rate * 1.1
+
+
+def test_a_miss_that_a_retry_cannot_mend_is_not_tried_again() -> None:
+    def probe(rate: float) -> Judged[None]:  # past 5,000 req/s even the median request misses: an overload
+        return Judged(rate, rate <= 5000, "", None, retry=rate <= 6000)
+
+    runs = search(probe, rising(1600.0, 2.0, digits=0, compound=True), retries=1, within=0.1, max_runs=12)
+    rates = [run.rate for run in runs]
+    assert rates[:4] == [1600.0, 3200.0, 6400.0, 4530.0]  # 6,400 once: the bisection starts at once
+    assert rates.count(6400.0) == 1
