@@ -96,7 +96,9 @@ def _kept_trial(
 
 def kept(measure: Callable[[int], Row], new_meter: Callable[[], NoiseProbe], retries: int) -> Row:
     """Run ``measure(attempt)`` until the machine leaves it undisturbed, at most ``retries`` more times; the kept
-    row gains ``attempts``, ``disturbed``, ``disturbed_reasons`` and the ``noise_*`` columns."""
+    row gains ``attempts``, ``disturbed``, ``disturbed_reasons``, ``repeated_reasons`` (why the attempts before it
+    were run again, one "; "-joined list per attempt, " | " between attempts) and the ``noise_*`` columns."""
+    repeated: list[str] = []
     for attempt in range(1, retries + 2):
         meter = new_meter()
         meter.before()
@@ -105,9 +107,11 @@ def kept(measure: Callable[[int], Row], new_meter: Callable[[], NoiseProbe], ret
         reasons = noise.reasons()
         if not reasons:
             break
+        repeated.append("; ".join(reasons))
     return row | {
         "attempts": attempt,
         "disturbed": bool(reasons),
         "disturbed_reasons": "; ".join(reasons),
+        "repeated_reasons": " | ".join(repeated[: attempt - 1]),
         **noise.columns(),
     }

@@ -63,8 +63,10 @@ from bench.load.loadgen import (
 )
 from bench.load.worker import COLUMNS, Job
 
-#: Seconds between the moment every process is ready and the load's time zero: enough for the "go" to reach them.
-START_MARGIN: Final = 0.05
+#: Seconds between the moment every process is ready and the load's time zero: enough for the "go" to reach them
+#: (an idle process reads it in 0.1-0.3 ms, 3 ms behind one of this VM's stalls; a late one delays only the warm-up's
+#: first requests). Every load pays it: 50 ms was 3 s of a quick run.
+START_MARGIN: Final = 0.01
 #: Seconds a process may take to start and open its connections.
 READY_TIMEOUT: Final = 60.0
 #: Seconds after the last request's timeout that a process may take to send its records.

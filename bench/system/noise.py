@@ -188,7 +188,7 @@ class NoiseMeter:
         self._wakeup: Sequence[float] = ()
 
     def before(self) -> None:
-        self._wakeup = sorted(wakeup_latency(count=20))
+        self._wakeup = sorted(wakeup_latency(count=10))  # a median and a maximum: 10 ms, not 20, of every trial
         self._stalls = stall_probe(self.probe_seconds)
         self._times = cpu_times()
 

@@ -66,6 +66,7 @@ def test_a_disturbed_trial_is_repeated_and_the_repeat_kept() -> None:
     assert rows[0]["attempts"] == 2
     assert rows[0]["try"] == 2
     assert not rows[0]["disturbed"]
+    assert "steal 10.0%" in rows[0]["repeated_reasons"]  # why the first attempt was run again
 
 
 def test_repeats_are_bounded_and_the_last_attempt_keeps_its_flag() -> None:
@@ -75,6 +76,7 @@ def test_repeats_are_bounded_and_the_last_attempt_keeps_its_flag() -> None:
     assert rows[0]["attempts"] == 2
     assert rows[0]["disturbed"]
     assert "steal 10.0%" in rows[0]["disturbed_reasons"]
+    assert rows[0]["repeated_reasons"].count("steal 10.0%") == 1  # the first attempt's; the kept one's is above
 
 
 def test_a_plan_needs_at_least_one_round() -> None:
