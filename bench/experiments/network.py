@@ -121,17 +121,19 @@ class NetworkParams:
     def planned_seconds(self, topologies: int) -> float:
         """The measuring time of the experiment on ``topologies`` topologies side by side (an estimate: the knee's
         position decides how many probes the search makes)."""
-        trial = self.noise_probe + 0.3  # beside its load: the noise probe, starting the generator, the meters
+        # Beside its load a trial takes its noise probe and about 0.12 s more: the meters, the generator's handover and
+        # time zero, the records back (0.16-0.17 s in all with the quick run's 50 ms probe, measured).
+        trial = self.noise_probe + 0.12
         low = self.rounds * topologies * (self.warmup + self.low_duration + trial)
         traced = topologies * (self.traced_per_op * len(OPS) / 50.0 + 1.0)
-        # The search starts below the knee by a factor of about two (see SideBySide.start_rate): two doublings, the
-        # miss tried again, and three bisections, each probe near the knee's rate (on 2 cores 1,000-5,000 req/s: a
-        # probe of 1,000 requests lasts 0.2-1 s, about 0.5 s on average over the three topologies).
-        probe = self.probe_warmup + self.probe_seconds(2000.0) + trial
-        searching = topologies * min(self.max_probes, 7) * probe
-        # Two probes a round, and a step on in about one round in four (measured).
-        recheck = self.recheck_rounds * topologies * 2.25 * probe
-        repeats = 0.1 * (low + searching + recheck)  # trials the machine's noise disturbed, run again (measured)
+        # The search starts below the knee by a factor of about two (see SideBySide.start_rate): two doublings and
+        # three bisections, a miss tried again only near the knee (5-6 probes measured), each probe near the knee's
+        # rate (on 2 cores 1,000-5,000 req/s: a probe of 1,000 requests lasts 0.55 s on average over the three).
+        probe = self.probe_warmup + self.probe_seconds(1800.0) + trial
+        searching = topologies * min(self.max_probes, 6) * probe
+        # Two probes a round, and a step on in about two rounds in five (measured).
+        recheck = self.recheck_rounds * topologies * 2.75 * probe
+        repeats = 0.05 * (low + searching + recheck)  # trials the machine's noise disturbed, run again (measured)
         starts = topologies * self.deployments * 1.0  # measured: 0.3 s for the monolith, 1.6 s for microservices
         return starts + low + traced + searching + recheck + repeats
 
