@@ -94,3 +94,36 @@ def test_an_older_run_without_estimates_shows_its_single_runs(golden: Path) -> N
     view = verdict(context(golden))
     assert not view.wide
     assert "(" not in texts(view.row("CPU per successful request, all processes, at low load"))["monolith"]
+
+
+def test_a_fitted_sustainable_throughput_says_so_in_the_verdict_and_the_knee_table(tmp_path: Path) -> None:
+    steps, ops = low_rounds({t: [1000.0, 1010.0, 990.0] for t in TOPOLOGIES})
+    probes = []
+    for topology, knee_rate in (("monolith", 4000.0), ("colocated", 2000.0), ("microservices", 1000.0)):
+        for factor, noise in ((0.85, 0.1), (0.92, -0.1), (1.0, 0.2), (1.08, -0.2), (1.16, 0.0)):
+            rate = knee_rate * factor
+            probes.append(
+                {
+                    "topology": topology,
+                    "phase": "sweep",
+                    "step": 10,
+                    "round": 0,
+                    "valid": True,
+                    "target_rate": rate,
+                    "requests": 1000,
+                    "p50": 0.001,
+                    "p99": 0.05 * factor**4 * np.exp(noise),
+                    "error_rate": 0.0,
+                }
+            )
+    tables = {"steps": pd.concat([steps, pd.DataFrame(probes)], ignore_index=True), "ops": ops}
+    tables["knee"] = knee({"monolith": [3900.0], "colocated": [2050.0], "microservices": [1020.0]})
+    table = estimates(tables, TOPOLOGIES, (0.05, 0.001))
+    view = verdict(context(with_estimates(tmp_path, table)))
+    throughput = view.row("sustainable throughput")
+    assert throughput.basis == "fit over 5 probes near the knee, 95% bootstrap interval"
+    assert view.fitted
+    assert throughput.figures is not None
+    micro = throughput.figures["microservices"]
+    assert micro is not None
+    assert micro.ratio.startswith("×0.25 (")

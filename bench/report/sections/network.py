@@ -62,8 +62,8 @@ def low_op_latency(op: str, column: str) -> Fill:
 
 
 def sustainable(ctx: Context) -> dict[str, Cell]:
-    """The sustainable throughput: the median over the knee's rounds with its interval where the run estimated it,
-    else the highest sweep rate that met the SLO (an older run)."""
+    """The sustainable throughput with its interval where the run estimated it (the line fitted to the probes near
+    the knee, or the median over the knee's rounds), else the highest sweep rate that met the SLO (an older run)."""
     estimated = estimate_cells(ctx, "sustainable_rps", rounds.knee_rounds(ctx), rate_text, "req/s", NO_RATE)
     if estimated is not None:
         return estimated
@@ -227,7 +227,7 @@ def load_point(row: pd.Series) -> charts.LoadPoint:
 
 def load(ctx: Context) -> Load:
     """Latency against offered load per topology, and the sustainable throughput: in a run measured in rounds, the
-    median over the knee's rounds with its interval (the verdict's) and the knee's table, round by round."""
+    verdict's figure with its interval (fitted to the probes near the knee) and the knee's table, round by round."""
     slo, budget = ctx.network.slo_p99, ctx.network.error_budget
     slo_value = float(slo) if isinstance(slo, int | float) else None
     knee_runs = rounds.knee_rounds(ctx)
@@ -303,8 +303,8 @@ def knee_table(ctx: Context, overs: dict[str, rounds.Over]) -> Table:
     """The knee per topology, round by round: round 0 is the search's bracket (its highest passing and lowest failing
     rate), each re-check round probes that bracket moved by a random factor; per round the two probes' rates and
     p99 (over the SLO in red, with the error rate when it broke the budget; an invalid probe flagged) and where p99
-    crosses the SLO between them ("at least"/"at most" where the round gives only a bound); then the median over
-    the rounds with its interval, the verdict's figure."""
+    crosses the SLO between them ("at least"/"at most" where the round gives only a bound); then the verdict's figure
+    with its interval: the line fitted to every probe near the knee, or (an older run) the median over the rounds."""
     knee = ctx.table(KNEE)
     slo, budget = ctx.network.slo_p99, ctx.network.error_budget
     slo_value = float(slo) if isinstance(slo, int | float) else math.inf
@@ -343,7 +343,8 @@ def knee_table(ctx: Context, overs: dict[str, rounds.Over]) -> Table:
             value = overs.get(topology)
             basis = (Span(value.basis, "sub"),) if value is not None and value.basis else ()
             median = over_content(value, rate_text) if value is not None and value.n else text(NO_RATE)
-            rows.append(Row((text(""), text("median"), *(text("") for _ in range(4)), (*median, *basis)), css="sum"))
+            label = "fit over the probes" if value is not None and value.fitted else "median"
+            rows.append(Row((text(""), text(label), *(text("") for _ in range(4)), (*median, *basis)), css="sum"))
     header = [
         "topology",
         "round",

@@ -76,13 +76,15 @@ class Headline:
 @dataclass(frozen=True)
 class Verdict:
     """``wide``: some figure's interval is over ±10% of it (the page says what to do); ``rounds``: some figure is a
-    median over rounds (the page says how to read one)."""
+    median over rounds (the page says how to read one); ``fitted``: some figure is a fit over the probes near the
+    knee (the page says what that is)."""
 
     topologies: tuple[str, ...]
     rows: tuple[Row, ...]
     headline: tuple[Headline, ...]
     wide: bool = False
     rounds: bool = False
+    fitted: bool = False
 
     def row(self, name: str) -> Row:
         """The row whose metric name starts with ``name``."""
@@ -164,4 +166,5 @@ def build(ctx: Context, metrics: Sequence[Metric]) -> Verdict:
         )
     wide = any(f is not None and f.cell.wide for row in rows if row.figures for f in row.figures.values())
     rounds = any(row.basis.startswith("median") for row in rows)
-    return Verdict(tuple(ctx.topologies), tuple(rows), tuple(headline), wide, rounds)
+    fitted = any(row.basis.startswith("fit over") for row in rows)
+    return Verdict(tuple(ctx.topologies), tuple(rows), tuple(headline), wide, rounds, fitted)
