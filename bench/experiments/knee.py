@@ -64,10 +64,9 @@ def probes_near(steps: pd.DataFrame, topology: str, center: float, slo_p99: floa
     p99 = rows["p99"].to_numpy(dtype=np.float64)
     errors = rows["error_rate"].to_numpy(dtype=np.float64)
     usable = np.isfinite(rate) & (rate > 0) & np.isfinite(p99) & (p99 > 0)
-    if math.isfinite(center) and center > 0:
-        usable &= np.abs(np.log(np.where(usable, rate, 1.0) / center)) <= math.log(WINDOW)
-    else:
-        usable &= False
+    if not (math.isfinite(center) and center > 0):
+        usable[:] = False  # no rounds' crossing to centre the window on
+    usable &= np.abs(np.log(np.where(usable, rate, 1.0) / (center if usable.any() else 1.0))) <= math.log(WINDOW)
     log_slo = math.log(slo_p99)
     met = (p99 <= slo_p99) & (errors < error_budget)
     log_p99 = np.log(np.where(usable, p99, 1.0))

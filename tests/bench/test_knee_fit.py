@@ -173,3 +173,10 @@ def test_the_fit_spreads_less_from_run_to_run_than_the_median_of_the_rounds() ->
     spread = np.log(runs).std(axis=0)
     assert spread[1] < 0.85 * spread[0]
     assert np.median(runs[:, 1]) == pytest.approx(1000, rel=0.05)
+
+
+def test_no_rounds_crossing_means_no_fit() -> None:
+    probes = knee.probes_near(steps("monolith", [(900.0, 0.03), (1000.0, 0.06)]), "monolith", math.nan, 0.05, 0.001)
+    assert probes.n == 0
+    assert knee.estimate(probes).n == 0
+    assert knee.ratio(probes, probes).n == 0
