@@ -752,8 +752,10 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     table.caption = (
         (
             f"{rounds} rounds{knee_rounds}{over}: median, then its interval over the rounds{covered}; x: ratio to the "
-            f"monolith, paired per round; -: no round could carry it; sustainable: {sustainable}; search bracket: the "
-            "highest rate that met it and the lowest that missed it"
+            f"monolith, paired per round{' (sustainable: of the two fits)' if fitted.any() else ''}; -: no round "
+            f"could carry it; sustainable: {sustainable}; search bracket: the search's own highest rate that met it "
+            "and lowest that missed it"
+            + (" (the fit takes the re-check rounds' probes too: it can lie outside)" if fitted.any() else "")
         )
         + "".join(f"; {why}" for why in left_out)
         + (". Intervals over ±10% of their median: run again with more rounds, or on a quieter machine" if wide else "")

@@ -211,7 +211,8 @@ class Sustained:
 @dataclass(frozen=True)
 class Load:
     """The load chart and the sustainable throughput under it; ``knee``: the knee's table, round by round (None for
-    an older run, whose sweep stepped through fixed rates)."""
+    an older run, whose sweep stepped through fixed rates); ``fitted``: the figure is the line fitted to the probes
+    near the knee (else the median over the rounds)."""
 
     chart: Figure
     sustained: tuple[Sustained, ...]
@@ -219,6 +220,7 @@ class Load:
     budget: str
     knee: Table | None = None
     rounds: int = 0
+    fitted: bool = False
 
 
 def load_point(row: pd.Series) -> charts.LoadPoint:
@@ -277,6 +279,7 @@ def load(ctx: Context) -> Load:
         f" and an error rate under {budget:.2%}" if isinstance(budget, int | float) else "",
         knee_table(ctx, overs) if in_rounds else None,
         int(knee_runs.groupby("topology")["round"].nunique().max()) if in_rounds else 0,
+        any(o.fitted for o in overs.values()),
     )
 
 
