@@ -42,7 +42,7 @@ class SecurityParams:
         return {"target_rate": self.rate, "duration": self.duration, "warmup": self.warmup, "mix": self.mix}
 
 
-QUICK_SECURITY = SecurityParams(rate=200.0, duration=1.0, warmup=0.2)  # the quick network low phase's load
+QUICK_SECURITY = SecurityParams(rate=200.0, duration=1.0, warmup=0.5)  # the quick network low phase's load
 
 
 def same_load(security: SecurityParams, low: Mapping[str, Any]) -> bool:
