@@ -17,6 +17,7 @@ from bench.common.names import PLACEMENT, SECURITY, STEPS
 from bench.common.stats import successes
 from bench.experiments.context import RunContext
 from bench.experiments.experiment import Experiment, Progress, Tables, each_topology, rows_where_invalid
+from bench.experiments.network import QUICK as QUICK_NETWORK
 from bench.experiments.network import measure
 from bench.load.loadgen import LoadSpec
 from bench.load.workload import ShopWorkload
@@ -42,7 +43,10 @@ class SecurityParams:
         return {"target_rate": self.rate, "duration": self.duration, "warmup": self.warmup, "mix": self.mix}
 
 
-QUICK_SECURITY = SecurityParams(rate=200.0, duration=1.0, warmup=0.5)  # the quick network low phase's load
+# The quick network low phase's load, so that its low-phase trial is reused (taken from it, not kept beside it).
+QUICK_SECURITY = SecurityParams(
+    rate=QUICK_NETWORK.low_rate, duration=QUICK_NETWORK.low_duration, warmup=QUICK_NETWORK.warmup
+)
 
 
 def same_load(security: SecurityParams, low: Mapping[str, Any]) -> bool:
