@@ -54,14 +54,22 @@ class PhaseProgress:
     def __init__(self, bar: Progress, task: TaskID) -> None:
         self.bar, self.task, self.pending = bar, task, 0.0
         self.phase_started = time.monotonic()
+        self.replanned = 0.0  # seconds the experiments added to their plans (or took from them) while they ran
 
     def __call__(self, description: str, expected: float) -> None:
         self.bar.update(self.task, description=description, advance=self.pending)
         self.pending, self.phase_started = expected, time.monotonic()
 
+    def replan(self, seconds: float) -> None:
+        """The running experiment expects to take ``seconds`` more than planned: the bar's total grows by as much."""
+        self.replanned += seconds
+        total = self.bar.tasks[self.task].total or 0.0
+        self.bar.update(self.task, total=total + seconds)
+
     def experiment_done(self, name: str, completed: float) -> None:
-        """An experiment ended: the bar stands at the planned time of the experiments done so far."""
-        self.bar.update(self.task, completed=completed, description=f"{name}: done")
+        """An experiment ended: the bar stands at the planned time of the experiments done so far, with what they
+        re-planned (``completed`` is their plans before they ran)."""
+        self.bar.update(self.task, completed=completed + self.replanned, description=f"{name}: done")
         self.pending, self.phase_started = 0.0, time.monotonic()
 
     def seconds_left(self, task: Task) -> float:
@@ -107,13 +115,18 @@ def run(context: RunContext, planned: Sequence[Planned], console: Console) -> Pa
         done = 0.0
         timing: dict[str, dict[str, float]] = {}
         for p in planned:
-            began = time.monotonic()
+            began, replanned = time.monotonic(), phases.replanned
             for name, frame in run_one(context, p, collected, phases).items():
                 collected[name].append(frame)
-            timing[p.name] = {"planned": expected_seconds(context, p), "taken": time.monotonic() - began}
-            done += timing[p.name]["planned"]
+            planned_here = expected_seconds(context, p)
+            timing[p.name] = {
+                "planned": planned_here,
+                "replanned": planned_here + phases.replanned - replanned,
+                "taken": time.monotonic() - began,
+            }
+            done += planned_here
             phases.experiment_done(p.name, done)
-        bar.update(task, completed=done, description="done")
+        bar.update(task, completed=done + phases.replanned, description="done")
     frames = {name: pd.concat(parts, ignore_index=True) for name, parts in collected.items()}
     if PLACEMENT in frames:  # every experiment that deployed a topology found the same placement: keep it once
         frames[PLACEMENT] = frames[PLACEMENT].drop_duplicates(["topology", "component"], ignore_index=True)

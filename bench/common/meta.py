@@ -154,10 +154,12 @@ class Parameters(Struct, kw_only=True):
 
 
 class ExperimentSeconds(Struct, kw_only=True):
-    """How long an experiment was planned to take (the progress bar's plan) and took, in seconds of wall time."""
+    """How long an experiment was planned to take (the progress bar's plan before it ran, then once it had re-planned
+    what it measured it would need) and took, in seconds of wall time; older results have no ``replanned``."""
 
     planned: float
     taken: float
+    replanned: float | None = None
 
 
 class Meta(Struct, kw_only=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import pandas as pd
 from rich import box
@@ -20,8 +20,17 @@ from bench.experiments.context import RunContext
 
 P = TypeVar("P")
 
-Progress = Callable[[str, float], None]
-"""Told what runs now and how many seconds it is expected to take."""
+
+class Progress(Protocol):
+    """What an experiment tells the run's progress bar."""
+
+    def __call__(self, description: str, expected: float) -> None:
+        """``description`` runs now and is expected to take ``expected`` seconds."""
+
+    def replan(self, seconds: float) -> None:
+        """What is left of the experiment is now expected to take ``seconds`` more than planned (fewer when negative):
+        the experiment measured something its plan could only assume (e.g. how fast the system under test is)."""
+
 
 Tables = Mapping[str, pd.DataFrame]
 Scope = Literal["topology", "run"]

@@ -90,10 +90,13 @@ class NetworkParams:
     within: float = 0.10
     floor_rate: float = 25.0
     max_probes: int = 12
-    probe_requests: int = 1000
-    probe_duration: float = 1.0
-    probe_warmup: float = 0.5
-    recheck_rounds: int = 3
+    # One probe shape for the quick run and the default: a probe's p99 depends on how long the rate was applied
+    # (past capacity the queue grows for as long as the load lasts), so probes of different lengths measure
+    # different knees (docs/method.md, "One probe shape").
+    probe_requests: int = 1000  # p99 is then the tenth-slowest request of a probe, not its fourth (400 requests)
+    probe_duration: float = 0.4
+    probe_warmup: float = 0.1  # a probe's connections are open before its time zero: 0.1 s is 100 requests and more
+    recheck_rounds: int = 4
     recheck_steps: int = 2
     miss_retries: int = 1
     deployments: int = 2
@@ -118,25 +121,35 @@ class NetworkParams:
         """How long a probe at ``rate`` measures: long enough for ``probe_requests`` requests."""
         return max(self.probe_duration, self.probe_requests / rate)
 
+    def trial_seconds(self) -> float:
+        """What a trial takes beside its load: its noise probe and about 0.12 s more (the meters, the generator's
+        handover and time zero, the records back: 0.16-0.17 s in all with the quick run's 50 ms probe, measured)."""
+        return self.noise_probe + 0.12
+
+    def probe_trial_seconds(self, rate: float) -> float:
+        """What one probe of the knee at ``rate`` takes, warm-up and trial included."""
+        return self.probe_warmup + self.probe_seconds(rate) + self.trial_seconds()
+
+    def knee_seconds(self, knees: Sequence[float]) -> float:
+        """What the knee's search and re-check rounds take on topologies whose knees lie near ``knees`` (req/s)."""
+        total = 0.0
+        for knee in knees:
+            # The search starts below the knee (SideBySide.start_rate), doubles and bisects: 5-6 probes measured, the
+            # first the longest (1,000 requests at its lower rate), the others near the knee or past it.
+            searching = self.probe_trial_seconds(knee / KNEE_OVER_START)
+            searching += (min(self.max_probes, 6) - 1) * self.probe_trial_seconds(knee)
+            recheck = self.recheck_rounds * PROBES_PER_RECHECK * self.probe_trial_seconds(knee)
+            total += (searching + recheck) * (1.0 + REPEATED)
+        return total
+
     def planned_seconds(self, topologies: int) -> float:
         """The measuring time of the experiment on ``topologies`` topologies side by side (an estimate: the knee's
-        position decides how many probes the search makes)."""
-        # Beside its load a trial takes its noise probe and about 0.12 s more: the meters, the generator's handover and
-        # time zero, the records back (0.16-0.17 s in all with the quick run's 50 ms probe, measured).
-        trial = self.noise_probe + 0.12
-        low = self.rounds * topologies * (self.warmup + self.low_duration + trial)
+        position decides how long its probes last; the experiment re-plans the knee once it knows where to start)."""
+        low = self.rounds * topologies * (self.warmup + self.low_duration + self.trial_seconds()) * (1.0 + REPEATED)
         traced = topologies * (self.traced_per_op * len(OPS) / 50.0 + 1.0)
-        # The search starts below the knee by a factor of about two (see SideBySide.start_rate): two doublings and
-        # three bisections, a miss tried again only near the knee (5-6 probes measured), each probe near the knee's
-        # rate (on 2 cores 1,000-5,000 req/s: a probe of 1,000 requests lasts 0.55 s on average over the three).
-        probe = self.probe_warmup + self.probe_seconds(1800.0) + trial
-        searching = topologies * min(self.max_probes, 6) * probe
-        # Two probes a round, and a step on in about two rounds in five (measured).
-        recheck = self.recheck_rounds * topologies * 2.75 * probe
-        repeats = 0.05 * (low + searching + recheck)  # trials the machine's noise disturbed, run again (measured)
         # Measured: 0.3 s for the monolith, 1.6-2.1 s for microservices; then each one's warm-up load.
         starts = topologies * self.deployments * (1.0 + WARM_UP + 0.1)
-        return starts + low + traced + searching + recheck + repeats
+        return starts + low + traced + self.knee_seconds([PLANNED_KNEE] * topologies)
 
     def low_load(self) -> dict[str, Any]:
         """The load of the low phase, as the columns of its rows in the ``steps`` table name it."""
@@ -152,12 +165,11 @@ QUICK = NetworkParams(
     warmup=0.5,
     rounds=4,
     traced_per_op=3,
-    start_rate=800.0,
     max_probes=8,
-    probe_requests=1000,  # p99 of a probe is then its tenth-slowest request, not its fourth (400 requests)
-    probe_duration=0.4,
-    probe_warmup=0.1,  # a probe's connections are open before its time zero: 0.1 s is 100 requests and more
     recheck_rounds=2,
+    # One deployment of each topology (the default's two cost the quick run about 4 s of starts and warm-ups): with
+    # one or two, three quick runs each gave the same sustainable-throughput ratios within ±4% (docs/measurements.md).
+    deployments=1,
     noise_probe=0.05,  # a stall over 2 ms, or 0.25 ms lost, still shows in 50 ms
 )
 
@@ -175,6 +187,15 @@ class MeteredRun:
 
 
 TRACED_MIX = "each operation in turn"
+#: The knee the plan assumes before anything is measured (req/s): 1,000-5,000 on 2 cores, and a probe of 1,000
+#: requests at 1,800 req/s lasts what the three topologies' probes last on average.
+PLANNED_KNEE: Final = 1800.0
+#: The knee over the rate the search starts from (the capacity at the low-load CPU per request): 1.2-2.3 measured.
+KNEE_OVER_START: Final = 1.5
+#: Probes in a re-check round: two, and steps on (3.0-3.7 measured over quick and default runs).
+PROBES_PER_RECHECK: Final = 3.2
+#: The share of trials the machine's noise disturbed and that were run again (5-10% measured).
+REPEATED: Final = 0.07
 #: Seconds of load at the low rate that each deployment of the experiment serves once started, discarded.
 WARM_UP: Final = 0.3
 
@@ -412,9 +433,14 @@ class SideBySide:
     def knee(self) -> dict[str, Search[MeteredRun]]:
         """Every topology's bracketing search, interleaved, then the bracket run again in rounds."""
         params = self.params
+        starts = {topology: self.start_rate(topology) for topology in self.context.topologies}
+        # The plan assumed knees of PLANNED_KNEE; the low phase measured where each search starts, and so about where
+        # its knee lies (on a slower machine, probes of 1,000 requests last longer).
+        planned = params.knee_seconds([PLANNED_KNEE] * len(starts))
+        self.progress.replan(params.knee_seconds([KNEE_OVER_START * start for start in starts.values()]) - planned)
         searches = {
             topology: Search[MeteredRun](
-                rising(self.start_rate(topology), 2.0, digits=0, compound=True),
+                rising(starts[topology], 2.0, digits=0, compound=True),
                 # One miss on a minute the host took the CPU would stop the doubling below the knee, and the
                 # bisection could not leave that bracket: a miss while doubling is tried again.
                 retries=params.miss_retries,

@@ -28,5 +28,14 @@ def small_context(out: Path, topologies: tuple[str, ...] | list[str], **changes:
     return replace(context, **changes)
 
 
-def silent(description: str, seconds: float) -> None:
-    """A progress callback that shows nothing."""
+class Silent:
+    """A progress bar that shows nothing."""
+
+    def __call__(self, description: str, expected: float) -> None:
+        pass
+
+    def replan(self, seconds: float) -> None:
+        pass
+
+
+silent = Silent()

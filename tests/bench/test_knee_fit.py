@@ -17,6 +17,7 @@ from bench.experiments.context import Slo
 from bench.experiments.estimates import estimates
 from bench.experiments.network import QUICK, MeteredRun, SideBySide, knee_rows
 from bench.load.search import Judged
+from tests.bench.contexts import silent
 
 SLO = Slo()
 
@@ -134,6 +135,7 @@ def one_run(seed: int) -> tuple[float, float]:
     side.params, side.rng = QUICK, random.Random(seed)
     side.context = SimpleNamespace(topologies=("microservices",))
     side.runs = {"microservices": []}
+    side.progress = silent
     noise = np.random.default_rng(seed)
 
     def probe(phase: str, columns: dict[str, int]):

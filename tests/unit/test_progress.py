@@ -35,3 +35,35 @@ def test_time_left_is_the_plan_less_the_running_phase_and_never_grows_while_a_ph
     phases.experiment_done("one", 30.0)  # the experiment's plan, whatever its phases added up to
     assert phases.seconds_left(task) == 30.0
     assert PlannedTimeLeft(phases).render(task).plain == "0:00:30"
+
+
+def test_a_replanned_experiment_moves_the_time_left_and_where_the_bar_stands_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    bar = Progress(console=Console(file=io.StringIO()))
+    task_id = bar.add_task("run", total=60.0)
+    phases = PhaseProgress(bar, task_id)
+    task = bar.tasks[0]
+    phases("first", 10.0)
+    phases.replan(15.0)  # the experiment found a slower machine than its plan assumed
+    assert phases.seconds_left(task) == 75.0
+    now[0] += 4.0
+    assert phases.seconds_left(task) == 71.0
+    phases.experiment_done("one", 30.0)  # its plan before it ran, and what it added since
+    assert task.completed == 45.0
+    assert phases.seconds_left(task) == 30.0
+    phases.replan(-5.0)  # the next one needs less
+    assert phases.seconds_left(task) == 25.0
+
+
+def test_the_knee_is_planned_longer_where_the_knees_are_lower() -> None:
+    from bench.experiments.network import QUICK, NetworkParams
+
+    for params in (QUICK, NetworkParams()):
+        fast, slow = params.knee_seconds([5000.0, 2500.0, 1200.0]), params.knee_seconds([3500.0, 1500.0, 600.0])
+        assert slow > fast
+        # Probes hold 1,000 requests: on the slow machine the microservices' alone last a second more each.
+        probes = min(params.max_probes, 6) + params.recheck_rounds * 3
+        assert slow - fast > probes * (1000 / 600 - 1000 / 1200)

@@ -64,11 +64,19 @@ def experiment_parameters(ctx: Context, experiment: str, params: Params | None) 
     return Parameters(experiment, pairs) if pairs and ctx.ran(experiment) else None
 
 
+def planned(seconds: ExperimentSeconds) -> str:
+    """The plan of an experiment, and what it re-planned where that differs by a second or more."""
+    again = seconds.replanned
+    if again is None or abs(again - seconds.planned) < 1.0:
+        return f"{seconds.planned:.0f}"
+    return f"{seconds.planned:.0f}, re-planned {again:.0f}"
+
+
 def wall_time(wall: float | None, experiments: Mapping[str, ExperimentSeconds]) -> str | None:
     """The run's wall time, and each experiment's against its plan (what the progress bar's estimate rested on)."""
     if wall is None:
         return None
-    each = "; ".join(f"{name} {t.taken:.0f} s (planned {t.planned:.0f})" for name, t in experiments.items())
+    each = "; ".join(f"{name} {t.taken:.0f} s (planned {planned(t)})" for name, t in experiments.items())
     return f"{wall:.0f} s" + (f": {each}" if each else "")
 
 
