@@ -85,7 +85,9 @@ class PlannedTimeLeft(ProgressColumn):
         self.phases = phases
 
     def render(self, task: Task) -> Text:
-        if self.phases is None or task.finished:
+        if task.finished:  # nothing is left (a dash would read as "unknown")
+            return Text("0:00:00", style="progress.remaining")
+        if self.phases is None:
             return Text("-:--:--", style="progress.remaining")
         left = round(self.phases.seconds_left(task))
         return Text(f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="progress.remaining")

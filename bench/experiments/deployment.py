@@ -272,10 +272,11 @@ def invalid_runs(tables: Tables) -> list[dict[str, Any]]:
 def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     if DEPLOYMENT not in tables:
         return None
+    invalid = "; * invalid run" if not tables[DEPLOYMENT]["valid"].all() else ""  # defined only where a row has it
     table = summary_table(
         "archbench: independent deployment (a restart under steady load)",
         caption="errors: failed requests while disturbed (retry: those a retrying client would have absorbed); "
-        "p99 in ms before and during; steady: seconds until the latency is back; * invalid run",
+        f"p99 in ms before and during; steady: seconds until the latency is back{invalid}",
     )
     for column in ("scenario", "topology", "restarted", "errors", "retry", "p99", "during", "steady"):
         left = column in ("scenario", "topology", "restarted")

@@ -440,10 +440,12 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     """One row per fault run, grouped by resilience profile; under 80 columns wide."""
     if FAILURE_IMPACT not in tables:
         return None
+    impact = tables[FAILURE_IMPACT]
+    invalid = "; * invalid run" if not impact["load_valid"].all() else ""  # defined only where a row carries it
     table = summary_table(
         "archbench: failure impact during the fault, consistency after it",
         caption="blast: share of the mix hurt, then its bounds (what the window's sample can tell); checkout, browse: "
-        "availability during the fault; recover, settled: seconds after the fault, after the load; * invalid run; "
+        f"availability during the fault; recover, settled: seconds after the fault, after the load{invalid}; "
         "profiles: resilience of the calls",
     )
     for column in ("topology", "fault", "blast", "checkout", "browse", "recover", "settled"):
@@ -452,7 +454,6 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     audits = {
         (str(a["topology"]), str(a["profile"]), str(a["fault"])): {str(k): v for k, v in a.items()} for a in audited
     }
-    impact = tables[FAILURE_IMPACT]
     for profile, rows in impact.groupby("profile", sort=False):
         table.add_row(f"[b]{profile}[/b]")
         for row in rows.to_dict(orient="records"):

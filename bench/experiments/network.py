@@ -38,6 +38,7 @@ from rich.table import Table
 
 from bench.common import stats
 from bench.common.intervals import smallest_resolving_sample
+from bench.common.machine import machine_noise
 from bench.common.names import (
     COMPLEXITY_LIVE,
     ESTIMATES,
@@ -725,8 +726,14 @@ def sustainable(tables: Mapping[str, pd.DataFrame], slo: Slo) -> dict[str, float
 
 
 def facts(context: RunContext, tables: Tables) -> dict[str, Any]:
-    """``sustainable_throughput``: topology -> the sustainable rate (req/s, None when no probe met the SLO)."""
-    return {"sustainable_throughput": sustainable(tables, context.slo)}
+    """``sustainable_throughput``: topology -> the sustainable rate (req/s, None when no probe met the SLO);
+    ``machine_noise``: how noisy the machine was over the trials (:class:`bench.common.machine.MachineNoise`), to
+    compare runs by."""
+    noise = machine_noise(tables[STEPS]) if STEPS in tables else None
+    return {
+        "sustainable_throughput": sustainable(tables, context.slo),
+        **({"machine_noise": noise.as_meta()} if noise is not None else {}),
+    }
 
 
 def planned_seconds(context: RunContext, params: NetworkParams) -> float:
@@ -766,7 +773,7 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
     table.add_column("figure")
     for topology in topologies:
         table.add_column(topology, justify="right", no_wrap=True)
-    wide = False
+    wide: list[str] = []  # the rows with an interval over ±10% of its median
     left_out: list[str] = []
     for figure, label in SUMMARY_ROWS:
         rows = {str(r["topology"]): r for _, r in frame[frame["figure"] == figure].iterrows()}
@@ -781,7 +788,8 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
             lines = estimate_lines(row, "", figure_text)
             if topology != "monolith" and row["ratio_n"]:
                 lines += estimate_lines(row, "ratio_", lambda v: f"{v:.2g}", prefix="x")
-            wide = wide or bool(row["wide"]) or bool(row["ratio_wide"])
+            if (row["wide"] or row["ratio_wide"]) and label not in wide:
+                wide.append(label)
             cells.append("\n".join(lines))
         table.add_row(label, *cells, end_section=True)
     if KNEE in tables:
@@ -813,7 +821,13 @@ def summary(tables: Tables, meta: Mapping[str, Any]) -> Table | None:
             + (" (the fit takes the re-check rounds' probes too: it can lie outside)" if fitted.any() else "")
         )
         + "".join(f"; {why}" for why in left_out)
-        + (". Intervals over ±10% of their median: run again with more rounds, or on a quieter machine" if wide else "")
+        + (
+            f". Intervals over ±10% of their median ({'; '.join(wide)}): run again with more rounds, or on a quieter "
+            "machine"
+            if wide
+            else ""
+        )
+        + (f". {noise.line()}" if steps is not None and (noise := machine_noise(steps)) else "")
     )
     return table
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from rich.console import Console
 
@@ -102,6 +103,8 @@ def test_meta_records_what_each_experiment_was_planned_to_take_and_took(tiny_res
     for timing in meta.experiment_seconds.values():
         assert timing.planned > 0
         assert timing.taken > 0
+        assert timing.replanned is not None  # the plan once the experiment had re-planned
+        assert timing.replanned > 0
 
 
 def test_the_terminal_summary_reads_at_80_columns(tiny_results: Path) -> None:
@@ -115,3 +118,36 @@ def test_the_terminal_summary_reads_at_80_columns(tiny_results: Path) -> None:
     assert "search bracket" in text
     assert "…" not in text  # no name or figure cut short
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_the_summary_names_the_rows_whose_intervals_are_wide() -> None:
+    rows = []
+    for figure, _ in network.SUMMARY_ROWS:
+        for topology in ("monolith", "microservices"):
+            wide = figure == "cpu_per_request_us" and topology == "microservices"
+            rows.append(
+                {
+                    "figure": figure,
+                    "topology": topology,
+                    "method": "median",
+                    "value": 2.0,
+                    "low": 1.0 if wide else 1.9,
+                    "high": 3.0 if wide else 2.1,
+                    "n": 4,
+                    "coverage": 0.88,
+                    "wide": wide,
+                    "ratio_value": 2.0 if topology != "monolith" else float("nan"),
+                    "ratio_low": 1.9,
+                    "ratio_high": 2.1,
+                    "ratio_n": 4 if topology != "monolith" else 0,
+                    "ratio_coverage": 0.88,
+                    "ratio_wide": False,
+                }
+            )
+    table = network.summary({network.ESTIMATES: pd.DataFrame(rows)}, {})
+    assert table is not None
+    caption = str(table.caption)
+    assert "Intervals over ±10% of their median (CPU/request us)" in caption
+    table = network.summary({network.ESTIMATES: pd.DataFrame(rows).assign(wide=False)}, {})
+    assert table is not None
+    assert "Intervals over" not in str(table.caption)

@@ -179,3 +179,17 @@ def test_the_golden_run_names_each_fault_with_its_profile(golden: Path) -> None:
     assert recovery.row("fault-microservices-kill_payments__resilient_").text(0) == "kill:payments (resilient)"
     assert all(r.window == (pytest.approx(0.9), pytest.approx(2.1)) for r in view(ctx, "failure-timeline").rows)
     assert not math.isnan(heatmap.panels[0].rows[0].cells["browse"].availability)
+
+
+def test_the_terminal_summary_defines_the_invalid_mark_only_where_a_row_carries_it() -> None:
+    from bench.experiments import failure
+
+    # One resilience profile (the quick run's); colocated's error run is invalid.
+    tables = {name: frame.assign(profile="resilient") for name, frame in failure_tables(QUICK).items()}
+    flagged = failure.summary(tables, {})
+    assert flagged is not None
+    assert "* invalid run" in str(flagged.caption)
+    tables["failure_impact"] = tables["failure_impact"].assign(load_valid=True)
+    clean = failure.summary(tables, {})
+    assert clean is not None
+    assert "invalid" not in str(clean.caption)

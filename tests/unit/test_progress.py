@@ -56,6 +56,8 @@ def test_a_replanned_experiment_moves_the_time_left_and_where_the_bar_stands_whe
     assert phases.seconds_left(task) == 30.0
     phases.replan(-5.0)  # the next one needs less
     assert phases.seconds_left(task) == 25.0
+    bar.update(task_id, completed=task.total)
+    assert PlannedTimeLeft(phases).render(task).plain == "0:00:00"  # finished: nothing left, not "unknown"
 
 
 def test_the_knee_is_planned_longer_where_the_knees_are_lower() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.common.machine import COMPARABLE_WAKEUP, MachineNoise, machine_noise
 from bench.common.meta import ExperimentSeconds, Params, recorded
 from bench.report.context import Context, Fault, step_anchor, strength_label
 from bench.report.format import ms, num
@@ -45,6 +46,8 @@ class Method:
     left: tuple[Parameters, ...]
     network: Parameters | None
     validity: Table | None
+    #: How noisy the machine was over the trials (empty when no trial recorded it).
+    machine: Pairs = ()
     #: Whether the run judged the generator's lag figure by figure (its ``steps`` record voided percentiles): the
     #: page then gives that rule for an invalid run, else the older one.
     lag_per_figure: bool = False
@@ -121,7 +124,34 @@ def method(ctx: Context) -> Method:
         tuple(p for p in left if p is not None),
         network,
         validity_table(ctx),
-        "voided_percentiles" in ctx.table("steps"),
+        lag_per_figure="voided_percentiles" in ctx.table("steps"),
+        machine=machine_pairs(machine_noise(ctx.table("steps"))),
+    )
+
+
+def machine_pairs(noise: MachineNoise | None) -> Pairs:
+    """The machine's noise over the run's trials, as the environment's key-value table shows it."""
+    if noise is None:
+        return ()
+    return (
+        ("trials measured", f"{noise.trials}"),
+        ("run again: the machine disturbed them", f"{noise.repeated}"),
+        ("kept although disturbed (after the retries)", f"{noise.disturbed}"),
+        ("CPU steal during a trial", f"median {noise.steal_median:.1%}, max {noise.steal_max:.1%}"),
+        (
+            "stall probe before a trial",
+            f"median {noise.stall_lost_median:.2%} of it lost, worst stall {noise.worst_stall * 1e3:.1f} ms",
+        ),
+        (
+            "idle wake-up latency (a 1 ms sleep's lateness)",
+            f"median {noise.wakeup_median * 1e6:.0f} µs over the trials ({noise.wakeup_low * 1e6:.0f}–"
+            f"{noise.wakeup_high * 1e6:.0f})",
+        ),
+        (
+            "to compare two runs",
+            f"only where their wake-up medians agree within {COMPARABLE_WAKEUP:.0%}: the shop's small requests pay "
+            "the host's wake-ups, and the knees of a run moved with its median",
+        ),
     )
 
 
