@@ -346,6 +346,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if left_out and not args.experiments:
         print(f"not measured by this run: {', '.join(left_out)}")
         print(f"  to measure them: archbench run --experiments {','.join(left_out)}")
+    if args.quick and not external:
+        print("the quick run's network and failure experiments: fewer rounds, one fault (a kill), one resilience")
+        print("  profile; in full (about nine minutes): archbench run")
     return 0
 
 

@@ -168,6 +168,7 @@ QUICK = NetworkParams(
     traced_per_op=3,
     max_probes=8,
     recheck_rounds=2,
+    recheck_steps=1,  # a re-check round of 2-3 probes; the fit takes every probe near the knee (about 2 s of 90)
     # One deployment of each topology (the default's two cost the quick run about 4 s of starts and warm-ups): with
     # one or two, three quick runs each gave the same sustainable-throughput ratios within ±4% (docs/measurements.md).
     deployments=1,

@@ -95,3 +95,17 @@ def test_the_resilient_profile_fails_fast_where_the_naive_one_waits(tmp_path: Pa
     # Naive: in-process calls have no timeout, checkouts wait for the whole hang. Resilient: a timeout per module.
     assert impact.loc["resilient", "p99_checkout"] < impact.loc["naive", "p99_checkout"]
     assert impact.loc["naive", "p99_checkout"] >= 0.6 * window
+
+
+def test_on_a_target_the_quick_run_adds_a_fault_it_can_apply_there() -> None:
+    from types import SimpleNamespace
+
+    quick = failure.QUICK_FAILURE
+    assert [plan.kind for plan in quick.faults] == ["kill"]  # here: the kill, the fault that tells topologies apart
+    target = SimpleNamespace(target=SimpleNamespace(spec=SimpleNamespace(profile="naive")))
+    there = failure.configure(target, quick)  # type: ignore[arg-type]
+    assert [plan.name for plan in there.faults] == ["kill:payments", "error:payments"]  # the kill is skipped there
+    assert there.profiles == ("naive",)
+    full = failure.configure(target, failure.FailureParams())  # type: ignore[arg-type]
+    assert full.faults == failure.FailureParams().faults  # dependency faults among them already
+    assert failure.configure(SimpleNamespace(target=None), quick) is quick  # type: ignore[arg-type]
