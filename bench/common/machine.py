@@ -4,8 +4,8 @@ by the network experiment's trials: :meth:`bench.system.noise.Noise.columns`).
 The idle wake-up latency (how late a 1 ms sleep ends, measured before each trial) is the figure to compare runs
 by: on the 2-core development VM, over fifteen runs of one evening, its run median was 71-72 us in the two runs
 that read the monolith's knee at about 5,400 req/s and 83-94 us in those that read 3,000-4,800, while CPU steal
-stayed at 0 and a Python loop ran at the same speed (``docs/measurements.md``). Two runs whose medians differ by more than a tenth
-were made on what is, for the shop's many small requests, a different machine.
+stayed at 0 and a Python loop ran at the same speed (``docs/measurements.md``). Two runs whose medians differ by
+more than a tenth were made on what is, for the shop's many small requests, a different machine.
 """
 
 from __future__ import annotations
