@@ -4,23 +4,40 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 
 import pytest
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import Progress, Task, TaskID
 
 from bench.run import PhaseProgress, PlannedTimeLeft
 
 
-def test_time_left_is_the_plan_less_the_running_phase_and_never_grows_while_a_phase_runs(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@dataclass
+class Bar:
+    """A progress bar of 60 planned seconds on a clock the test moves (``now[0]``)."""
+
+    now: list[float]
+    bar: Progress
+    task_id: TaskID
+    phases: PhaseProgress
+
+    @property
+    def task(self) -> Task:
+        return self.bar.tasks[0]
+
+
+@pytest.fixture
+def planned(monkeypatch: pytest.MonkeyPatch) -> Bar:
     now = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
     bar = Progress(console=Console(file=io.StringIO()))
     task_id = bar.add_task("run", total=60.0)
-    phases = PhaseProgress(bar, task_id)
-    task = bar.tasks[0]
+    return Bar(now, bar, task_id, PhaseProgress(bar, task_id))
+
+
+def test_time_left_is_the_plan_less_the_running_phase_and_never_grows_while_a_phase_runs(planned: Bar) -> None:
+    now, phases, task = planned.now, planned.phases, planned.task
     assert phases.seconds_left(task) == 60.0
     phases("first", 10.0)
     now[0] += 4.0
@@ -37,15 +54,8 @@ def test_time_left_is_the_plan_less_the_running_phase_and_never_grows_while_a_ph
     assert PlannedTimeLeft(phases).render(task).plain == "0:00:30"
 
 
-def test_a_replanned_experiment_moves_the_time_left_and_where_the_bar_stands_when_it_ends(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [100.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])
-    bar = Progress(console=Console(file=io.StringIO()))
-    task_id = bar.add_task("run", total=60.0)
-    phases = PhaseProgress(bar, task_id)
-    task = bar.tasks[0]
+def test_a_replanned_experiment_moves_the_time_left_and_where_the_bar_stands_when_it_ends(planned: Bar) -> None:
+    now, phases, task = planned.now, planned.phases, planned.task
     phases("first", 10.0)
     phases.replan(15.0)  # the experiment found a slower machine than its plan assumed
     assert phases.seconds_left(task) == 75.0
@@ -56,7 +66,7 @@ def test_a_replanned_experiment_moves_the_time_left_and_where_the_bar_stands_whe
     assert phases.seconds_left(task) == 30.0
     phases.replan(-5.0)  # the next one needs less
     assert phases.seconds_left(task) == 25.0
-    bar.update(task_id, completed=task.total)
+    planned.bar.update(planned.task_id, completed=task.total)
     assert PlannedTimeLeft(phases).render(task).plain == "0:00:00"  # finished: nothing left, not "unknown"
 
 
