@@ -169,8 +169,9 @@ QUICK = NetworkParams(
     max_probes=8,
     recheck_rounds=2,
     recheck_steps=1,  # a re-check round of 2-3 probes; the fit takes every probe near the knee (about 2 s of 90)
-    # One deployment of each topology (the default's two cost the quick run about 4 s of starts and warm-ups): with
-    # one or two, three quick runs each gave the same sustainable-throughput ratios within ±4% (docs/measurements.md).
+    # One deployment of each topology (the default's two cost the quick run about 4 s of starts and warm-ups): three
+    # quick runs with one and three with two read the sustainable-throughput ratios at x0.45-0.49 (colocated) and
+    # x0.23-0.26 (microservices) either way (docs/measurements.md).
     deployments=1,
     noise_probe=0.05,  # a stall over 2 ms, or 0.25 ms lost, still shows in 50 ms
 )
