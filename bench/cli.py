@@ -261,6 +261,18 @@ def names_of(valid: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
+def discard_empty(out: Path, created: bool) -> None:
+    """Remove the results directory this run created where the run ended before writing anything in it (the run
+    directories of deployments that never started included)."""
+    if not created or not out.is_dir():
+        return
+    for path in sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if not path.is_dir() or any(path.iterdir()):
+            return  # a file: something was written, keep it all
+        path.rmdir()
+    out.rmdir()
+
+
 def unusable_out(out: Path) -> str | None:
     """Why ``out`` cannot take a run's results (a file, under a file, not empty, not creatable), or None.
 
@@ -314,10 +326,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:  # the system runs elsewhere: the generator may have this whole machine
         sut_cpus, gen_cpus = None, args.generator_cpus
     out: Path = args.out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
-    refused = unusable_out(out)
-    if refused is not None:
-        print(f"archbench: error: {refused}; choose another --out", file=sys.stderr)
-        return 2
     context = run_context(args, out, target, sut_cpus, gen_cpus)
     planned = plan(context, experiments, vars(args))
     for p in planned:  # before anything runs
@@ -325,6 +333,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if why is not None:
             print(f"archbench: error: {p.name}: {why}", file=sys.stderr)
             return 2
+    created = not out.exists()
+    refused = unusable_out(out)
+    if refused is not None:
+        print(f"archbench: error: {refused}; choose another --out", file=sys.stderr)
+        return 2
     if target is not None:
         console.print(f"external target: {target.topology} at {target.public_url}; nothing is started here")
     try:
@@ -332,10 +345,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             path = run(context, planned, console)
     except ShutdownRequested:
         print("interrupted; every process was stopped, no results written", file=sys.stderr)
+        discard_empty(out, created)
         return 130
     except StartupError as exc:
         print(f"archbench: error: {startup_failure(exc)}", file=sys.stderr)
+        discard_empty(out, created)
         return 1
+    except (PostgresMissing, DatabaseUnusable):  # said in one line by main
+        discard_empty(out, created)
+        raise
     results = load_results(path)
     for table in summary_tables(experiments, results.tables, results.meta):
         Console().print(table)
@@ -347,8 +365,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"not measured by this run: {', '.join(left_out)}")
         print(f"  to measure them: archbench run --experiments {','.join(left_out)}")
     if args.quick and not external:
-        print("the quick run's network and failure experiments: fewer rounds, one fault (a kill), one resilience")
-        print("  profile; in full (about nine minutes): archbench run")
+        print("the quick run: fewer rounds, one fault (a kill), one resilience profile")
+        print("  in full (about nine minutes): archbench run")
     return 0
 
 

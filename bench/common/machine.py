@@ -43,12 +43,12 @@ class MachineNoise:
 
     def line(self) -> str:
         """One line for the terminal: "The machine: 3 of 51 trials run again, none kept disturbed; CPU steal 0.0%
-        (max 0.4%); idle wake-up 72 us (68-90)"."""
+        (max 0.4%); idle wake-up 72 us (68–90)"."""
         kept = f"{self.disturbed} kept disturbed" if self.disturbed else "none kept disturbed"
         return (
             f"The machine: {self.repeated} of {self.trials} trials run again, {kept}; CPU steal "
             f"{self.steal_median:.1%} (max {self.steal_max:.1%}); idle wake-up {self.wakeup_median * 1e6:.0f} us "
-            f"({self.wakeup_low * 1e6:.0f}-{self.wakeup_high * 1e6:.0f})"
+            f"({self.wakeup_low * 1e6:.0f}–{self.wakeup_high * 1e6:.0f})"
         )
 
 

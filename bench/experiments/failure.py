@@ -182,8 +182,8 @@ def run_profile(
             if why is not None:
                 rows.skipped.append((plan.name, why))
                 continue
-            progress(
-                f"{topology}: {profile}, fault {plan.name}",
+            progress(  # within the bar's 40 columns for the quick run's fault on every topology
+                f"{topology}: {plan.name} ({profile})",
                 params.warmup + params.before + params.window + params.after,
             )
             workload = ShopWorkload(

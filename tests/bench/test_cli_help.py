@@ -57,3 +57,21 @@ def test_database_options_that_contradict_each_other_are_refused(
     err = capsys.readouterr().err
     assert why in err
     assert err.count("\n") == 1
+
+
+def test_a_run_refused_before_it_starts_leaves_no_results_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = tmp_path / "refused"
+    # Scaling to 2 replicas on the one CPU given to the system under test is refused before anything runs.
+    argv = ["run", "--out", str(refused), "--sut-cpus", "0", "--generator-cpus", "0", "--experiments", "scaling"]
+    assert main([*argv, "--scale-to", "2", "--no-report"]) == 2
+    assert "scaling" in capsys.readouterr().err
+    assert not refused.exists()
+    unreachable = tmp_path / "unreachable"  # a database server that cannot be reached: found when the run starts
+    argv = ["run", "--out", str(unreachable), "--topologies", "monolith", "--experiments", "network", "--no-report"]
+    assert main([*argv, "--db-url", "postgresql://shop@127.0.0.1:1/shop_{component}"]) == 2
+    err = capsys.readouterr().err  # the progress bar, then one line
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("archbench: error: monolith's database")
+    assert not unreachable.exists()

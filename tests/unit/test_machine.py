@@ -33,7 +33,7 @@ def test_the_summary_counts_the_trials_run_again_and_those_kept_disturbed() -> N
     assert noise.worst_stall == 0.004
     assert (noise.wakeup_median, noise.wakeup_low, noise.wakeup_high) == (80e-6, 70e-6, 90e-6)
     assert noise.line() == (
-        "The machine: 3 of 3 trials run again, 1 kept disturbed; CPU steal 1.0% (max 3.0%); idle wake-up 80 us (70-90)"
+        "The machine: 3 of 3 trials run again, 1 kept disturbed; CPU steal 1.0% (max 3.0%); idle wake-up 80 us (70–90)"
     )
     assert noise.as_meta()["repeated"] == 3
 
