@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from bench.common.machine import machine_noise
-from bench.report.sections.method import machine_pairs
+from bench.report.sections.method import machine_note, machine_pairs
 
 
 def steps() -> pd.DataFrame:
@@ -43,5 +43,7 @@ def test_results_without_noise_columns_have_no_summary_and_the_report_shows_none
     assert machine_noise(older) is None
     assert machine_noise(steps().iloc[3:]) is None  # no trial carries it
     assert machine_pairs(None) == ()
+    assert machine_note(None) == ""
+    assert "within 10%" in machine_note(machine_noise(steps()))
     shown = dict(machine_pairs(machine_noise(steps())))
     assert shown["idle wake-up latency (a 1 ms sleep's lateness)"] == "median 80 µs over the trials (70–90)"

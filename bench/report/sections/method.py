@@ -48,6 +48,7 @@ class Method:
     validity: Table | None
     #: How noisy the machine was over the trials (empty when no trial recorded it).
     machine: Pairs = ()
+    machine_note: str = ""
     #: Whether the run judged the generator's lag figure by figure (its ``steps`` record voided percentiles): the
     #: page then gives that rule for an invalid run, else the older one.
     lag_per_figure: bool = False
@@ -125,7 +126,8 @@ def method(ctx: Context) -> Method:
         network,
         validity_table(ctx),
         lag_per_figure="voided_percentiles" in ctx.table("steps"),
-        machine=machine_pairs(machine_noise(ctx.table("steps"))),
+        machine=machine_pairs(noise := machine_noise(ctx.table("steps"))),
+        machine_note=machine_note(noise),
     )
 
 
@@ -147,11 +149,16 @@ def machine_pairs(noise: MachineNoise | None) -> Pairs:
             f"median {noise.wakeup_median * 1e6:.0f} µs over the trials ({noise.wakeup_low * 1e6:.0f}–"
             f"{noise.wakeup_high * 1e6:.0f})",
         ),
-        (
-            "to compare two runs",
-            f"only where their wake-up medians agree within {COMPARABLE_WAKEUP:.0%}: the shop's small requests pay "
-            "the host's wake-ups, and the knees of a run moved with its median",
-        ),
+    )
+
+
+def machine_note(noise: MachineNoise | None) -> str:
+    """How to read the machine's noise, where the run recorded it."""
+    if noise is None:
+        return ""
+    return (
+        f"Compare two runs only where their wake-up medians agree within {COMPARABLE_WAKEUP:.0%}: the shop's small "
+        "requests pay the host's wake-ups, and the knees of a run moved with its median."
     )
 
 
