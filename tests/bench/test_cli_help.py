@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.system.deploy import DB_ENV, DB_URL_ENV
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["serve"], ["report"]])
@@ -60,8 +61,11 @@ def test_database_options_that_contradict_each_other_are_refused(
 
 
 def test_a_run_refused_before_it_starts_leaves_no_results_directory(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The command hands --db-url to its deployments through the environment: restored for the tests after this one.
+    monkeypatch.setenv(DB_URL_ENV, "")
+    monkeypatch.setenv(DB_ENV, "")
     refused = tmp_path / "refused"
     # Scaling to 2 replicas on the one CPU given to the system under test is refused before anything runs.
     argv = ["run", "--out", str(refused), "--sut-cpus", "0", "--generator-cpus", "0", "--experiments", "scaling"]
