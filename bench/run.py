@@ -67,9 +67,9 @@ class PhaseProgress:
         self.bar.update(self.task, total=total + seconds)
 
     def experiment_done(self, name: str, completed: float) -> None:
-        """An experiment ended: the bar stands at the planned time of the experiments done so far, with what they
-        re-planned (``completed`` is their plans before they ran)."""
-        self.bar.update(self.task, completed=completed + self.replanned, description=f"{name}: done")
+        """An experiment ended: the bar stands at the planned time of the experiments done so far (``completed``,
+        what they re-planned included)."""
+        self.bar.update(self.task, completed=completed, description=f"{name}: done")
         self.pending, self.phase_started = 0.0, time.monotonic()
 
     def seconds_left(self, task: Task) -> float:
@@ -126,9 +126,9 @@ def run(context: RunContext, planned: Sequence[Planned], console: Console) -> Pa
                 "replanned": planned_here + phases.replanned - replanned,
                 "taken": time.monotonic() - began,
             }
-            done += planned_here
+            done += timing[p.name]["replanned"]
             phases.experiment_done(p.name, done)
-        bar.update(task, completed=done + phases.replanned, description="done")
+        bar.update(task, completed=done, description="done")
     frames = {name: pd.concat(parts, ignore_index=True) for name, parts in collected.items()}
     if PLACEMENT in frames:  # every experiment that deployed a topology found the same placement: keep it once
         frames[PLACEMENT] = frames[PLACEMENT].drop_duplicates(["topology", "component"], ignore_index=True)

@@ -61,7 +61,7 @@ def test_a_replanned_experiment_moves_the_time_left_and_where_the_bar_stands_whe
     assert phases.seconds_left(task) == 75.0
     now[0] += 4.0
     assert phases.seconds_left(task) == 71.0
-    phases.experiment_done("one", 30.0)  # its plan before it ran, and what it added since
+    phases.experiment_done("one", 45.0)  # its plan before it ran, and what it added since
     assert task.completed == 45.0
     assert phases.seconds_left(task) == 30.0
     phases.replan(-5.0)  # the next one needs less
